@@ -1,0 +1,277 @@
+"""The director API: one object that owns the service table.
+
+REST calls, the rules file and the data-plane director all go through here.
+Every operation validates completely before it changes anything (the model
+does that per operation; multi-line rules are applied to a copy that replaces
+the table only when every line was accepted).  After a change the rules file
+is rewritten and the listeners (the director, which must adjust flows) are
+told what changed.
+
+Stdlib only, plus the model and the ipvsadm text module.
+"""
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+
+from lvs_app import ipvsadm
+from lvs_app.model import (BadRequest, LvsError, ServiceKey, parse_ip,
+                           parse_service_id, service_key)
+
+LOG = logging.getLogger(__name__)
+
+IPVS_VERSION = "1.2.1"
+CONN_TAB_SIZE = 4096     # what ipvsadm prints as size=; the kernel's hash buckets
+
+SETTINGS = {
+    # name: (default, description) -- IPVS sysctls the director honours
+    "expire_quiescent_template": (False, "a template to a weight-0 server is not used"),
+    "expire_nodest_conn": (False, "connections of a deleted real server are removed at once"),
+}
+
+
+@dataclass
+class Change:
+    """What a committed operation changed, for listeners."""
+
+    kind: str                 # service-added, service-edited, service-deleted,
+    #                           server-added, server-edited, server-deleted,
+    #                           table-replaced, timeouts, settings, zero, marks
+    key: ServiceKey = None
+    server: object = None     # the RealServer concerned
+    old: object = None        # previous object/table/value where useful
+
+
+def _body_dict(body, what):
+    if not isinstance(body, dict):
+        raise BadRequest(f"{what}: request body must be a JSON object")
+    return dict(body)
+
+
+def _key_from_body(body):
+    protocol = body.pop("protocol", None)
+    if protocol is None:
+        raise BadRequest("service: 'protocol' is required (tcp, udp or fwmark)")
+    if protocol == "fwmark":
+        return service_key("fwmark", fwmark=body.pop("fwmark", None), af=body.pop("af", 4))
+    for name in ("fwmark", "af"):
+        body.pop(name, None)
+    if "address" not in body:
+        raise BadRequest(f"service {protocol}: 'address' is required")
+    return service_key(protocol, body.pop("address"), body.pop("port", 0))
+
+
+def parse_server_id(text):
+    """``10.0.0.1-80``, ``2001:db8::1-80`` or an address alone (service port)."""
+    address, dash, port = text.rpartition("-")
+    if not dash:
+        return parse_ip(text, "real server id"), None
+    if not port.isdigit():
+        raise BadRequest(f"real server id {text!r} must be ADDRESS or ADDRESS-PORT")
+    return parse_ip(address, "real server id"), int(port)
+
+
+class DirectorAPI:
+    """The service table of one controller, with persistence and listeners."""
+
+    def __init__(self, rules_path=None, settings=None):
+        from lvs_app.model import ServiceTable
+        self.table = ServiceTable()
+        self.rules_path = rules_path
+        self.settings = {name: default for name, (default, _) in SETTINGS.items()}
+        self.settings.update(settings or {})
+        self.listeners = []
+        self.connection_source = None     # callable() -> list of connection dicts
+
+    # -- start-up ------------------------------------------------------
+    def load_rules(self):
+        """Load the rules file, if it exists; a bad file is refused whole."""
+        if not self.rules_path or not os.path.exists(self.rules_path):
+            return False
+        try:
+            with open(self.rules_path, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as err:
+            raise BadRequest(f"rules file {self.rules_path}: {err.strerror}") from None
+        try:
+            self.table = ipvsadm.restore(self.table, text, replace=True)
+        except LvsError as err:
+            raise type(err)(f"rules file {self.rules_path}: {err.message}") from None
+        self._notify(Change("table-replaced"))
+        return True
+
+    # -- plumbing ------------------------------------------------------
+    def _notify(self, change):
+        for listener in self.listeners:
+            listener(change)
+
+    def _commit(self, change):
+        self.save_rules()
+        self._notify(change)
+
+    def rules_text(self):
+        return ipvsadm.format_save([s.to_dict() for s in self.table.sorted_services()],
+                                   self.marks())
+
+    def save_rules(self):
+        """Rewrite the rules file atomically (write a temporary file, rename)."""
+        if not self.rules_path:
+            return
+        directory = os.path.dirname(os.path.abspath(self.rules_path))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".lvs-rules-", dir=directory)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(self.rules_text())
+            os.replace(tmp, self.rules_path)
+        except OSError as err:
+            LOG.error("rules file %s could not be written: %s", self.rules_path, err)
+
+    # -- reading -------------------------------------------------------
+    def snapshot(self):
+        return {"version": IPVS_VERSION, "size": CONN_TAB_SIZE,
+                "services": self.services(), "marks": self.marks(),
+                "timeouts": dict(self.table.timeouts)}
+
+    def services(self):
+        return [s.to_dict() for s in self.table.sorted_services()]
+
+    def service(self, sid):
+        return self.table.get_service(parse_service_id(sid)).to_dict()
+
+    def servers(self, sid):
+        return self.service(sid)["servers"]
+
+    def server(self, sid, rid):
+        address, port = parse_server_id(rid)
+        return self.table.get_server(parse_service_id(sid), address, port).to_dict()
+
+    def marks(self):
+        return [self.table.marks[m].to_dict() for m in sorted(self.table.marks)]
+
+    def mark(self, number):
+        number = _mark_number(number)
+        if number not in self.table.marks:
+            from lvs_app.model import NotFound
+            raise NotFound(f"firewall mark {number} does not exist")
+        return self.table.marks[number].to_dict()
+
+    def connections(self):
+        return self.connection_source() if self.connection_source else []
+
+    # -- services ------------------------------------------------------
+    def add_service(self, body):
+        body = _body_dict(body, "service")
+        key = _key_from_body(body)
+        service = self.table.add_service(key, **body)
+        self._commit(Change("service-added", key))
+        return service.to_dict()
+
+    def edit_service(self, sid, body):
+        key = parse_service_id(sid)
+        body = _body_dict(body, f"service {key}")
+        old = dict(scheduler=self.table.get_service(key).scheduler)
+        service = self.table.edit_service(key, **body)
+        self._commit(Change("service-edited", key, old=old))
+        return service.to_dict()
+
+    def delete_service(self, sid):
+        key = parse_service_id(sid)
+        service = self.table.delete_service(key)
+        self._commit(Change("service-deleted", key, old=service))
+
+    def clear(self):
+        old = self.table.copy()
+        self.table.clear()
+        self._commit(Change("table-replaced", old=old))
+
+    # -- real servers ----------------------------------------------------
+    def add_server(self, sid, body):
+        key = parse_service_id(sid)
+        body = _body_dict(body, f"service {key}: real server")
+        if "address" not in body:
+            raise BadRequest(f"service {key}: real server 'address' is required")
+        server = self.table.add_server(key, body.pop("address"), body.pop("port", None), **body)
+        self._commit(Change("server-added", key, server))
+        return server.to_dict()
+
+    def edit_server(self, sid, rid, body):
+        key = parse_service_id(sid)
+        address, port = parse_server_id(rid)
+        body = _body_dict(body, f"service {key}: real server {rid}")
+        for name in ("address", "port"):
+            body.pop(name, None)
+        old_weight = self.table.get_server(key, address, port).weight
+        server = self.table.edit_server(key, address, port, **body)
+        self._commit(Change("server-edited", key, server, old=old_weight))
+        return server.to_dict()
+
+    def delete_server(self, sid, rid):
+        key = parse_service_id(sid)
+        address, port = parse_server_id(rid)
+        server = self.table.delete_server(key, address, port)
+        self._commit(Change("server-deleted", key, server))
+
+    # -- the rest --------------------------------------------------------
+    def zero(self, sid=None):
+        key = parse_service_id(sid) if sid is not None else None
+        self.table.zero(key)
+        self._notify(Change("zero", key))
+
+    def timeouts(self):
+        return dict(self.table.timeouts)
+
+    def set_timeouts(self, body):
+        body = _body_dict(body, "timeouts")
+        unknown = sorted(set(body) - {"tcp", "tcpfin", "udp"})
+        if unknown:
+            raise BadRequest(f"timeouts: unknown field(s) {', '.join(unknown)}; "
+                             "allowed: tcp, tcpfin, udp")
+        old = dict(self.table.timeouts)
+        new = self.table.set_timeouts(**body)
+        self._commit(Change("timeouts", old=old))
+        return new
+
+    def restore(self, text, replace):
+        """Rules text in ``ipvsadm -S`` format: replace the table or append to it."""
+        if not isinstance(text, str):
+            raise BadRequest("rules: body must be text in 'ipvsadm -S' format")
+        new = ipvsadm.restore(self.table, text, replace=replace)
+        old, self.table = self.table, new
+        self._commit(Change("table-replaced", old=old))
+
+    def add_mark(self, body):
+        body = _body_dict(body, "firewall mark")
+        unknown = sorted(set(body) - {"mark", "name", "matches"})
+        if unknown:
+            raise BadRequest(f"firewall mark: unknown field(s) {', '.join(unknown)}; "
+                             "allowed: mark, name, matches")
+        mark = self.table.add_mark(body.get("mark"), body.get("matches"), body.get("name", ""))
+        self._commit(Change("marks"))
+        return mark.to_dict()
+
+    def delete_mark(self, number):
+        self.table.delete_mark(_mark_number(number))
+        self._commit(Change("marks"))
+
+    def get_settings(self):
+        return dict(self.settings)
+
+    def set_settings(self, body):
+        body = _body_dict(body, "settings")
+        for name, value in body.items():
+            if name not in SETTINGS:
+                raise BadRequest(f"setting {name!r} is unknown; "
+                                 f"known: {', '.join(sorted(SETTINGS))}")
+            if not isinstance(value, bool):
+                raise BadRequest(f"setting {name} {value!r} must be true or false")
+        self.settings.update(body)
+        self._notify(Change("settings"))
+        return dict(self.settings)
+
+
+def _mark_number(number):
+    try:
+        return int(number)
+    except (TypeError, ValueError):
+        raise BadRequest(f"firewall mark {number!r} must be a number") from None

@@ -1,0 +1,101 @@
+"""Ryu 4.34 on a current Python: the known fixes, in one place.
+
+Ryu is no longer maintained.  Two things stop ``ryu-manager lvs_app`` from
+starting on Python 3.11 with a current eventlet, and both happen before Ryu
+imports any application, so they cannot be fixed from the application itself:
+
+1. ``ryu.app.wsgi`` imports ``eventlet.wsgi.ALREADY_HANDLED`` at module load;
+   eventlet >= 0.30.3 removed it (and 0.30.2 does not run on Python 3.11).
+   Ryu only returns it from websocket handlers, which lvs_app does not use,
+   so a sentinel is enough to let the module load.
+2. ``ryu-manager`` parses its command line before it imports the apps named
+   on it, so an application's own options (``--lvs-rules``) must already be
+   registered by then.
+
+The install step (``python -m lvs_app.compat install``) writes a ``.pth`` file
+into the virtualenv's site-packages.  At interpreter start it adds a tiny
+import hook that applies the two fixes right after ``eventlet.wsgi`` or
+``ryu.flags`` is imported -- nothing is imported eagerly, so ordinary Python
+programs in the venv pay nothing.  The other two install problems (setuptools
+>= 68 and dnspython < 2) are handled by the install script's pins.
+"""
+
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+import sysconfig
+import warnings
+
+PTH_NAME = "lvs_app_ryu_compat.pth"
+PTH_LINE = "import lvs_app.compat as _lvs_compat; _lvs_compat.install_hook()\n"
+
+
+def _fix_eventlet_wsgi(module):
+    if not hasattr(module, "ALREADY_HANDLED"):
+        module.ALREADY_HANDLED = object()
+
+
+def _register_ryu_options(module):
+    from lvs_app.options import register
+    register(module.CONF)
+
+
+FIXES = {"eventlet.wsgi": _fix_eventlet_wsgi, "ryu.flags": _register_ryu_options}
+
+
+class _Loader(importlib.abc.Loader):
+    """Wraps the real loader and runs the fix once the module has executed."""
+
+    def __init__(self, loader, fix):
+        self._loader = loader
+        self._fix = fix
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        self._fix(module)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        fix = FIXES.get(fullname)
+        if fix is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _Loader(spec.loader, fix)
+        return spec
+
+
+def install_hook():
+    """Apply the fixes: now for modules already imported, later for the rest."""
+    # eventlet prints a deprecation banner on import; it says nothing the
+    # operator of ryu-manager can act on.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    for name, fix in FIXES.items():
+        if name in sys.modules:
+            fix(sys.modules[name])
+    if not any(isinstance(f, _Finder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())
+
+
+def pth_path():
+    return os.path.join(sysconfig.get_paths()["purelib"], PTH_NAME)
+
+
+def write_pth():
+    """Install the start-up hook into this interpreter's site-packages."""
+    path = pth_path()
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(PTH_LINE)
+    return path
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["install"]:
+        sys.exit("usage: python -m lvs_app.compat install")
+    print(f"lvs_app: Ryu compatibility hook written to {write_pth()}")

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install everything lvs_app needs on Debian 12 (run as root):
+#   system packages (Open vSwitch, Mininet, lab tools), OVS started,
+#   a virtualenv at .venv with the pinned Python packages, the project itself,
+#   and the Ryu compatibility hook (lvs_app/compat.py).
+# Safe to run again: every step checks or overwrites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/install.sh: run as root (sudo): it installs Debian packages and starts Open vSwitch" >&2
+    exit 1
+fi
+
+log "Debian packages"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+    openvswitch-switch mininet python3 python3-venv python3-dev gcc \
+    iproute2 iputils-ping ethtool tcpdump curl openssl ca-certificates \
+    procps psmisc netcat-openbsd
+
+log "Open vSwitch (userspace datapath; no kernel module is needed)"
+if ! ovs-vsctl --timeout=5 show >/dev/null 2>&1; then
+    /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random
+fi
+ovs-vsctl --timeout=5 show >/dev/null
+
+log "Python virtualenv .venv"
+# Debian's python3 carries the mininet module; the venv sees it through
+# --system-site-packages, while everything we pin is installed inside it.
+if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+# Ryu 4.34's sdist does not build with setuptools >= 68 (get_script_args),
+# so it is built without isolation against an older setuptools.
+"${PIP[@]}" install 'setuptools<68' wheel
+"${PIP[@]}" install --no-build-isolation -r requirements.txt
+"${PIP[@]}" install --no-build-isolation --no-deps -e .
+.venv/bin/python -m lvs_app.compat install
+
+log "check: ryu-manager and lvsadm"
+.venv/bin/ryu-manager --version
+.venv/bin/lvsadm -v
