@@ -11,6 +11,10 @@ imports any application, so they cannot be fixed from the application itself:
 2. ``ryu-manager`` parses its command line before it imports the apps named
    on it, so an application's own options (``--lvs-rules``) must already be
    registered by then.
+3. ``ryu.utils.import_module`` loads any existing path as a source file, so
+   ``ryu-manager lvs_app`` run in the repository (where ``lvs_app/`` is a
+   directory) fails with IsADirectoryError; a directory is imported as the
+   package it is.
 
 The install step (``python -m lvs_app.compat install``) writes a ``.pth`` file
 into the virtualenv's site-packages.  At interpreter start it adds a tiny
@@ -20,6 +24,7 @@ programs in the venv pay nothing.  The other two install problems (setuptools
 >= 68 and dnspython < 2) are handled by the install script's pins.
 """
 
+import importlib
 import importlib.abc
 import importlib.machinery
 import os
@@ -41,7 +46,22 @@ def _register_ryu_options(module):
     register(module.CONF)
 
 
-FIXES = {"eventlet.wsgi": _fix_eventlet_wsgi, "ryu.flags": _register_ryu_options}
+def _fix_import_module(module):
+    original = module.import_module
+    if getattr(original, "_lvs_compat", False):
+        return
+
+    def import_module(modname):
+        if os.path.isdir(modname):
+            return importlib.import_module(os.path.normpath(modname).replace(os.sep, "."))
+        return original(modname)
+
+    import_module._lvs_compat = True
+    module.import_module = import_module
+
+
+FIXES = {"eventlet.wsgi": _fix_eventlet_wsgi, "ryu.flags": _register_ryu_options,
+         "ryu.utils": _fix_import_module}
 
 
 class _Loader(importlib.abc.Loader):

@@ -338,7 +338,7 @@ class RealServer:
         return f"real server {format_addr_port(self.address, self.port)}"
 
     def to_dict(self):
-        return {"address": str(self.address), "port": self.port,
+        return {"address": str(self.address), "port": self.port, "seq": self.seq,
                 "method": self.method, "forward": self.forward_name,
                 "weight": self.weight, "u_threshold": self.u_threshold,
                 "l_threshold": self.l_threshold,
