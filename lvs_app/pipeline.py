@@ -1,0 +1,155 @@
+"""The switch pipeline, declared once: tables, what may follow what, cookies.
+
+Every FlowMod the director produces passes :func:`check` on its way out (the
+shim's single send path and the fake-switch tests both call it), so a flow
+that jumps backwards, lands in an undeclared table or matches a field its
+table does not own is a bug caught before the switch sees it.
+
+Tables (OpenFlow 1.3, Open vSwitch)::
+
+  0 CLASSIFY   ARP for a VIP and ARP replies to the director -> controller;
+               IPv4 to a VIP's virtual MAC -> SERVICE; the rest -> REVERSE
+  1 SERVICE    TCP SYN/FIN/RST and new UDP flows -> controller;
+               per-connection flows (5-tuple) -> rewrite -> FORWARD / tunnel;
+               persistence templates (client/netmask wildcard) -> same;
+               miss: drop (IPVS drops a non-SYN packet it has no entry for)
+  2 REVERSE    NAT replies: real server -> client rewritten back to VIP:port
+  3 FORWARD    L2 learning by destination MAC; miss -> controller + flood
+"""
+
+from dataclasses import dataclass
+
+CLASSIFY, SERVICE, REVERSE, FORWARD = 0, 1, 2, 3
+TABLE_NAMES = {CLASSIFY: "classify", SERVICE: "service", REVERSE: "reverse-nat",
+               FORWARD: "forward"}
+N_TABLES = 4
+
+# which tables a flow in each table may jump to (goto_table)
+NEXT_TABLES = {CLASSIFY: {SERVICE, REVERSE}, SERVICE: {FORWARD}, REVERSE: {FORWARD},
+               FORWARD: set()}
+
+_L2 = {"in_port", "eth_src", "eth_dst", "eth_type"}
+_ARP = {"arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"}
+_IP = {"ip_proto", "ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
+       "tcp_flags"}
+MATCH_FIELDS = {CLASSIFY: _L2 | _ARP | _IP, SERVICE: _L2 | _IP, REVERSE: _L2 | _IP,
+                FORWARD: _L2}
+
+# priorities, by table
+PRIO_ARP = 300          # CLASSIFY: ARP for a VIP / replies to the director
+PRIO_VIP = 200          # CLASSIFY: IPv4 to VIP + virtual MAC
+PRIO_PUNT_TCP = 400     # SERVICE: SYN / FIN / RST to a VIP
+PRIO_CONN = 300         # SERVICE/REVERSE: one connection (exact 5-tuple)
+PRIO_PUNT_UDP = 250     # SERVICE: a UDP datagram with no connection flow
+PRIO_TEMPLATE = 200     # SERVICE/REVERSE: persistence template (client wildcard)
+PRIO_L2 = 100           # FORWARD: learned destination MAC
+PRIO_MISS = 0
+
+# TCP flags (OVS matches them in OpenFlow 1.3 through the tcp_flags field)
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x001, 0x002, 0x004, 0x010
+
+
+# -- cookies ---------------------------------------------------------------
+# | 63..56 app tag | 55..48 kind | 47..24 service id | 23..0 server id |
+# One layout for every flow: a service's flows are found, counted and
+# deleted by (tag | service) under a mask; a server's by (tag|service|server).
+
+APP_TAG = 0x4C               # 'L'
+KIND_BASE = 1                # pipeline skeleton (misses, classifier defaults)
+KIND_VIP = 2                 # per-VIP classifier and punt flows
+KIND_CONN = 3                # per-connection forward flow
+KIND_TEMPLATE = 4            # persistence template
+KIND_REVERSE = 5             # NAT reverse flow of a connection
+KIND_REVERSE_TEMPLATE = 6    # NAT reverse flow of a template
+KIND_L2 = 7                  # learned MAC
+
+KIND_NAMES = {KIND_BASE: "base", KIND_VIP: "vip", KIND_CONN: "conn",
+              KIND_TEMPLATE: "template", KIND_REVERSE: "reverse",
+              KIND_REVERSE_TEMPLATE: "reverse-template", KIND_L2: "l2"}
+
+TAG_MASK = 0xFF << 56
+KIND_MASK = 0xFF << 48
+SERVICE_MASK = 0xFFFFFF << 24
+SERVER_MASK = 0xFFFFFF
+MAX_ID = 0xFFFFFF
+
+
+@dataclass(frozen=True)
+class Cookie:
+    kind: int
+    service: int = 0
+    server: int = 0
+
+    @property
+    def value(self):
+        return (APP_TAG << 56) | (self.kind << 48) | (self.service << 24) | self.server
+
+    @classmethod
+    def parse(cls, value):
+        """The Cookie of one of our flows, or None for a foreign cookie."""
+        if value >> 56 != APP_TAG:
+            return None
+        return cls((value >> 48) & 0xFF, (value >> 24) & MAX_ID, value & MAX_ID)
+
+
+def all_flows():
+    """(cookie, mask) selecting every flow the app installed."""
+    return APP_TAG << 56, TAG_MASK
+
+
+def service_flows(service_id):
+    """(cookie, mask) selecting every flow of one virtual service."""
+    return (APP_TAG << 56) | (service_id << 24), TAG_MASK | SERVICE_MASK
+
+
+def server_flows(service_id, server_id):
+    """(cookie, mask) selecting every flow of one real server of a service."""
+    return ((APP_TAG << 56) | (service_id << 24) | server_id,
+            TAG_MASK | SERVICE_MASK | SERVER_MASK)
+
+
+def kind_flows(kind, service_id=None):
+    """(cookie, mask) for one kind of flow (of one service)."""
+    cookie, mask = (APP_TAG << 56) | (kind << 48), TAG_MASK | KIND_MASK
+    if service_id is not None:
+        cookie |= service_id << 24
+        mask |= SERVICE_MASK
+    return cookie, mask
+
+
+# -- checking ----------------------------------------------------------------
+
+class PipelineError(Exception):
+    """A FlowMod that breaks the declared pipeline."""
+
+
+def _match_fields(match):
+    # Ryu's OFPMatch keeps the fields in `_fields2` as (name, value) pairs.
+    return {name for name, _ in match._fields2}
+
+
+def check(flowmod):
+    """Raise PipelineError if ``flowmod`` breaks the declared pipeline."""
+    table = flowmod.table_id
+    if table == 0xFF:          # OFPTT_ALL: only deletes may use it
+        if flowmod.command not in (3, 4):
+            raise PipelineError("only a delete may address all tables")
+        return
+    if table not in TABLE_NAMES:
+        raise PipelineError(f"table {table} is not in the pipeline")
+    if flowmod.command in (3, 4):        # OFPFC_DELETE / OFPFC_DELETE_STRICT
+        return
+    cookie = Cookie.parse(flowmod.cookie)
+    if cookie is None or cookie.kind not in KIND_NAMES:
+        raise PipelineError(f"table {TABLE_NAMES[table]}: cookie {flowmod.cookie:#x} is not "
+                            "in the app's cookie layout")
+    fields = _match_fields(flowmod.match)
+    extra = fields - MATCH_FIELDS[table]
+    if extra:
+        raise PipelineError(f"table {TABLE_NAMES[table]} does not match on "
+                            f"{', '.join(sorted(extra))}")
+    for inst in flowmod.instructions:
+        goto = getattr(inst, "table_id", None)
+        if goto is not None and type(inst).__name__ == "OFPInstructionGotoTable":
+            if goto not in NEXT_TABLES[table]:
+                raise PipelineError(f"table {TABLE_NAMES[table]} may not go to table {goto}")

@@ -1,0 +1,177 @@
+"""The director against the fake flow table, configured through lvsadm + REST.
+
+``DirectorLab`` wires the real pieces -- lvsadm's command line, the REST app,
+the DirectorAPI and the Director -- to a FakeSwitch, and simulates the hosts
+on its ports: clients and real servers that answer ARP.  A test then says
+"a SYN from 10.0.1.5 to VIP:80 leaves port 12 with ipv4_dst=10.0.0.12".
+"""
+
+import io
+import json
+import shlex
+
+import pytest
+import webob
+
+from lvs_app import cli, ipvsadm
+from lvs_app import pipeline as pl
+from lvs_app.api import DirectorAPI
+from lvs_app.director import Director
+from lvs_app.rest import RestApp
+from tests.fakeswitch import FakeClock, FakeSwitch, arp_request, packet_from_bytes, tcp, udp
+
+VIP = "10.0.0.100"
+VMAC = "02:1f:0a:00:00:64"
+TUNNEL_PORT = 20
+SERVERS = {"10.0.0.11": 11, "10.0.0.12": 12, "10.0.0.13": 13}
+
+
+def mac_of(ip):
+    return "02:00:" + ":".join(f"{int(x):02x}" for x in ip.split("."))
+
+
+class InProcessClient:
+    """cli.Client's interface, answered by the REST app in this process."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def request(self, method, path, body=None):
+        req = webob.Request.blank(path, method=method)
+        if isinstance(body, str):
+            req.body = body.encode()
+        elif body is not None:
+            req.body = json.dumps(body).encode()
+        resp = req.get_response(self.app)
+        if resp.status_int >= 400:
+            raise cli.ApiError(resp.status_int, json.loads(resp.body)["error"]["message"])
+        if not resp.body:
+            return None
+        if resp.content_type == "application/json":
+            return json.loads(resp.body)
+        return resp.body.decode()
+
+
+class DirectorLab:
+    def __init__(self, n_ports=24):
+        self.clock = FakeClock()
+        self.api = DirectorAPI()
+        self.director = Director(self.api)
+        self.client = InProcessClient(RestApp(self.api))
+        self.sw = FakeSwitch(dpid=1, n_tables=pl.N_TABLES, ports=range(1, n_ports + 1),
+                             clock=self.clock)
+        self.hosts = {}            # ip -> port (hosts that answer ARP)
+        self.api.connection_source = lambda: self.director.connections(self.now)
+        self.api.listeners.append(
+            lambda change: self.deliver(self.director.table_changed(change, self.now)))
+        self.deliver(self.director.switch_connected(1, {TUNNEL_PORT: "vxlan0"}, self.now))
+        for ip, port in SERVERS.items():
+            self.add_host(ip, port)
+
+    @property
+    def now(self):
+        return self.clock.now
+
+    def add_host(self, ip, port):
+        self.hosts[ip] = port
+
+    # -- configuration ---------------------------------------------------------
+    def lvsadm(self, line, stdin=""):
+        """Run one lvsadm command line; returns its stdout (raises on refusal)."""
+        cmd = ipvsadm.parse_args(shlex.split(line))
+        out = io.StringIO()
+        assert cli.run(cmd, self.client, io.StringIO(stdin), out) == 0
+        return out.getvalue()
+
+    # -- traffic -----------------------------------------------------------------
+    def deliver(self, messages):
+        """Apply the director's messages; answer ARP for simulated hosts; loop."""
+        outputs = []
+        for dpid, msg in messages:
+            assert dpid == 1
+            if type(msg).__name__ == "OFPFlowMod":
+                pl.check(msg)
+            outputs += self.sw.apply(msg)
+        outputs += self._pump()
+        return self._hosts_answer(outputs)
+
+    def _pump(self):
+        outputs = []
+        while self.sw.packet_ins or self.sw.flow_removed:
+            for rec in self.sw.take_packet_ins():
+                outputs += self.deliver(self.director.packet_in(
+                    1, rec.match["in_port"], rec.raw, rec.table_id, self.now))
+            for rec in self.sw.take_flow_removed():
+                outputs += self.deliver(self.director.flow_removed(
+                    1, rec.cookie, rec.match, rec.duration, self.now))
+        return outputs
+
+    def _hosts_answer(self, outputs):
+        """A host that sees an ARP request for its address answers it."""
+        result = []
+        for port, packet in outputs:
+            target = packet.get("arp_tpa")
+            if packet.get("arp_op") == 1 and self.hosts.get(target) == port:
+                reply = {"in_port": port, "eth_src": mac_of(target),
+                         "eth_dst": packet["eth_src"], "eth_type": 0x0806, "arp_op": 2,
+                         "arp_spa": target, "arp_tpa": packet["arp_spa"],
+                         "arp_sha": mac_of(target), "arp_tha": packet["arp_sha"]}
+                result += self.send(reply)
+            else:
+                result.append((port, packet))
+        return result
+
+    def send(self, packet):
+        """A packet enters the switch; returns every (port, packet) that leaves."""
+        outputs = self.sw.send(packet, now=self.now)
+        return self._hosts_answer(outputs + self._pump())
+
+    def advance(self, seconds):
+        """Let time pass one second at a time: the switch reports expiries in
+        order and the controller answers each at its own moment, as in life."""
+        outputs = []
+        for _ in range(int(seconds)):
+            self.clock.advance(1)
+            self.sw.expire()
+            outputs += self._pump()
+        return outputs
+
+    # -- conveniences ----------------------------------------------------------
+    def syn(self, client, sport, dport=80, port=1, vip=VIP, flags="S"):
+        return self.send(tcp(client, vip, sport, dport, flags=flags, in_port=port,
+                             eth_src=mac_of(client), eth_dst=VMAC))
+
+    def server_of(self, outputs):
+        """The real server a client packet reached (by output port), or None."""
+        ports = {port: ip for ip, port in self.hosts.items()}
+        hits = [ports.get(port) for port, _ in outputs if port in ports]
+        hits += [pkt.get("tun_ipv4_dst") for port, pkt in outputs if port == TUNNEL_PORT]
+        return hits[0] if hits else None
+
+    def connect(self, client, sport, dport=80, port=1):
+        """SYN then the client's ACK; returns the server both reached."""
+        first = self.server_of(self.syn(client, sport, dport, port))
+        second = self.server_of(self.syn(client, sport, dport, port, flags="A"))
+        assert first == second, (first, second, self.sw.dump())
+        return first
+
+    def close(self, client, sport, dport=80, port=1):
+        return self.server_of(self.syn(client, sport, dport, port, flags="FA"))
+
+    def counts(self, server, service="-t 10.0.0.100:80"):
+        doc = self.client.request("GET", "/ipvs")
+        for svc in doc["services"]:
+            for rs in svc["servers"]:
+                if rs["address"] == server and ipvsadm.parse_args(
+                        shlex.split(f"-L {service}")).key().to_id() == svc["id"]:
+                    return rs["activeconns"], rs["inactconns"], rs["persistconns"]
+        raise AssertionError(f"no server {server} in {service}")
+
+
+@pytest.fixture
+def lab():
+    return DirectorLab()
+
+
+__all__ = ["DirectorLab", "VIP", "VMAC", "mac_of", "packet_from_bytes", "arp_request", "udp",
+           "tcp", "TUNNEL_PORT"]

@@ -1,0 +1,159 @@
+"""Schedulers, counters, timeouts, quiesce and delete through the fake flow table."""
+
+from lvs_app import pipeline as pl
+from tests.behaviour.conftest import VIP, VMAC, mac_of
+from tests.fakeswitch import udp
+
+RS = ("10.0.0.11", "10.0.0.12", "10.0.0.13")
+C1 = "10.0.0.1"
+
+
+def service(lab, opts="-s rr", servers=RS, method="-g", weights=None):
+    lab.lvsadm(f"-A -t 10.0.0.100:80 {opts}")
+    for i, rs in enumerate(servers):
+        weight = f" -w {weights[i]}" if weights else ""
+        lab.lvsadm(f"-a -t 10.0.0.100:80 -r {rs} {method}{weight}")
+
+
+def test_rr_alternates_exactly(lab):
+    service(lab)
+    chosen = [lab.connect(C1, 41000 + i) for i in range(6)]
+    # the kernel lists the newest server first
+    assert chosen == ["10.0.0.13", "10.0.0.12", "10.0.0.11"] * 2
+
+
+def test_wrr_follows_the_weights(lab):
+    service(lab, "-s wrr", servers=RS[:2], weights=(3, 1))
+    chosen = [lab.connect(C1, 41100 + i) for i in range(8)]
+    assert chosen.count("10.0.0.11") == 6 and chosen.count("10.0.0.12") == 2
+
+
+def test_active_and_inactive_counts_follow_syn_fin_and_expiry(lab):
+    service(lab, servers=RS[:1])
+    lab.connect(C1, 41200)
+    lab.connect(C1, 41201)
+    assert lab.counts("10.0.0.11") == (2, 0, 0)
+    assert lab.close(C1, 41200) == "10.0.0.11"          # the FIN is delivered
+    assert lab.counts("10.0.0.11") == (1, 1, 0)
+    [flow] = [f for f in lab.sw.flows(table_id=pl.SERVICE) if f.match.get("tcp_src") == 41200]
+    assert flow.idle_timeout == 120                       # cut to the tcpfin timeout
+    lab.advance(121)
+    assert lab.counts("10.0.0.11") == (1, 0, 0)
+    lab.advance(901)
+    assert lab.counts("10.0.0.11") == (0, 0, 0)
+    assert lab.director.switches[1].conns == {}
+
+
+def test_rst_closes_at_once(lab):
+    service(lab, servers=RS[:1])
+    lab.connect(C1, 41250)
+    lab.syn(C1, 41250, flags="R")
+    assert lab.counts("10.0.0.11") == (0, 1, 0)
+
+
+def test_timeouts_set_the_connection_flows(lab):
+    service(lab, servers=RS[:1])
+    lab.lvsadm("--set 30 10 20")
+    lab.connect(C1, 41300)
+    [flow] = [f for f in lab.sw.flows(table_id=pl.SERVICE) if f.match.get("tcp_src") == 41300]
+    assert flow.idle_timeout == 30
+
+
+def test_lc_uses_the_live_counts(lab):
+    service(lab, "-s lc", servers=RS[:2])
+    first = lab.connect(C1, 41400)
+    second = lab.connect(C1, 41401)
+    assert first != second
+    lab.close(C1, 41400)
+    lab.advance(121)                       # the first server's connection is gone
+    assert lab.connect(C1, 41402) == first
+
+
+def test_upper_threshold_overloads_a_server(lab):
+    lab.lvsadm("-A -t 10.0.0.100:80 -s wlc")
+    lab.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.11 -g -w 10 -x 1")
+    lab.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.12 -g -w 1")
+    # wlc ties go to the newest server (the kernel's list order)
+    assert lab.connect(C1, 41500) == "10.0.0.12"
+    assert lab.connect(C1, 41501) == "10.0.0.11"
+    # 10.0.0.11 now holds 1 >= its upper threshold: skipped although heavier
+    assert lab.connect(C1, 41502) == "10.0.0.12"
+    assert lab.connect(C1, 41503) == "10.0.0.12"
+    lab.syn(C1, 41501, flags="R")          # its connection closes...
+    assert lab.connect(C1, 41504) == "10.0.0.12"     # ...but still counts (CLOSE, 10 s)
+    lab.advance(11)                        # gone: 0 < 3/4 of -x, no longer overloaded
+    assert lab.connect(C1, 41505) == "10.0.0.11"
+
+
+def test_quiesced_server_gets_no_new_connections_but_keeps_its_own(lab):
+    service(lab, servers=RS[:2])
+    a = lab.connect(C1, 41600)
+    lab.lvsadm(f"-e -t 10.0.0.100:80 -r {a} -g -w 0")
+    assert all(lab.connect(C1, 41601 + i) != a for i in range(4))
+    [(port, _)] = lab.syn(C1, 41600, flags="A")
+    assert port == lab.hosts[a]
+
+
+def test_deleted_server_flows_go_and_its_connections_are_dropped(lab):
+    service(lab, servers=RS[:2])
+    a = lab.connect(C1, 41700)
+    lab.lvsadm(f"-d -t 10.0.0.100:80 -r {a}")
+    assert lab.syn(C1, 41700, flags="A") == []            # IPVS drops them (nodest)
+    assert all(lab.connect(C1, 41701 + i) != a for i in range(3))
+    # added again (IPVS takes it back from the trash): the connection continues
+    lab.lvsadm(f"-a -t 10.0.0.100:80 -r {a} -g")
+    [(port, _)] = lab.syn(C1, 41700, flags="A")
+    assert port == lab.hosts[a]
+
+
+def test_expire_nodest_conn_ends_connections_at_once(lab):
+    service(lab, servers=RS[:2])
+    lab.client.request("PUT", "/ipvs/settings", {"expire_nodest_conn": True})
+    a = lab.connect(C1, 41800)
+    lab.lvsadm(f"-d -t 10.0.0.100:80 -r {a}")
+    assert [c for c in lab.director.switches[1].conns.values() if str(c.server.address) == a] == []
+    assert [f for f in lab.sw.flows(table_id=pl.SERVICE) if f.match.get("tcp_src") == 41800] == []
+    assert lab.syn(C1, 41800, flags="A") == []
+
+
+def test_deleted_service_takes_all_its_flows(lab):
+    service(lab, servers=RS[:2], method="-m")
+    lab.connect(C1, 41900)
+    lab.lvsadm("-D -t 10.0.0.100:80")
+    ours = [f for f in lab.sw.flows() if pl.Cookie.parse(f.cookie).kind not in
+            (pl.KIND_BASE, pl.KIND_L2)]
+    assert ours == [], lab.sw.dump()
+    assert lab.syn(C1, 41901) == [] or all(p.get("ipv4_dst") == VIP for _, p in lab.syn(C1, 41902))
+
+
+def test_udp_connections_are_inactive_and_counted_once(lab):
+    lab.lvsadm("-A -u 10.0.0.100:53 -s rr")
+    for rs in RS[:2]:
+        lab.lvsadm(f"-a -u 10.0.0.100:53 -r {rs} -m")
+    pkt = udp(C1, VIP, 5353, 53, in_port=1, eth_src=mac_of(C1), eth_dst=VMAC)
+    first = [lab.server_of(lab.send(pkt)) for _ in range(3)]
+    assert len(set(first)) == 1
+    assert lab.counts(first[0], "-u 10.0.0.100:53") == (0, 1, 0)
+    lab.advance(301)
+    assert lab.counts(first[0], "-u 10.0.0.100:53") == (0, 0, 0)
+
+
+def test_one_packet_scheduling_schedules_every_datagram(lab):
+    lab.lvsadm("-A -u 10.0.0.100:53 -s rr -o")
+    for rs in RS[:2]:
+        lab.lvsadm(f"-a -u 10.0.0.100:53 -r {rs} -g")
+    pkt = udp(C1, VIP, 5353, 53, in_port=1, eth_src=mac_of(C1), eth_dst=VMAC)
+    chosen = [lab.server_of(lab.send(pkt)) for _ in range(4)]
+    assert chosen == ["10.0.0.12", "10.0.0.11"] * 2
+    assert not [f for f in lab.sw.flows(table_id=pl.SERVICE)
+                if pl.Cookie.parse(f.cookie).kind == pl.KIND_CONN]
+
+
+def test_connection_listing(lab):
+    service(lab, servers=RS[:1], method="-m")
+    lab.connect(C1, 42000)
+    lab.advance(100)
+    text = lab.lvsadm("-L -c -n")
+    assert text.splitlines()[2] == \
+        "TCP 13:20  SYN_RECV    10.0.0.1:42000     10.0.0.100:80      10.0.0.11:80"
+    assert lab.lvsadm("-L -n").splitlines()[4].split()[4:6] == ["1", "0"]   # Active, InAct
