@@ -40,6 +40,7 @@ LOG = logging.getLogger(__name__)
 EXPIRE_LATER = 60          # s: a template with live connections is re-checked this often
 ARP_QUEUE_LIMIT = 64       # packets held per real server while its MAC is resolved
 L2_IDLE = 300              # s: learned MAC flows
+PARTS_CACHE_LIMIT = 4096   # encoded instruction/action lists kept
 PROTO_NAMES = {pkt.PROTO_TCP: "tcp", pkt.PROTO_UDP: "udp"}
 PROTO_NUMBERS = {"tcp": pkt.PROTO_TCP, "udp": pkt.PROTO_UDP}
 FTP_CONTROL, FTP_DATA = 21, 20
@@ -183,6 +184,7 @@ class Director:
         self._ids = {}              # ServiceKey / (ServiceKey, addr, port) -> cookie id
         self._next_id = {"service": 1}
         self._index = None          # service lookup tables, rebuilt on change
+        self._parts = {}            # encoded instructions/actions, see _cached
 
     # -- ids and lookups -----------------------------------------------
     def service_id(self, key):
@@ -670,25 +672,37 @@ class Director:
             elif total * 4 < server.u_threshold * 3:
                 server.overloaded = False
 
-    def _conn_match(self, conn):
+    @staticmethod
+    def _conn_match(conn):
         proto, client, cport, vip, vport = conn.key
-        return parser.OFPMatch(**{"eth_type": pkt.ETH_IP, "ip_proto": PROTO_NUMBERS[proto],
-                                  "ipv4_src": _ip(client), f"{proto}_src": cport,
-                                  "ipv4_dst": _ip(vip), f"{proto}_dst": vport})
+        return pl.five_tuple_match(proto, client, cport, vip, vport)
 
-    def _reverse_match(self, conn):
-        proto, client, cport, vip, vport = conn.key
-        return parser.OFPMatch(**{"eth_type": pkt.ETH_IP, "ip_proto": PROTO_NUMBERS[proto],
-                                  "ipv4_src": str(conn.server.address),
-                                  f"{proto}_src": conn.dport,
-                                  "ipv4_dst": _ip(client), f"{proto}_dst": cport})
+    @staticmethod
+    def _reverse_match(conn):
+        proto, client, cport, _, _ = conn.key
+        return pl.five_tuple_match(proto, int(conn.server.address), conn.dport, client, cport)
+
+    def _cached(self, key, build):
+        """Messages parts that depend only on ``key`` are built (and encoded) once."""
+        value = self._parts.get(key)
+        if value is None:
+            if len(self._parts) > PARTS_CACHE_LIMIT:
+                self._parts.clear()
+            value = self._parts[key] = [pl.frozen(part) for part in build()]
+        return value
+
+    def _server_key(self, sw, server, proto, dport):
+        return (sw.dpid, server.address, server.method, proto, dport,
+                self.hosts.get(int(server.address)), sw.tunnel_port)
 
     def _conn_flow(self, sw, conn, sid, timeout):
-        actions = self._forward_actions(sw, conn.server, conn.key[0], conn.dport)
+        server, proto = conn.server, conn.key[0]
+        inst = self._cached(("conn",) + self._server_key(sw, server, proto, conn.dport),
+                            lambda: _goto(self._forward_actions(sw, server, proto, conn.dport),
+                                          server))
         cookie = pl.Cookie(pl.KIND_CONN, sid, conn.server_id).value
-        return (sw.dpid, flow_add(pl.SERVICE, pl.PRIO_CONN, self._conn_match(conn),
-                                  _goto(actions, conn.server), cookie,
-                                  idle=timeout, notify=True))
+        return (sw.dpid, flow_add(pl.SERVICE, pl.PRIO_CONN, self._conn_match(conn), inst,
+                                  cookie, idle=timeout, notify=True))
 
     def _connection_flows(self, sw, conn, sid):
         timeouts = self.api.table.timeouts
@@ -696,12 +710,13 @@ class Director:
                                timeouts["tcp"] if conn.key[0] == "tcp" else timeouts["udp"])]
         if conn.server.method == "masq":
             proto, _, _, vip, vport = conn.key
-            sets = [parser.OFPActionSetField(ipv4_src=_ip(vip)),
-                    parser.OFPActionSetField(**{f"{proto}_src": vport}),
-                    parser.OFPActionSetField(eth_src=pkt.mac_text(pkt.virtual_mac(vip)))]
+            inst = self._cached(("reverse", vip, proto, vport), lambda: _actions_then_forward([
+                parser.OFPActionSetField(ipv4_src=_ip(vip)),
+                parser.OFPActionSetField(**{f"{proto}_src": vport}),
+                parser.OFPActionSetField(eth_src=pkt.mac_text(pkt.virtual_mac(vip)))]))
             cookie = pl.Cookie(pl.KIND_REVERSE, sid, conn.server_id).value
             out.append((sw.dpid, flow_add(pl.REVERSE, pl.PRIO_CONN, self._reverse_match(conn),
-                                          _actions_then_forward(sets), cookie)))
+                                          inst, cookie)))
         return out
 
     def _forward_actions(self, sw, server, proto, dport):
@@ -727,11 +742,16 @@ class Director:
     def _forward_packet(self, sw, conn, in_port, data):
         if conn.nodest:
             return []
-        actions = self._forward_actions(sw, conn.server, conn.key[0], conn.dport)
-        if conn.server.method != "tunnel":
-            # rewritten, the packet no longer matches the VIP: the pipeline
-            # takes it to FORWARD (L2) from table 0
-            actions.append(parser.OFPActionOutput(ofp.OFPP_TABLE))
+        server, proto = conn.server, conn.key[0]
+
+        def build():
+            actions = self._forward_actions(sw, server, proto, conn.dport)
+            if server.method != "tunnel":
+                # rewritten, the packet no longer matches the VIP: the
+                # pipeline takes it to FORWARD (L2) from table 0
+                actions.append(parser.OFPActionOutput(ofp.OFPP_TABLE))
+            return actions
+        actions = self._cached(("out",) + self._server_key(sw, server, proto, conn.dport), build)
         return [(sw.dpid, packet_out(in_port, actions, data))]
 
     def _close(self, sw, conn, state, now):
@@ -826,6 +846,7 @@ class Director:
     def table_changed(self, change, now):
         """The service table changed (REST/CLI/rules file): adjust every switch."""
         self._index = None
+        self._parts.clear()
         out = []
         kind = change.kind
         if kind == "table-replaced":

@@ -153,3 +153,91 @@ def check(flowmod):
         if goto is not None and type(inst).__name__ == "OFPInstructionGotoTable":
             if goto not in NEXT_TABLES[table]:
                 raise PipelineError(f"table {TABLE_NAMES[table]} may not go to table {goto}")
+
+
+# -- cheap messages for the PacketIn hot path ----------------------------------
+# Ryu's OFPMatch normalises every field through netaddr and its OXM tables,
+# which costs most of a new connection's time.  A connection's match is
+# always the same exact IPv4 5-tuple, so it is encoded once here with struct;
+# instruction and action lists that only depend on the real server are built
+# once and replay their wire bytes.  Both stay Ryu objects (the fake switch
+# decodes them, OVS checks them).
+
+import socket as _socket
+import struct as _struct
+
+from ryu.ofproto import ofproto_v1_3_parser as _parser
+
+_OXM = {"eth_type": (5, "!H"), "ip_proto": (10, "!B"), "ipv4_src": (11, "!4s"),
+        "ipv4_dst": (12, "!4s"), "tcp_src": (13, "!H"), "tcp_dst": (14, "!H"),
+        "udp_src": (15, "!H"), "udp_dst": (16, "!H")}
+
+
+def _put(buf, offset, raw):
+    end = offset + len(raw)
+    if len(buf) < end:
+        buf += bytearray(end - len(buf))
+    buf[offset:end] = raw
+
+
+class PackedMatch(_parser.OFPMatch):
+    """An OFPMatch whose wire form was encoded once with struct."""
+
+    def __init__(self, fields, raw):
+        super().__init__(_ordered_fields=fields)
+        self._raw = raw
+        self.length = _struct.unpack_from("!H", raw, 2)[0]
+
+    def serialize(self, buf, offset):
+        _put(buf, offset, self._raw)
+        return len(self._raw)
+
+
+def _oxm_header(name):
+    field, fmt = _OXM[name]
+    return (0x8000 << 16) | (field << 9) | _struct.calcsize(fmt)
+
+
+# type, length | eth_type | ip_proto | ipv4_src | ipv4_dst | l4 src | l4 dst | pad
+_FIVE_TUPLE = {proto: (_struct.Struct("!HH IH IB I4s I4s IH IH 5x"),
+                       [_oxm_header(n) for n in ("eth_type", "ip_proto", "ipv4_src",
+                                                 "ipv4_dst", f"{proto}_src", f"{proto}_dst")])
+               for proto in ("tcp", "udp")}
+_FIVE_TUPLE_LEN = 4 + 6 + 5 + 8 + 8 + 6 + 6          # 43, padded to 48
+
+
+def five_tuple_match(proto, src, sport, dst, dport):
+    """Exact IPv4 match: ``proto`` 'tcp'/'udp', addresses as int (network order)."""
+    packer, (h_eth, h_proto, h_src, h_dst, h_sport, h_dport) = _FIVE_TUPLE[proto]
+    src_b, dst_b = src.to_bytes(4, "big"), dst.to_bytes(4, "big")
+    ip_proto = 6 if proto == "tcp" else 17
+    raw = packer.pack(1, _FIVE_TUPLE_LEN, h_eth, 0x0800, h_proto, ip_proto, h_src, src_b,
+                      h_dst, dst_b, h_sport, sport, h_dport, dport)
+    fields = [("eth_type", 0x0800), ("ip_proto", ip_proto),
+              ("ipv4_src", _socket.inet_ntoa(src_b)), ("ipv4_dst", _socket.inet_ntoa(dst_b)),
+              (f"{proto}_src", sport), (f"{proto}_dst", dport)]
+    return PackedMatch(fields, raw)
+
+
+_FROZEN = {}
+
+
+def frozen(obj):
+    """Make an action or instruction replay its wire bytes after the first time.
+
+    Only for objects that are never changed after they are built.
+    """
+    cls = type(obj)
+    sub = _FROZEN.get(cls)
+    if sub is None:
+        def serialize(self, buf, offset, _base=cls.serialize):
+            raw = self.__dict__.get("_wire")
+            if raw is None:
+                _base(self, buf, offset)
+                self._wire = bytes(buf[offset:offset + self.len])
+            else:
+                _put(buf, offset, raw)
+        sub = _FROZEN[cls] = type(cls.__name__, (cls,), {"serialize": serialize,
+                                                         "__module__": cls.__module__})
+    obj.__class__ = sub
+    return obj
