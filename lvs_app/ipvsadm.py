@@ -499,6 +499,23 @@ def parse_args(argv, prog="lvsadm"):
     return _Parser(argv, prog).parse()
 
 
+def _check_matrix(row, names, given, what):
+    """ipvsadm's legality matrices: '+' required, 'x' illegal, '1' at most one of."""
+    last = None
+    for rule, name in zip(row, names):
+        if name not in given:
+            if rule == "+":
+                raise UsageError(f"You need to supply the '{name}' option for {what}")
+            continue
+        if rule == "x":
+            raise UsageError(f"Illegal '{name}' option with {what}")
+        if rule == "1":
+            if last is not None:
+                raise UsageError(f"The option '{name}' conflicts with the '{last}' "
+                                 f"option in {what}")
+            last = name
+
+
 class _Parser:
     def __init__(self, argv, prog):
         self.tokens = _Tokens(argv)
@@ -677,24 +694,8 @@ class _Parser:
     # -- checks after parsing -------------------------------------------------
     def generic_opt_check(self):
         command = self.cmd.command
-        row = _MATRIX[command]
-        cmdname = _CMDNAMES.get(command, command)
-        last = None
-        for j, name in enumerate(OPTNAMES):
-            rule = row[j]
-            if name not in self.options:
-                if rule == "+":
-                    raise UsageError(f"You need to supply the '{name}' option "
-                                     f"for the '{cmdname}' command")
-                continue
-            if rule == "x":
-                raise UsageError(f"Illegal '{name}' option with the '{cmdname}' command")
-            if rule == "1":
-                if last is None:
-                    last = name
-                    continue
-                raise UsageError(f"The option '{name}' conflicts with the '{last}' "
-                                 f"option in the '{cmdname}' command")
+        _check_matrix(_MATRIX[command], OPTNAMES, self.options,
+                      f"the '{_CMDNAMES.get(command, command)}' command")
 
     def netmask(self):
         cmd = self.cmd
@@ -746,23 +747,8 @@ class _Parser:
         if tun_options and fwd is not None and fwd != "tunnel":
             raise UsageError("Tunnel options conflict with forward method")
         tun_type = self.tun_type or "vxlan"
-        row = _TUN_MATRIX[tun_type]
-        last = None
-        for j, name in enumerate(_TUN_OPTS):
-            rule = row[j]
-            if name not in self.options:
-                if rule == "+":
-                    raise UsageError(f"You need to supply the '{name}' option "
-                                     f"for the '{tun_type}' tunnel type")
-                continue
-            if rule == "x":
-                raise UsageError(f"Illegal '{name}' option with the '{tun_type}' tunnel type")
-            if rule == "1":
-                if last is None:
-                    last = name
-                    continue
-                raise UsageError(f"The option '{name}' conflicts with the '{last}' "
-                                 f"option in the '{tun_type}' tunnel type")
+        _check_matrix(_TUN_MATRIX[tun_type], _TUN_OPTS, self.options,
+                      f"the '{tun_type}' tunnel type")
 
 
 # --------------------------------------------------------------------------
