@@ -20,7 +20,12 @@ How the IPVS tables map onto flows (see pipeline.py for the table layout):
   connection scheduled through it re-arms it (re-adding the flow), as IPVS
   re-arms its template timer only for new connections; when it expires while
   it still controls connections it is put back for 60 s at a time (IPVS's
-  expire_later).
+  expire_later);
+* a NAT connection to virtual port 21 is an FTP control connection (IPVS's
+  ip_vs_ftp): its connection flows send its packets to the controller in both
+  directions and the controller forwards each one, after the FTP helper
+  (ftp.py) has read PORT/EPRT/PASV/EPSV and rewritten 227 replies; the data
+  connections it announces are ordinary connection flows, controlled by it.
 """
 
 import ipaddress
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
+from lvs_app import ftp
 from lvs_app import packet as pkt
 from lvs_app import pipeline as pl
 from lvs_app.model import ServiceKey
@@ -78,6 +84,19 @@ class Connection:
     expires_at: float
     template: Template = None
     nodest: bool = False        # its real server was deleted (expire_nodest_conn=0)
+    control: "Connection" = None    # FTP data connection: its control connection
+    ftp: "ftp.FtpControl" = None    # FTP control connection: the helper's state
+
+
+@dataclass
+class FtpExpectation:
+    """A passive FTP data connection announced by a 227/229 reply (IPVS's
+    NO_CPORT entry): the client's next SYN to VIP:port goes to the control
+    connection's real server, same port."""
+
+    control: Connection
+    port: int
+    expires_at: float
 
 
 @dataclass
@@ -89,6 +108,8 @@ class Switch:
     vips: set = field(default_factory=set)           # VIP flows installed: (vip, tcp?, udp?)
     conns: dict = field(default_factory=dict)        # 5-tuple -> Connection
     templates: dict = field(default_factory=dict)    # template key -> Template
+    ftp_controls: dict = field(default_factory=dict)  # (rs, rs port, client, cport) -> Connection
+    ftp_expect: dict = field(default_factory=dict)    # (client, vip, vport) -> FtpExpectation
 
 
 # -------------------------------------------------------------------------
@@ -376,6 +397,8 @@ class Director:
             return out + self._arp_in(sw, in_port, data, p, table_id, now)
         if table_id == pl.SERVICE and p.eth_type == pkt.ETH_IP:
             return out + self._service_in(sw, in_port, data, p, now)
+        if table_id == pl.REVERSE and p.eth_type == pkt.ETH_IP:
+            return out + self._ftp_from_server(sw, in_port, data, p, now)
         return out + self._l2_in(sw, in_port, data, p, now)
 
     def _learn_mac(self, sw, in_port, mac):
@@ -435,21 +458,28 @@ class Director:
         conn = sw.conns.get(key)
         if proto == "tcp":
             syn = p.tcp_flags & pl.TCP_SYN
-            if conn is not None and syn and not conn.active and conn.template is None:
+            if (conn is not None and syn and not conn.active and conn.template is None
+                    and conn.control is None):
                 # client port reused after FIN/RST: a new connection (conn_reuse_mode)
                 out = self._end_connection(sw, conn, delete_flows=True)
                 return out + self._service_in(sw, in_port, data, p, now)
             if conn is None:
                 if not syn or p.tcp_flags & pl.TCP_RST:
                     return []       # IPVS schedules only SYNs; the rest is dropped
+                if sw.ftp_expect:
+                    out = self._ftp_passive_data(sw, in_port, data, key, now)
+                    if out is not None:
+                        return out
                 return self._schedule(sw, in_port, data, p, key, now)
             out = []
+            if syn and conn.state == "LISTEN":
+                out += self._ftp_data_started(sw, conn, now)
             if p.tcp_flags & (pl.TCP_FIN | pl.TCP_RST) and conn.active:
                 out += self._close(sw, conn, "CLOSE" if p.tcp_flags & pl.TCP_RST else "FIN_WAIT",
                                    now)
-            return out + self._forward_packet(sw, conn, in_port, data)
+            return out + self._forward_packet(sw, conn, in_port, data, now)
         if conn is not None:
-            return self._forward_packet(sw, conn, in_port, data)
+            return self._forward_packet(sw, conn, in_port, data, now)
         return self._schedule(sw, in_port, data, p, key, now)
 
     # -- scheduling ----------------------------------------------------------
@@ -492,7 +522,7 @@ class Director:
         dport = server.port if vport == service.key.port and server.port else vport
         conn = self._new_connection(sw, service, server, rid, key, dport, template, now)
         out += self._connection_flows(sw, conn, sid)
-        out += self._forward_packet(sw, conn, in_port, data)
+        out += self._forward_packet(sw, conn, in_port, data, now)
         return out
 
     def _pick(self, service, p):
@@ -643,6 +673,8 @@ class Director:
                           now + timeout, template)
         sw.conns[key] = conn
         self._bind(conn)
+        if proto == "tcp" and key[4] == FTP_CONTROL and server.method == "masq":
+            self._ftp_watch(sw, conn)
         if template is not None:
             template.n_control += 1
         service.stats.conns += 1
@@ -697,23 +729,29 @@ class Director:
 
     def _conn_flow(self, sw, conn, sid, timeout):
         server, proto = conn.server, conn.key[0]
-        inst = self._cached(("conn",) + self._server_key(sw, server, proto, conn.dport),
-                            lambda: _goto(self._forward_actions(sw, server, proto, conn.dport),
-                                          server))
+        if conn.ftp is not None:
+            # an FTP control connection: all its packets go through the controller
+            inst = self._cached(("punt",), lambda: _actions(to_controller()))
+        else:
+            inst = self._cached(("conn",) + self._server_key(sw, server, proto, conn.dport),
+                                lambda: _goto(self._forward_actions(sw, server, proto,
+                                                                    conn.dport), server))
         cookie = pl.Cookie(pl.KIND_CONN, sid, conn.server_id).value
         return (sw.dpid, flow_add(pl.SERVICE, pl.PRIO_CONN, self._conn_match(conn), inst,
                                   cookie, idle=timeout, notify=True))
 
-    def _connection_flows(self, sw, conn, sid):
-        timeouts = self.api.table.timeouts
-        out = [self._conn_flow(sw, conn, sid,
-                               timeouts["tcp"] if conn.key[0] == "tcp" else timeouts["udp"])]
+    def _connection_flows(self, sw, conn, sid, timeout=None):
+        if timeout is None:
+            timeouts = self.api.table.timeouts
+            timeout = timeouts["tcp"] if conn.key[0] == "tcp" else timeouts["udp"]
+        out = [self._conn_flow(sw, conn, sid, timeout)]
         if conn.server.method == "masq":
             proto, _, _, vip, vport = conn.key
-            inst = self._cached(("reverse", vip, proto, vport), lambda: _actions_then_forward([
-                parser.OFPActionSetField(ipv4_src=_ip(vip)),
-                parser.OFPActionSetField(**{f"{proto}_src": vport}),
-                parser.OFPActionSetField(eth_src=pkt.mac_text(pkt.virtual_mac(vip)))]))
+            if conn.ftp is not None:
+                inst = self._cached(("punt",), lambda: _actions(to_controller()))
+            else:
+                inst = self._cached(("reverse", vip, proto, vport),
+                                    lambda: _actions_then_forward(self._reverse_actions(conn)))
             cookie = pl.Cookie(pl.KIND_REVERSE, sid, conn.server_id).value
             out.append((sw.dpid, flow_add(pl.REVERSE, pl.PRIO_CONN, self._reverse_match(conn),
                                           inst, cookie)))
@@ -739,9 +777,20 @@ class Director:
                 actions.append(parser.OFPActionSetField(**{f"{proto}_dst": dport}))
         return actions
 
-    def _forward_packet(self, sw, conn, in_port, data):
+    @staticmethod
+    def _reverse_actions(conn):
+        """NAT: a server->client packet of ``conn`` leaves as VIP:vport."""
+        proto, _, _, vip, vport = conn.key
+        return [parser.OFPActionSetField(ipv4_src=_ip(vip)),
+                parser.OFPActionSetField(**{f"{proto}_src": vport}),
+                parser.OFPActionSetField(eth_src=pkt.mac_text(pkt.virtual_mac(vip)))]
+
+    def _forward_packet(self, sw, conn, in_port, data, now):
         if conn.nodest:
             return []
+        out = []
+        if conn.ftp is not None:
+            data, out = self._ftp_from_client(sw, conn, data, now)
         server, proto = conn.server, conn.key[0]
 
         def build():
@@ -752,7 +801,7 @@ class Director:
                 actions.append(parser.OFPActionOutput(ofp.OFPP_TABLE))
             return actions
         actions = self._cached(("out",) + self._server_key(sw, server, proto, conn.dport), build)
-        return [(sw.dpid, packet_out(in_port, actions, data))]
+        return out + [(sw.dpid, packet_out(in_port, actions, data))]
 
     def _close(self, sw, conn, state, now):
         """FIN or RST from the client: the connection becomes inactive."""
@@ -769,6 +818,8 @@ class Director:
         out = []
         sw.conns.pop(conn.key, None)
         self._unbind(conn)
+        if conn.ftp is not None:
+            self._ftp_forget(sw, conn)
         sid = self.service_id(conn.service)
         if delete_flows:
             cm = (pl.Cookie(pl.KIND_CONN, sid, conn.server_id).value,
@@ -788,17 +839,25 @@ class Director:
         return out
 
     # -- FlowRemoved ---------------------------------------------------------
-    def flow_removed(self, dpid, cookie, match, duration, now):
-        """A connection or template flow left the switch (idle timeout or delete)."""
+    def flow_removed(self, dpid, cookie, match, duration, now, reason=ofp.OFPRR_IDLE_TIMEOUT):
+        """A connection or template flow timed out in the switch."""
         sw = self.switches.get(dpid)
         parsed = pl.Cookie.parse(cookie)
-        if sw is None or parsed is None:
+        if sw is None or parsed is None or reason == ofp.OFPRR_DELETE:
+            # every delete is the director's own, and its state was updated
+            # when it sent it; the report may even name a newer flow with
+            # the same match (a client port reused after FIN)
             return []
         mkey = _match_key(match)
         if parsed.kind == pl.KIND_CONN:
-            conn = next((c for c in [self._conn_by_match(sw, mkey)] if c), None)
+            conn = self._conn_by_match(sw, mkey)
             if conn is None:
                 return []
+            if conn.ftp is not None and not conn.nodest and self._ftp_controls_data(sw, conn):
+                # IPVS keeps a control connection while it controls data
+                # connections (expire_later): its flow is put back for 60 s
+                conn.expires_at = now + EXPIRE_LATER
+                return [self._conn_flow(sw, conn, self.service_id(conn.service), EXPIRE_LATER)]
             return self._end_connection(sw, conn)
         if parsed.kind == pl.KIND_TEMPLATE:
             template = self._template_by_match(sw, mkey)
@@ -886,6 +945,7 @@ class Director:
             pass      # schedulers re-read weights; existing connections keep going
         for sw in self.switches.values():
             out += self._sync_vips(sw)
+            self._ftp_prune(sw)
         if kind in ("server-added", "table-replaced"):
             out += self._resolve_servers(list(self.switches.values()))
         return out
@@ -949,6 +1009,140 @@ class Director:
                 out.append(self._conn_flow(sw, conn, sid, max(1, int(conn.expires_at - now))))
         return out
 
+    # -- FTP helper (IPVS ip_vs_ftp) ---------------------------------------------
+    # A NAT connection to virtual port 21 is an FTP control connection.  Its
+    # SERVICE and REVERSE connection flows keep their usual place, cookies and
+    # timeouts, but send its packets to the controller; the controller
+    # forwards each one itself (PacketOut with the NAT rewrite as set_field
+    # actions) after ftp.FtpControl has read it and, for a 227 reply or once
+    # sequence numbers are shifted, rewritten its bytes.  The data connections
+    # it announces are ordinary connections in the switch, controlled by it.
+
+    def _ftp_watch(self, sw, conn):
+        conn.ftp = ftp.FtpControl()
+        sw.ftp_controls[self._ftp_reverse_key(conn)] = conn
+
+    @staticmethod
+    def _ftp_reverse_key(conn):
+        _, client, cport, _, _ = conn.key
+        return (int(conn.server.address), conn.dport, client, cport)
+
+    def _ftp_from_client(self, sw, conn, data, now):
+        """A client->server packet of a control connection: (data to send, messages)."""
+        data, port = conn.ftp.from_client(data)
+        if port is None:
+            return data, []
+        addr, data_port = port
+        if addr != conn.key[1]:
+            # IPVS would let the real server connect to any host from VIP:20
+            LOG.info("ftp: %s PORT names %s, not the client: ignored", _ip(conn.key[1]),
+                     _ip(addr))
+            return data, []
+        return data, self._ftp_active_data(sw, conn, data_port, now)
+
+    def _ftp_active_data(self, sw, ctl, port, now):
+        """PORT/EPRT: the real server will connect from its control port - 1 (20)
+        to client:port.  As in IPVS the connection exists before its first
+        packet (state LISTEN), so its flows are in place for the server's SYN,
+        which arrives on the REVERSE side and never reaches the controller."""
+        _, client, _, vip, vport = ctl.key
+        if ctl.dport < 2:
+            return []
+        key = ("tcp", client, port, vip, vport - 1)
+        out = []
+        old = sw.conns.get(key)
+        if old is not None:
+            # its SERVICE flow is replaced below (an ADD, so no FlowRemoved)
+            out += self._end_connection(sw, old)
+        conn = Connection(key, ctl.service, ctl.server, ctl.server_id, ctl.dport - 1,
+                          "LISTEN", False, now + ftp.LISTEN_TIMEOUT, control=ctl)
+        sw.conns[key] = conn
+        self._bind(conn)
+        return out + self._connection_flows(sw, conn, self.service_id(ctl.service),
+                                            ftp.LISTEN_TIMEOUT)
+
+    def _ftp_data_started(self, sw, conn, now):
+        """The first SYN of a data connection waiting in LISTEN (the client's
+        SYN+ACK in active mode): it becomes active and gets the TCP timeout."""
+        self._unbind(conn)
+        conn.state, conn.active = "SYN_RECV", True
+        self._bind(conn)
+        timeout = self.api.table.timeouts["tcp"]
+        conn.expires_at = now + timeout
+        if conn.nodest:
+            return []
+        return [self._conn_flow(sw, conn, self.service_id(conn.service), timeout)]
+
+    def _ftp_passive_data(self, sw, in_port, data, key, now):
+        """A client SYN to a VIP:port that a 227/229 reply announced: the data
+        connection goes to the control connection's real server, same port.
+        None when no such announcement is pending."""
+        _, client, _, vip, vport = key
+        expected = sw.ftp_expect.pop((client, vip, vport), None)
+        if expected is None:
+            return None
+        ctl = expected.control
+        if expected.expires_at < now or sw.conns.get(ctl.key) is not ctl or ctl.nodest:
+            return None
+        timeout = self.api.table.timeouts["tcp"]
+        conn = Connection(key, ctl.service, ctl.server, ctl.server_id, expected.port,
+                          "SYN_RECV", True, now + timeout, control=ctl)
+        sw.conns[key] = conn
+        self._bind(conn)
+        out = self._connection_flows(sw, conn, self.service_id(ctl.service), timeout)
+        return out + self._forward_packet(sw, conn, in_port, data, now)
+
+    def _ftp_from_server(self, sw, in_port, data, p, now):
+        """A server->client packet of a control connection (from REVERSE)."""
+        conn = sw.ftp_controls.get((p.ip_src, p.sport, p.ip_dst, p.dport))
+        if conn is None or conn.nodest or sw.conns.get(conn.key) is not conn:
+            return []
+        _, client, _, vip, vport = conn.key
+        data, passive = conn.ftp.from_server(data, vip)
+        if passive is not None:
+            for key in [k for k, e in sw.ftp_expect.items() if e.expires_at < now]:
+                del sw.ftp_expect[key]
+            port = passive[1]
+            sw.ftp_expect[(client, vip, port)] = FtpExpectation(
+                conn, port, now + ftp.LISTEN_TIMEOUT)
+        actions = self._cached(("ftp-out", vip, vport), lambda: self._reverse_actions(conn) + [
+            parser.OFPActionOutput(ofp.OFPP_TABLE)])
+        return [(sw.dpid, packet_out(in_port, actions, data))]
+
+    def _ftp_controls_data(self, sw, conn):
+        return any(c.control is conn for c in sw.conns.values())
+
+    def _ftp_forget(self, sw, conn):
+        """A control connection ended: its helper state and announcements go."""
+        rkey = self._ftp_reverse_key(conn)
+        if sw.ftp_controls.get(rkey) is conn:
+            del sw.ftp_controls[rkey]
+        for key in [k for k, e in sw.ftp_expect.items() if e.control is conn]:
+            del sw.ftp_expect[key]
+
+    @staticmethod
+    def _ftp_prune(sw):
+        """After a table change: forget the helper state of connections that are gone."""
+        for rkey in [k for k, c in sw.ftp_controls.items() if sw.conns.get(c.key) is not c]:
+            del sw.ftp_controls[rkey]
+        for key in [k for k, e in sw.ftp_expect.items()
+                    if sw.conns.get(e.control.key) is not e.control]:
+            del sw.ftp_expect[key]
+
+    @staticmethod
+    def _ftp_expectation_rows(sw, now):
+        """Pending passive data connections, as IPVS lists them (client port 0, LISTEN)."""
+        rows = []
+        for (client, vip, vport), expected in sw.ftp_expect.items():
+            if expected.expires_at > now:
+                rows.append({"protocol": "TCP", "expire": int(expected.expires_at - now),
+                             "state": "LISTEN", "client": _ip(client), "cport": 0,
+                             "vip": _ip(vip), "vport": vport,
+                             "server": str(expected.control.server.address),
+                             "dport": expected.port, "pe_name": "", "pe_data": "",
+                             "switch": sw.dpid})
+        return rows
+
     # -- listing ---------------------------------------------------------------
     def connections(self, now):
         """Live connections and templates in ``ipvsadm -L -c`` terms."""
@@ -973,6 +1167,7 @@ class Director:
                              "dport": template.server.port if vport else 0,
                              "pe_name": "", "pe_data": "", "switch": sw.dpid,
                              "template": True, "n_control": template.n_control})
+            rows += self._ftp_expectation_rows(sw, now)
         return rows
 
 

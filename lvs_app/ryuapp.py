@@ -112,7 +112,7 @@ class LVSDirector(app_manager.RyuApp):
         msg = ev.msg
         duration = msg.duration_sec + msg.duration_nsec / 1e9
         self.send(self.director.flow_removed(msg.datapath.id, msg.cookie, msg.match,
-                                             duration, time.monotonic()))
+                                             duration, time.monotonic(), msg.reason))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev):

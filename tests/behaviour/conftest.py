@@ -103,7 +103,7 @@ class DirectorLab:
                     1, rec.match["in_port"], rec.raw, rec.table_id, self.now))
             for rec in self.sw.take_flow_removed():
                 outputs += self.deliver(self.director.flow_removed(
-                    1, rec.cookie, rec.match, rec.duration, self.now))
+                    1, rec.cookie, rec.match, rec.duration, self.now, rec.reason))
         return outputs
 
     def _hosts_answer(self, outputs):

@@ -109,3 +109,18 @@ def test_other_traffic_is_forwarded_by_l2_learning(lab):
     out = lab.send(tcp(a, b, 1000, 22, flags="A", in_port=3, eth_src=mac_of(a),
                        eth_dst=mac_of(b)))
     assert [p for p, _ in out] == [4]
+
+
+def test_a_client_port_reused_after_fin_is_a_new_nat_connection(lab):
+    lab.lvsadm("-A -t 10.0.0.100:80 -s rr")
+    for rs in ("10.0.0.11", "10.0.0.12"):
+        lab.lvsadm(f"-a -t 10.0.0.100:80 -r {rs} -m")
+    first = lab.connect(C1, 40010)
+    lab.close(C1, 40010)
+    second = lab.connect(C1, 40010)                 # same 5-tuple, new SYN
+    assert second != first                           # scheduled afresh (rr)
+    assert len(lab.director.switches[1].conns) == 1
+    reply = tcp(second, C1, 80, 40010, flags="SA", in_port=lab.hosts[second],
+                eth_src=mac_of(second), eth_dst=mac_of(C1))
+    [(port, pkt)] = lab.send(reply)
+    assert (port, pkt["ipv4_src"]) == (1, VIP)      # still NATed back
