@@ -398,7 +398,9 @@ class Director:
         if table_id == pl.SERVICE and p.eth_type == pkt.ETH_IP:
             return out + self._service_in(sw, in_port, data, p, now)
         if table_id == pl.REVERSE and p.eth_type == pkt.ETH_IP:
-            return out + self._ftp_from_server(sw, in_port, data, p, now)
+            if (p.ip_src, p.sport, p.ip_dst, p.dport) in sw.ftp_controls:
+                return out + self._ftp_from_server(sw, in_port, data, p, now)
+            return out + self._conn_out(sw, in_port, data, p, now)
         return out + self._l2_in(sw, in_port, data, p, now)
 
     def _learn_mac(self, sw, in_port, mac):
@@ -486,7 +488,9 @@ class Director:
     def _schedule(self, sw, in_port, data, p, key, now):
         proto, client, cport, vip, vport = key
         service, via_ftp = self.find_service(proto, vip, vport)
-        if service is None:
+        if service is None or via_ftp and not service.persistent:
+            # IPVS schedules a packet that reached a port-21 service through
+            # the FTP fallback only for a persistent service (vport != port)
             return []
         if service.ops and proto == "udp" or service.key.is_fwmark and service.ops:
             return self._one_packet(sw, service, in_port, data, p, now)
@@ -626,15 +630,13 @@ class Director:
         return out
 
     def _template_reverse(self, sw, service, template):
-        """NAT: the server's packets to a template client leave as the VIP."""
+        """NAT: a connection the server opens to a template client comes to
+        the controller (IPVS conn_out); nothing else of the server's is touched."""
         sid = self.service_id(service.key)
         cookie = pl.Cookie(pl.KIND_REVERSE_TEMPLATE, sid, template.server_id).value
-        out = []
-        for fields in self._template_reverse_matches(service, template):
-            out.append((sw.dpid, flow_add(pl.REVERSE, pl.PRIO_TEMPLATE,
-                                          parser.OFPMatch(**fields[0]),
-                                          _actions_then_forward(fields[1]), cookie)))
-        return out
+        return [(sw.dpid, flow_add(pl.REVERSE, pl.PRIO_TEMPLATE, parser.OFPMatch(**fields),
+                                   _actions(to_controller()), cookie))
+                for fields in self._template_reverse_matches(service, template)]
 
     def _template_reverse_matches(self, service, template):
         server = template.server
@@ -643,14 +645,11 @@ class Director:
             proto = "tcp" if fields["ip_proto"] == pkt.PROTO_TCP else "udp"
             rev = dict(eth_type=pkt.ETH_IP, ip_proto=fields["ip_proto"],
                        ipv4_src=str(server.address), ipv4_dst=fields["ipv4_src"])
-            sets = [parser.OFPActionSetField(ipv4_src=fields["ipv4_dst"]),
-                    parser.OFPActionSetField(eth_src=pkt.mac_text(
-                        pkt.virtual_mac(int(ipaddress.IPv4Address(fields["ipv4_dst"])))))]
-            vport = fields.get(f"{proto}_dst")
-            if isinstance(vport, int) and server.port:
+            if isinstance(fields.get(f"{proto}_dst"), int) and server.port:
                 rev[f"{proto}_src"] = server.port
-                sets.append(parser.OFPActionSetField(**{f"{proto}_src": vport}))
-            result.append((rev, sets))
+            if proto == "tcp":      # a new connection: SYN without ACK
+                rev["tcp_flags"] = (pl.TCP_SYN, pl.TCP_SYN | pl.TCP_ACK)
+            result.append(rev)
         return result
 
     def _delete_template_reverse(self, sw, service, template):
@@ -661,7 +660,7 @@ class Director:
               pl.TAG_MASK | pl.KIND_MASK | pl.SERVICE_MASK | pl.SERVER_MASK)
         return [(sw.dpid, flow_delete(cm, pl.REVERSE, parser.OFPMatch(**fields),
                                       pl.PRIO_TEMPLATE))
-                for fields, _ in self._template_reverse_matches(service, template)]
+                for fields in self._template_reverse_matches(service, template)]
 
     # -- connections ---------------------------------------------------------
     def _new_connection(self, sw, service, server, rid, key, dport, template, now):
@@ -776,6 +775,35 @@ class Director:
             if dport is not None:
                 actions.append(parser.OFPActionSetField(**{f"{proto}_dst": dport}))
         return actions
+
+    def _conn_out(self, sw, in_port, data, p, now):
+        """IPVS conn_out: a NAT real server opens a connection to a client whose
+        template points at it (active FTP from port 20, for one).  It becomes an
+        ordinary connection of the template's service, seen from the VIP."""
+        proto = PROTO_NAMES.get(p.proto)
+        if proto is None or proto == "tcp" and (
+                p.tcp_flags & (pl.TCP_SYN | pl.TCP_ACK)) != pl.TCP_SYN:
+            return []
+        for template in sw.templates.values():
+            server = template.server
+            tproto, snet, vip, vport = template.key
+            if (template.expiring or tproto != proto or server.method != "masq"
+                    or int(server.address) != p.ip_src):
+                continue
+            service = self.api.table.services.get(template.service)
+            if service is None or p.ip_dst & service.netmask != snet:
+                continue
+            if vport and server.port and p.sport != server.port:
+                continue
+            key = (proto, p.ip_dst, p.dport, vip, vport or p.sport)
+            if key in sw.conns:
+                return []
+            conn = self._new_connection(sw, service, server, template.server_id, key,
+                                        p.sport, template, now)
+            out = self._connection_flows(sw, conn, self.service_id(service.key))
+            actions = self._reverse_actions(conn) + [parser.OFPActionOutput(ofp.OFPP_TABLE)]
+            return out + [(sw.dpid, packet_out(in_port, actions, data))]
+        return []
 
     @staticmethod
     def _reverse_actions(conn):

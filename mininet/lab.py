@@ -4,6 +4,8 @@
     sudo .venv/bin/python mininet/lab.py droute --cli   # Mininet's CLI (exit or Ctrl-D stops)
     sudo .venv/bin/python mininet/lab.py tunnel         # runs until Ctrl-C
     sudo .venv/bin/python mininet/lab.py nat --demo --controller-cmd simple_switch_13
+    sudo .venv/bin/python mininet/lab.py droute --ftp-demo --ssl-demo   # the founding scenarios
+    sudo .venv/bin/python mininet/lab.py nat --ftp --tls --cli          # servers, then the CLI
 
 The controller is ``ryu-manager lvs_app`` unless ``--controller-cmd`` says
 otherwise (a command with the placeholders {venv} {repo} {of_port}
@@ -32,6 +34,16 @@ def parse_args(argv):
                         help="send requests from every client to the VIP, show who answered, "
                              "then lvsadm -L -n and lvsadm -L -c -n")
     parser.add_argument("--cli", action="store_true", help="drop into Mininet's CLI")
+    parser.add_argument("--ftp", action="store_true",
+                        help="start an FTP server (mininet/ftp_server.py) on every real server")
+    parser.add_argument("--tls", action="store_true",
+                        help="start openssl s_server on port 443 on every real server")
+    parser.add_argument("--ftp-demo", action="store_true",
+                        help="FTP through the seed's persistent port-0 service (-s pcc) in "
+                             "every mode, then (direct routing, tunnel) without persistence")
+    parser.add_argument("--ssl-demo", action="store_true",
+                        help="TLS session resumption through a persistent service on 443, "
+                             "then through a non-persistent one")
     parser.add_argument("--requests", type=int, default=6, metavar="N",
                         help="requests per client in the demo (default 6)")
     parser.add_argument("--controller-cmd", metavar="CMD",
@@ -52,6 +64,10 @@ def parse_args(argv):
         args.controller_cmd = lvslab.SIMPLE_SWITCH_13_CMD
     if args.apply_lvsadm is None:
         args.apply_lvsadm = args.controller_cmd is None
+    args.ftp = args.ftp or args.ftp_demo
+    args.tls = args.tls or args.ssl_demo
+    if (args.ftp_demo or args.ssl_demo) and args.controller_cmd is not None:
+        parser.error("--ftp-demo and --ssl-demo configure lvs_app: no --controller-cmd")
     return args
 
 
@@ -115,6 +131,102 @@ def demo(lab, requests, director):
     return failures
 
 
+# -s pcc with the lab's forwarding method: the seed's commands verbatim for
+# direct routing (ipvsadm's default), with -i / -m for the other labs
+SEED_FLAGS = {"droute": "", "tunnel": " -i", "masq": " -m"}
+LVSADM_FLAGS = {"droute": " -g", "tunnel": " -i", "masq": " -m"}
+
+
+def configure(lab, service, opts, flags, quiet=False):
+    """lvsadm -C, -A <service> <opts>, -a for every real server; prints the commands."""
+    commands = ["-C", f"-A {service} {opts}"]
+    commands += [f"-a {service} -R {spec['ip']}{flags[spec['method']]}"
+                 if flags is SEED_FLAGS else
+                 f"-a {service} -r {spec['ip']}{flags[spec['method']]}"
+                 for spec in lab.topology["servers"]]
+    for command in commands:
+        if not quiet:
+            print(f"  lvsadm {command}")
+        lab.lvsadm(command)
+
+
+def ftp_demo(lab):
+    """FTP in every mode through -s pcc; then without persistence (DR, tunnel)."""
+    failures = 0
+    vip = lab.vip
+    print(f"== FTP through the seed's persistent port-0 service (the template covers "
+          f"every port of {vip})")
+    configure(lab, f"-t {vip}:0", "-s pcc", SEED_FLAGS)
+    print(f"   each column: the server of the control connection's greeting (220 <name>) "
+          f"/ the content of whoami.txt\n   ({lvslab.VIP_FTP_HINT})")
+    for client in lab.clients:
+        cells = []
+        for mode in lvslab.CURL_FTP_MODES:
+            r = lab.ftp(client, mode=mode, check=False)
+            ok = r.ok and r.body == r.banner
+            failures += not ok
+            cells.append(f"{mode} {r.banner}/{r.body or f'FAILED({r.returncode})'}")
+        listing = lab.ftp(client, "", listing=True, check=False)
+        marker = [n for n in listing.body.split() if n.startswith("served-by-")]
+        failures += not (listing.ok and marker == [f"served-by-{listing.banner}"])
+        cells.append(f"NLST {' '.join(marker) or f'FAILED({listing.returncode})'}")
+        print(f"{client:<4} ({lab.ip(client)}): " + " | ".join(cells))
+    print()
+    show("lvsadm -L -n", lab.lvsadm("-L", "-n").stdout)
+    show("lvsadm -L -c -n (control :21, active data :20, passive data :30000-30100, "
+         "the template :0)", lab.lvsadm("-L", "-c", "-n").stdout)
+    methods = {spec["method"] for spec in lab.topology["servers"]}
+    if methods & {"droute", "tunnel"}:
+        print(f"== the same without persistence: one non-persistent fwmark for "
+              f"{vip}:21 and the passive ports, rr")
+        lab.lvsadm("--delete-mark 1", check=False)
+        lab.lvsadm("-C")
+        mark = (f"--add-mark 1 --match tcp:{vip}:21 --match tcp:{vip}:"
+                f"{lvslab.FTP_PASSIVE_PORTS[0]}-{lvslab.FTP_PASSIVE_PORTS[1]}")
+        print(f"  lvsadm {mark}")
+        lab.lvsadm(mark)
+        configure(lab, "-f 1", "-s rr", LVSADM_FLAGS)
+        for client in lab.clients:
+            cells = []
+            for mode in ("epsv", "pasv"):
+                r = lab.ftp(client, mode=mode, timeout=5, check=False)
+                cells.append(f"{mode} {r.banner}/{r.body or f'FAILED({r.returncode})'}")
+            print(f"{client:<4} ({lab.ip(client)}): " + " | ".join(cells))
+        print("   passive data connections land on another real server, which has no "
+              "listener on the announced port:")
+        show("lvsadm -L -c -n", lab.lvsadm("-L", "-c", "-n").stdout)
+        lab.lvsadm("-C")
+        lab.lvsadm("--delete-mark 1", check=False)
+    else:
+        print("(NAT without persistence is the NAT FTP helper's case: not shown here)\n")
+    return failures
+
+
+def ssl_demo(lab):
+    """TLS resumption through -p 60 on 443, then through plain rr."""
+    failures = 0
+    vip = lab.vip
+    for opts, persistent in (("-s rr -p 60", True), ("-s rr", False)):
+        print(f"== TLS 1.2 to {vip}:443 with {opts}: a new session, then resuming it "
+              f"(openssl s_client -sess_out / -sess_in; s_server -no_ticket)")
+        configure(lab, f"-t {vip}:443", opts, LVSADM_FLAGS)
+        for client in lab.clients:
+            sess = lab.log_dir / f"demo-{client}.sess"
+            results = [lab.tls(client, sess_out=sess, check=False)]
+            results += [lab.tls(client, sess_in=sess, check=False) for _ in range(3)]
+            cells = [f"{r.server} {'Reused' if r.reused else 'New' if r.reused is False else '?'}"
+                     for r in results]
+            if persistent:
+                failures += not (len({r.server for r in results}) == 1
+                                 and all(r.reused for r in results[1:]))
+            print(f"{client:<4} ({lab.ip(client)}): " + ", ".join(cells))
+        print()
+    print("   with persistence every connection of a client reaches one server and resumes;"
+          "\n   without it a session resumes only when rr comes back to the server that "
+          "made it\n")
+    return failures
+
+
 def main(argv=None):
     args = parse_args(argv)
     problem = lvslab.environment_problem()
@@ -138,12 +250,26 @@ def main(argv=None):
                 print(f"lvsadm {command}")
                 lab.lvsadm(command)
             print()
+        if args.ftp:
+            lab.start_ftp_servers()
+            print(f"FTP servers on port {lvslab.FTP_PORT} of every real server "
+                  f"(logs {lab.log_dir}/<server>-ftp.log, files {lab.log_dir}/ftp/<server>/)")
+        if args.tls:
+            lab.start_tls_servers()
+            print(f"TLS servers (openssl s_server -www -no_ticket) on port {lvslab.TLS_PORT} "
+                  f"of every real server (certificates in {lab.log_dir}/tls/)")
+        if args.ftp or args.tls:
+            print()
         if args.demo:
             status = 1 if demo(lab, args.requests, director=args.apply_lvsadm) else 0
+        if args.ftp_demo:
+            status = 1 if ftp_demo(lab) else status
+        if args.ssl_demo:
+            status = 1 if ssl_demo(lab) else status
         if args.cli:
             from mininet.cli import CLI
             CLI(lab.net)
-        elif not args.demo:
+        elif not (args.demo or args.ftp_demo or args.ssl_demo):
             print("lab running; Ctrl-C stops it")
             signal.pause()
     except KeyboardInterrupt:

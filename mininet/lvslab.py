@@ -71,6 +71,20 @@ OVS_LOG = Path(os.environ.get("LVSLAB_OVS_LOG", "/var/log/openvswitch/ovs-vswitc
 # the hosts.
 SYSTEM_PYTHON = "/usr/bin/python3"
 HTTP_SERVER = Path(__file__).resolve().parent / "http_name_server.py"
+# The FTP server needs pyftpdlib (requirements.txt), so it runs with the
+# venv's interpreter; the TLS server is ``openssl s_server``.
+VENV_PYTHON = VENV / "bin" / "python"
+FTP_SERVER = Path(__file__).resolve().parent / "ftp_server.py"
+FTP_PORT = 21
+FTP_PASSIVE_PORTS = (30000, 30100)
+FTP_DATA_PORT = 20
+TLS_PORT = 443
+# curl's FTP modes: passive EPSV (curl's default), passive PASV, active EPRT
+# (curl's default active command), active PORT
+CURL_FTP_MODES = {"epsv": [], "pasv": ["--disable-epsv"],
+                  "eprt": ["--ftp-port", "-"], "port": ["--ftp-port", "-", "--disable-eprt"]}
+VIP_FTP_HINT = ("epsv/pasv: passive, curl's default / --disable-epsv; "
+                "eprt/port: active, --ftp-port - / --ftp-port - --disable-eprt")
 
 # Controller commands.  Placeholders: {venv} {repo} {of_port} {rest_port}.
 # ``ryu-manager`` starts because the install step put lvs_app's compat hook
@@ -563,6 +577,102 @@ class _Records:
 # the lab
 
 
+class FtpResult:
+    """What one curl FTP command line did (see :meth:`Lab.ftp`)."""
+
+    def __init__(self, client, mode, cmd, returncode, body, log):
+        self.client, self.mode, self.cmd = client, mode, cmd
+        self.returncode, self.body, self.log = returncode, body, log
+
+    @property
+    def ok(self):
+        return self.returncode == 0
+
+    @property
+    def banner(self):
+        """The server name of the ``220`` greeting (the control connection's server)."""
+        m = re.search(r"^< 220[ -](\S+)", self.log, re.M)
+        return m.group(1) if m else None
+
+    @property
+    def replies(self):
+        """The server's replies, in order (curl's ``< `` lines)."""
+        return [line[2:] for line in self.log.splitlines() if line.startswith("< ")]
+
+    @property
+    def commands(self):
+        """The commands curl sent (its ``> `` lines)."""
+        return [line[2:] for line in self.log.splitlines() if line.startswith("> ")]
+
+    def transcript(self):
+        return f"$ {self.cmd}\n{self.log.rstrip()}\n--- body:\n{self.body}"
+
+    def __repr__(self):
+        return (f"FtpResult({self.client} {self.mode}: rc={self.returncode} "
+                f"banner={self.banner!r} body={self.body[:60]!r})")
+
+
+class TlsResult:
+    """What one ``openssl s_client`` connection saw (see :meth:`Lab.tls`)."""
+
+    def __init__(self, client, cmd, returncode, output):
+        self.client, self.cmd, self.returncode, self.output = client, cmd, returncode, output
+        m = re.search(r"^subject=\s*CN\s*=\s*(\S+)", output, re.M)
+        self.server = m.group(1) if m else None
+        # s_client prints "New, TLSv1.2, Cipher is ..." or "Reused, ...";
+        # the -www page of s_server prints the same line from its side
+        states = re.findall(r"^(New|Reused), (TLSv[\d.]+)", output, re.M)
+        self.reused = states[0][0] == "Reused" if states else None
+        self.server_reused = states[1][0] == "Reused" if len(states) > 1 else None
+        self.version = states[0][1] if states else None
+
+    def __repr__(self):
+        return (f"TlsResult({self.client}: server={self.server} reused={self.reused} "
+                f"server_reused={self.server_reused} rc={self.returncode})")
+
+
+# Run by Lab.ftplib in a client host: argv = address passive(0/1) trust(0/1)
+# upload_name upload_text timeout [SITE command...]; prints one JSON object.
+FTPLIB_CLIENT = r"""
+import ftplib, io, json, sys
+address, passive, trust, up_name, up_text, timeout = sys.argv[1:7]
+site = sys.argv[7:]
+out = {"replies": [], "data_peers": []}
+
+class FTP(ftplib.FTP):
+    trust_server_pasv_ipv4_address = trust == "1"
+    def getresp(self):
+        resp = super().getresp()
+        out["replies"].append(resp)
+        return resp
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = super().ntransfercmd(cmd, rest)
+        out["data_peers"].append("%s:%d" % conn.getpeername()[:2])
+        return conn, size
+
+try:
+    f = FTP()
+    out["banner"] = f.connect(address, 21, timeout=float(timeout))
+    f.login()
+    f.set_pasv(passive == "1")
+    for command in site:
+        f.sendcmd("SITE " + command)
+    chunks = []
+    f.retrbinary("RETR whoami.txt", chunks.append)
+    out["whoami"] = b"".join(chunks).decode()
+    out["names"] = sorted(f.nlst())
+    if up_name:
+        f.storbinary("STOR " + up_name, io.BytesIO(up_text.encode()))
+        chunks = []
+        f.retrbinary("RETR " + up_name, chunks.append)
+        out["uploaded"] = b"".join(chunks).decode()
+    f.quit()
+except Exception as err:
+    out["error"] = "%s: %s" % (type(err).__name__, err)
+print(json.dumps(out))
+"""
+
+
 class Lab:
     """One lab: controller process, OVS switch, Mininet hosts, HTTP servers.
 
@@ -610,6 +720,8 @@ class Lab:
         self._records = _Records()
         self._state = {}
         self._started = False
+        self._ftp_started = False     # start_ftp_servers() ran in this run
+        self._tls_started = False     # start_tls_servers() ran in this run
 
     # ---- set-up ---------------------------------------------------------
 
@@ -883,6 +995,206 @@ class Lab:
         self._record(f"http {name}", proc)
         return proc
 
+    def connection_table(self, timeout=5):
+        """The director's connections and templates (REST ``GET /ipvs/connections``).
+
+        A list of dicts with ``client``, ``cport``, ``vip``, ``vport``,
+        ``server``, ``dport``, ``state`` (templates have ``template: True``);
+        quicker than parsing ``lvsadm -L -c -n`` when a test looks after
+        every transfer.
+        """
+        import urllib.request
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        url = f"http://127.0.0.1:{self.rest_port}/ipvs/connections"
+        with opener.open(url, timeout=timeout) as response:
+            return json.loads(response.read().decode())["connections"]
+
+    # ---- FTP and TLS servers (the founding scenarios) ------------------
+
+    def wait_listening(self, name, port, timeout=10.0, proc=None, log=None):
+        """Wait until something in host ``name`` listens on TCP ``port`` (``ss``).
+
+        ``proc``: the server process; its exit stops the wait at once (with
+        the end of ``log`` in the error).
+        """
+        def listening():
+            if proc is not None and proc.poll() is not None:
+                text = Path(log).read_text()[-2000:] if log else ""
+                raise LabError(f"{name}: the server for TCP port {port} exited with "
+                               f"{proc.returncode}:\n{text}")
+            _, out, _ = self.host_run(name, f"ss -Hltn 'sport = :{port}'", 5, check=False)
+            return bool(out.strip())
+        self._wait_or_raise(listening, timeout, f"{name} to listen on TCP port {port}")
+
+    def ftp_root(self, name):
+        """The directory real server ``name``'s FTP server serves (and stores uploads in)."""
+        return self.log_dir / "ftp" / name
+
+    def start_ftp_servers(self, passive=FTP_PASSIVE_PORTS, data_port=FTP_DATA_PORT,
+                          port=FTP_PORT, timeout=15.0):
+        """Start ``ftp_server.py`` on every real server (once); wait until all listen.
+
+        Each one greets with ``220 <name>``, serves ``whoami.txt`` (its name)
+        and ``served-by-<name>`` from :meth:`ftp_root`, allows anonymous
+        uploads there, uses the passive ports ``passive`` (lo, hi) and
+        connects actively from ``data_port``.  Logs: ``<log_dir>/<name>-ftp.log``.
+        """
+        if self._ftp_started:
+            return
+        procs = {}
+        for spec in self.topology["servers"]:
+            name = spec["name"]
+            log = open(self.log_dir / f"{name}-ftp.log", "w")
+            try:
+                procs[name] = self.host(name).popen(
+                    [str(VENV_PYTHON), "-u", str(FTP_SERVER), name, str(self.ftp_root(name)),
+                     "--port", str(port), "--passive", f"{passive[0]}-{passive[1]}",
+                     "--data-port", str(data_port)],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            finally:
+                log.close()
+            self._record(f"ftp {name}", procs[name])
+        for name, proc in procs.items():
+            log = self.log_dir / f"{name}-ftp.log"
+
+            def ready(log=log, proc=proc, name=name):
+                if proc.poll() is not None:      # e.g. pyftpdlib is not installed
+                    raise LabError(f"the FTP server of {name} exited with {proc.returncode}:\n"
+                                   + log.read_text()[-2000:])
+                return "ready" in log.read_text()
+            self._wait_or_raise(ready, timeout, f"the FTP server of {name} ({log})")
+        self._ftp_started = True
+
+    def tls_cert(self, name):
+        """(certificate, key) of real server ``name``: self-signed, CN=<name>."""
+        d = self.log_dir / "tls"
+        return d / f"{name}.pem", d / f"{name}.key"
+
+    def start_tls_servers(self, port=TLS_PORT, timeout=15.0):
+        """Start ``openssl s_server -www -no_ticket`` on every real server (once).
+
+        Each server has its own self-signed certificate (CN = its name, made
+        here in the lab's log dir) and its own session cache; ``-no_ticket``
+        makes TLS 1.2 resumption use that cache (session ids), not stateless
+        tickets, so a session resumes only on the server that made it.
+        ``-www`` answers ``GET /`` with a status page that says ``New`` or
+        ``Reused`` from the server's side.  Logs: ``<log_dir>/<name>-tls.log``.
+        """
+        if self._tls_started:
+            return
+        (self.log_dir / "tls").mkdir(parents=True, exist_ok=True)
+        procs = {}
+        for spec in self.topology["servers"]:
+            name = spec["name"]
+            cert, key = self.tls_cert(name)
+            run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-days", "7",
+                 "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)])
+            log = open(self.log_dir / f"{name}-tls.log", "w")
+            try:
+                proc = self.host(name).popen(
+                    ["openssl", "s_server", "-accept", str(port), "-cert", str(cert),
+                     "-key", str(key), "-www", "-no_ticket"],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            finally:
+                log.close()
+            self._record(f"tls {name}", proc)
+            procs[name] = proc
+        for name, proc in procs.items():
+            self.wait_listening(name, port, timeout, proc, self.log_dir / f"{name}-tls.log")
+        self._tls_started = True
+
+    def ftp(self, client, path="whoami.txt", mode="epsv", upload=None, listing=False,
+            quote=(), address=None, timeout=10, check=True):
+        """One FTP command line with curl from host ``client`` to the VIP.
+
+        ``mode``: ``epsv`` (passive, curl's default), ``pasv``, ``eprt`` (active,
+        ``--ftp-port -``) or ``port`` (active, ``--disable-eprt``).
+        ``listing``: ``-l`` (NLST) on ``path`` (a directory, e.g. ``""``);
+        ``upload``: a local file sent with ``-T`` to ``path``; ``quote``: FTP
+        commands sent first (``-Q``).  Returns an :class:`FtpResult` (the
+        greeting's server name, the body, curl's exit code and verbose log);
+        raises CommandError when curl fails and ``check``.
+        """
+        url = f"ftp://{address or self.vip}/{path}"
+        cmd = ["curl", "-sS", "-v", "--noproxy", "*", "-m", str(timeout),
+               *CURL_FTP_MODES[mode]]
+        if listing:
+            cmd.append("-l")
+        if upload is not None:
+            cmd += ["-T", str(upload)]
+        for command in quote:
+            cmd += ["-Q", command]
+        cmd.append(url)
+        proc = self.host(client).popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True, errors="replace")
+        try:
+            out, err = proc.communicate(timeout=timeout + 5)
+        except subprocess.TimeoutExpired:
+            stop_process(proc, 1)
+            raise CommandError(f"{client}: {shlex.join(cmd)}: hung") from None
+        result = FtpResult(client, mode, shlex.join(cmd), proc.returncode, out, err)
+        if check and proc.returncode:
+            raise CommandError(f"{client}: {shlex.join(cmd)}: exit {proc.returncode}\n"
+                               f"{result.transcript()}", proc.returncode, out, err)
+        return result
+
+    def ftplib(self, client, passive=True, upload=None, site=(), trust_pasv_address=False,
+               address=None, timeout=10):
+        """An FTP session with Python's ftplib from host ``client``; returns a dict.
+
+        Logs in anonymously, sends the ``site`` commands (``SITE <cmd>``),
+        fetches ``whoami.txt``, lists the directory (NLST) and, with
+        ``upload=(name, text)``, stores a file and reads it back, in passive
+        (PASV) or active (PORT) mode.  ``trust_pasv_address``: connect to the
+        address in the 227 reply (ftplib's default since Python 3.9 is the
+        control connection's address).  The dict: ``banner``, ``whoami``,
+        ``names``, ``uploaded`` (read back), ``replies`` (every reply),
+        ``data_peers`` (the far end of each data connection, seen from the
+        client), or ``error`` with a message.
+        """
+        name, text = upload if upload else ("", "")
+        args = [address or self.vip, "1" if passive else "0",
+                "1" if trust_pasv_address else "0", name, text, str(timeout), *site]
+        proc = self.host(client).popen(
+            [str(VENV_PYTHON), "-c", FTPLIB_CLIENT, *args], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, errors="replace")
+        try:
+            out, err = proc.communicate(timeout=4 * timeout + 5)
+        except subprocess.TimeoutExpired:
+            stop_process(proc, 1)
+            raise CommandError(f"{client}: ftplib session hung") from None
+        try:
+            return json.loads(out)
+        except ValueError:
+            raise CommandError(f"{client}: ftplib session: exit {proc.returncode}: "
+                               f"{(err or out).strip()}", proc.returncode, out, err) from None
+
+    def tls(self, client, sess_out=None, sess_in=None, port=TLS_PORT, address=None,
+            timeout=10, check=True):
+        """One TLS 1.2 connection with ``openssl s_client`` from host ``client``.
+
+        Sends ``GET /`` (the server's ``-www`` page says New/Reused from its
+        side).  ``sess_out``: save the session to this file; ``sess_in``: offer
+        the session from this file for resumption.  Returns a
+        :class:`TlsResult` (the certificate's CN, i.e. the server that did the
+        handshake, and whether the session was reused).
+        """
+        target = f"{address or self.vip}:{port}"
+        cmd = ["openssl", "s_client", "-connect", target, "-tls1_2", "-ign_eof"]
+        if sess_out:
+            cmd += ["-sess_out", str(sess_out)]
+        if sess_in:
+            cmd += ["-sess_in", str(sess_in)]
+        shell = (f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout {timeout} "
+                 f"{shlex.join(cmd)} 2>&1")
+        rc, out, err = self.host_run(client, shell, timeout + 5, check=False)
+        result = TlsResult(client, shell, rc, out + err)
+        if check and (rc or result.server is None):
+            raise CommandError(f"{client}: {shell}: exit {rc}\n{result.output[-3000:]}",
+                               rc, out, err)
+        return result
+
     # ---- stopping -------------------------------------------------------
 
     def stop(self):
@@ -890,6 +1202,7 @@ class Lab:
         if not self._started:
             return
         self._started = False
+        self._ftp_started = self._tls_started = False
         t0 = time.monotonic()
         problems = []
         for description, proc, group in reversed(self._procs):

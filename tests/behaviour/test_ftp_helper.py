@@ -225,8 +225,10 @@ def test_the_announced_server_wins_over_scheduling(lab):
     assert pkt["payload"] == b"227 Entering Passive Mode (10,0,0,100,4,1).\r\n"
     port, pkt = one(ftp.from_client("S", seq=1, sport=41000, dport=1025))
     assert (port, pkt["ipv4_dst"], pkt["tcp_dst"]) == (PORTS[other], other, 1025)
-    # an unannounced port is scheduled as before (rr: the next server)
-    assert lab.server_of(lab.syn(C1, 41001, dport=1026)) == first
+    # an unannounced port is not scheduled: the service is not persistent, and
+    # IPVS takes FTP-fallback packets only into persistent port-21 services
+    assert lab.syn(C1, 41001, dport=1026) == []
+    assert lab.server_of(lab.syn(C1, 41002, dport=21)) == first   # rr went on once
 
 
 def test_epsv_229_needs_no_rewrite(nat21):
@@ -255,10 +257,11 @@ def test_an_announcement_is_listed_and_lasts_two_minutes(nat21):
     assert "LISTEN      10.0.0.1:0         10.0.0.100:50000   10.0.0.11:50000" in listing
     nat21.advance(121)
     assert "10.0.0.100:50000" not in nat21.lvsadm("-L -c -n")
-    # too late: the SYN is not the announced data connection any more
-    ftp.from_client("S", seq=1, sport=40003, dport=50000)
-    conn = nat21.director.switches[1].conns[("tcp", 0x0A000001, 40003, 0x0A000064, 50000)]
-    assert conn.control is None
+    # too late: the SYN is not the announced data connection any more, and a
+    # non-persistent port-21 service does not take FTP-fallback packets
+    assert ftp.from_client("S", seq=1, sport=40003, dport=50000) == []
+    assert ("tcp", 0x0A000001, 40003, 0x0A000064, 50000) not in \
+        nat21.director.switches[1].conns
 
 
 # -- active mode ------------------------------------------------------------------------

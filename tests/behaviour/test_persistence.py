@@ -1,7 +1,7 @@
 """Persistence templates as client-wildcard flows: the founding document's PCC."""
 
 from lvs_app import pipeline as pl
-from tests.behaviour.conftest import VIP
+from tests.behaviour.conftest import VIP, VMAC, mac_of
 
 RS = ("10.0.0.11", "10.0.0.12", "10.0.0.13")
 
@@ -134,3 +134,43 @@ def test_template_rows_in_the_connection_listing(lab):
     assert f"TCP 10:00  NONE        10.0.0.0:0         10.0.0.100:80      {a}:80" in rows
     [line] = [x for x in lab.lvsadm("-L -n --persistent-conn").splitlines() if f" {a}:80" in x]
     assert line.split()[2:5] == ["1", "1", "1"]       # weight, PersistConn, ActiveConn
+
+
+def test_a_non_persistent_ftp_service_takes_no_fallback_ports(lab):
+    lab.lvsadm("-A -t 10.0.0.100:21 -s rr")
+    for rs in RS:
+        lab.lvsadm(f"-a -t 10.0.0.100:21 -r {rs} -g")
+    assert lab.connect("10.0.0.1", 44100, dport=21) in RS
+    for port in (20, 8080, 40000):
+        assert lab.syn("10.0.0.1", 44101, dport=port) == []
+    assert len(lab.director.switches[1].conns) == 1
+
+
+def test_nat_template_leaves_a_clients_direct_traffic_with_the_server_alone(lab):
+    from tests.fakeswitch import tcp
+    persistent(lab, "-s rr -p 60", port=0, method="-m")
+    a = lab.connect("10.0.0.1", 44200, dport=80)
+    # the client talks to the server's own address: replies keep that address
+    reply = tcp(a, "10.0.0.1", 80, 44201, flags="SA", in_port=lab.hosts[a],
+                eth_src=mac_of(a), eth_dst=mac_of("10.0.0.1"))
+    [(port, pkt)] = lab.send(reply)
+    assert (port, pkt["ipv4_src"], pkt["tcp_src"]) == (1, a, 80)
+
+
+def test_nat_server_opening_a_connection_to_a_template_client_is_natted(lab):
+    """IPVS conn_out: active FTP data from the server's port 20 leaves as VIP:20."""
+    from tests.fakeswitch import tcp
+    persistent(lab, "-s rr -p 60", port=0, method="-m")
+    a = lab.connect("10.0.0.1", 44300, dport=21)
+    syn = tcp(a, "10.0.0.1", 20, 50123, flags="S", in_port=lab.hosts[a],
+              eth_src=mac_of(a), eth_dst=mac_of("10.0.0.1"))
+    [(port, pkt)] = lab.send(syn)
+    assert (port, pkt["ipv4_src"], pkt["tcp_src"], pkt["eth_src"]) == (1, VIP, 20, VMAC)
+    # the client's answer to VIP:20 reaches the server's port 20
+    [(port, pkt)] = lab.syn("10.0.0.1", 50123, dport=20, flags="SA")
+    assert (port, pkt["ipv4_dst"], pkt["tcp_dst"]) == (lab.hosts[a], a, 20)
+    assert lab.counts(a, "-t 10.0.0.100:0") == (2, 0, 1)
+    # and the rest of the data connection stays in the switch both ways
+    [(port, _)] = lab.send(tcp(a, "10.0.0.1", 20, 50123, flags="A", in_port=lab.hosts[a],
+                               eth_src=mac_of(a), eth_dst=mac_of("10.0.0.1")))
+    assert port == 1
