@@ -155,18 +155,6 @@ def to_controller():
     return [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]
 
 
-def cookie_mask(kind=None, service=None, server=None):
-    """(cookie, mask) selecting our flows by any of kind, service, server."""
-    cookie, mask = pl.APP_TAG << 56, pl.TAG_MASK
-    if kind is not None:
-        cookie, mask = cookie | (kind << 48), mask | pl.KIND_MASK
-    if service is not None:
-        cookie, mask = cookie | (service << 24), mask | pl.SERVICE_MASK
-    if server is not None:
-        cookie, mask = cookie | server, mask | pl.SERVER_MASK
-    return cookie, mask
-
-
 def _ip(value):
     return str(ipaddress.IPv4Address(value))
 
@@ -284,7 +272,7 @@ class Director:
         sw = Switch(dpid)
         self.switches[dpid] = sw
         self._set_ports(sw, ports)
-        out = [flow_delete(pl.all_flows())]
+        out = [flow_delete(pl.cookie_mask())]
         base = pl.Cookie(pl.KIND_BASE).value
         out += [
             flow_add(pl.CLASSIFY, pl.PRIO_ARP,
@@ -330,7 +318,7 @@ class Director:
         cookie = pl.Cookie(pl.KIND_VIP).value
         for vip, tcp, udp in sw.vips - wanted:
             for table, prio, match in self._vip_matches(vip, tcp, udp):
-                out.append(flow_delete((cookie, pl.TAG_MASK | pl.KIND_MASK), table, match, prio))
+                out.append(flow_delete(pl.cookie_mask(pl.KIND_VIP), table, match, prio))
         for vip, tcp, udp in wanted - sw.vips:
             for table, prio, match in self._vip_matches(vip, tcp, udp):
                 if table == pl.CLASSIFY and prio == pl.PRIO_VIP:
@@ -415,7 +403,7 @@ class Director:
         if sw.macs.get(mac) not in (None, in_port):
             # the host moved: flows that send to the old port must go
             sw.macs[mac] = in_port
-            return [(sw.dpid, flow_delete(pl.kind_flows(pl.KIND_L2), pl.FORWARD,
+            return [(sw.dpid, flow_delete(pl.cookie_mask(pl.KIND_L2), pl.FORWARD,
                                           parser.OFPMatch(eth_dst=pkt.mac_text(mac))))]
         sw.macs[mac] = in_port
         return []
@@ -656,8 +644,7 @@ class Director:
         if template.server.method != "masq":
             return []
         sid = self.service_id(service.key)
-        cm = (pl.Cookie(pl.KIND_REVERSE_TEMPLATE, sid, template.server_id).value,
-              pl.TAG_MASK | pl.KIND_MASK | pl.SERVICE_MASK | pl.SERVER_MASK)
+        cm = pl.cookie_mask(pl.KIND_REVERSE_TEMPLATE, sid, template.server_id)
         return [(sw.dpid, flow_delete(cm, pl.REVERSE, parser.OFPMatch(**fields),
                                       pl.PRIO_TEMPLATE))
                 for fields in self._template_reverse_matches(service, template)]
@@ -850,13 +837,11 @@ class Director:
             self._ftp_forget(sw, conn)
         sid = self.service_id(conn.service)
         if delete_flows:
-            cm = (pl.Cookie(pl.KIND_CONN, sid, conn.server_id).value,
-                  pl.TAG_MASK | pl.KIND_MASK | pl.SERVICE_MASK | pl.SERVER_MASK)
+            cm = pl.cookie_mask(pl.KIND_CONN, sid, conn.server_id)
             out.append((sw.dpid, flow_delete(cm, pl.SERVICE, self._conn_match(conn),
                                              pl.PRIO_CONN)))
         if conn.server.method == "masq":
-            cm = (pl.Cookie(pl.KIND_REVERSE, sid, conn.server_id).value,
-                  pl.TAG_MASK | pl.KIND_MASK | pl.SERVICE_MASK | pl.SERVER_MASK)
+            cm = pl.cookie_mask(pl.KIND_REVERSE, sid, conn.server_id)
             out.append((sw.dpid, flow_delete(cm, pl.REVERSE, self._reverse_match(conn),
                                              pl.PRIO_CONN)))
         template = conn.template
@@ -938,16 +923,16 @@ class Director:
         kind = change.kind
         if kind == "table-replaced":
             for sw in self.switches.values():
-                out.append((sw.dpid, flow_delete(pl.kind_flows(pl.KIND_CONN))))
+                out.append((sw.dpid, flow_delete(pl.cookie_mask(pl.KIND_CONN))))
                 for k in (pl.KIND_TEMPLATE, pl.KIND_REVERSE, pl.KIND_REVERSE_TEMPLATE):
-                    out.append((sw.dpid, flow_delete(pl.kind_flows(k))))
+                    out.append((sw.dpid, flow_delete(pl.cookie_mask(k))))
                 sw.conns.clear()
                 sw.templates.clear()
             self.schedulers.clear()
         elif kind == "service-deleted":
             sid = self.service_id(change.key)
             for sw in self.switches.values():
-                out.append((sw.dpid, flow_delete(pl.service_flows(sid))))
+                out.append((sw.dpid, flow_delete(pl.cookie_mask(service=sid))))
                 for ckey, conn in list(sw.conns.items()):
                     if conn.service == change.key:
                         del sw.conns[ckey]
@@ -980,8 +965,7 @@ class Director:
 
     def _retire_template(self, sw, template, sid):
         out = [(sw.dpid, flow_delete(
-            (pl.Cookie(pl.KIND_TEMPLATE, sid, template.server_id).value,
-             pl.TAG_MASK | pl.KIND_MASK | pl.SERVICE_MASK | pl.SERVER_MASK),
+            pl.cookie_mask(pl.KIND_TEMPLATE, sid, template.server_id),
             pl.SERVICE, parser.OFPMatch(**fields), pl.PRIO_TEMPLATE))
             for fields in template.matches]
         template.expiring = True
@@ -999,7 +983,7 @@ class Director:
         nodest_expire = self.api.settings["expire_nodest_conn"]
         for sw in self.switches.values():
             for k in (pl.KIND_TEMPLATE, pl.KIND_REVERSE_TEMPLATE):
-                out.append((sw.dpid, flow_delete(cookie_mask(k, sid, rid))))
+                out.append((sw.dpid, flow_delete(pl.cookie_mask(k, sid, rid))))
             for tkey, template in list(sw.templates.items()):
                 if template.server is server:
                     del sw.templates[tkey]
@@ -1008,13 +992,13 @@ class Director:
             if nodest_expire:
                 # expire_nodest_conn=1: the connections end now
                 for k in (pl.KIND_CONN, pl.KIND_REVERSE):
-                    out.append((sw.dpid, flow_delete(cookie_mask(k, sid, rid))))
+                    out.append((sw.dpid, flow_delete(pl.cookie_mask(k, sid, rid))))
                 for conn in conns:
                     sw.conns.pop(conn.key, None)
             else:
                 # IPVS default: packets of its connections are dropped until the
                 # entries time out; re-adding the server lets them continue
-                out.append((sw.dpid, flow_modify(cookie_mask(pl.KIND_CONN, sid, rid),
+                out.append((sw.dpid, flow_modify(pl.cookie_mask(pl.KIND_CONN, sid, rid),
                                                  pl.SERVICE, [])))
                 for conn in conns:
                     conn.nodest = True

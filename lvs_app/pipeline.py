@@ -92,28 +92,19 @@ class Cookie:
         return cls((value >> 48) & 0xFF, (value >> 24) & MAX_ID, value & MAX_ID)
 
 
-def all_flows():
-    """(cookie, mask) selecting every flow the app installed."""
-    return APP_TAG << 56, TAG_MASK
+def cookie_mask(kind=None, service=None, server=None):
+    """(cookie, mask) selecting the app's flows, narrowed by kind, service, server.
 
-
-def service_flows(service_id):
-    """(cookie, mask) selecting every flow of one virtual service."""
-    return (APP_TAG << 56) | (service_id << 24), TAG_MASK | SERVICE_MASK
-
-
-def server_flows(service_id, server_id):
-    """(cookie, mask) selecting every flow of one real server of a service."""
-    return ((APP_TAG << 56) | (service_id << 24) | server_id,
-            TAG_MASK | SERVICE_MASK | SERVER_MASK)
-
-
-def kind_flows(kind, service_id=None):
-    """(cookie, mask) for one kind of flow (of one service)."""
-    cookie, mask = (APP_TAG << 56) | (kind << 48), TAG_MASK | KIND_MASK
-    if service_id is not None:
-        cookie |= service_id << 24
-        mask |= SERVICE_MASK
+    ``cookie_mask()`` is every flow of the app, ``cookie_mask(service=5)`` one
+    service's, ``cookie_mask(KIND_CONN, 5, 7)`` one server's connections.
+    """
+    cookie, mask = APP_TAG << 56, TAG_MASK
+    if kind is not None:
+        cookie, mask = cookie | (kind << 48), mask | KIND_MASK
+    if service is not None:
+        cookie, mask = cookie | (service << 24), mask | SERVICE_MASK
+    if server is not None:
+        cookie, mask = cookie | server, mask | SERVER_MASK
     return cookie, mask
 
 

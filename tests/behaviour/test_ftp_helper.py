@@ -355,7 +355,7 @@ def test_deleting_the_service_removes_the_data_connection_flows(nat21):
     open_data_connections(nat21)
     assert len(nat21.sw.flows(table_id=pl.REVERSE, priority=pl.PRIO_CONN)) == 3
     nat21.lvsadm("-D -t 10.0.0.100:21")
-    assert nat21.sw.flows(cookie=pl.service_flows(1)[0], cookie_mask=pl.service_flows(1)[1]) \
+    assert nat21.sw.flows(cookie=pl.cookie_mask(service=1)[0], cookie_mask=pl.cookie_mask(service=1)[1]) \
         == []
     sw = nat21.director.switches[1]
     assert not sw.conns and not sw.ftp_controls and not sw.ftp_expect

@@ -42,10 +42,10 @@ def test_cookie_layout_round_trips_and_masks_select():
     cookie = pl.Cookie(pl.KIND_CONN, 5, 7)
     assert pl.Cookie.parse(cookie.value) == cookie
     assert pl.Cookie.parse(0x1234) is None
-    value, mask = pl.service_flows(5)
+    value, mask = pl.cookie_mask(service=5)
     assert cookie.value & mask == value
     assert pl.Cookie(pl.KIND_TEMPLATE, 6, 7).value & mask != value
-    value, mask = pl.server_flows(5, 7)
+    value, mask = pl.cookie_mask(service=5, server=7)
     assert cookie.value & mask == value and pl.Cookie(pl.KIND_CONN, 5, 8).value & mask != value
 
 
