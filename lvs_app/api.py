@@ -40,7 +40,6 @@ class Change:
     #                           table-replaced, timeouts, settings, zero, marks
     key: ServiceKey = None
     server: object = None     # the RealServer concerned
-    old: object = None        # previous object/table/value where useful
 
 
 def _body_dict(body, what):
@@ -170,20 +169,18 @@ class DirectorAPI:
     def edit_service(self, sid, body):
         key = parse_service_id(sid)
         body = _body_dict(body, f"service {key}")
-        old = dict(scheduler=self.table.get_service(key).scheduler)
         service = self.table.edit_service(key, **body)
-        self._commit(Change("service-edited", key, old=old))
+        self._commit(Change("service-edited", key))
         return service.to_dict()
 
     def delete_service(self, sid):
         key = parse_service_id(sid)
-        service = self.table.delete_service(key)
-        self._commit(Change("service-deleted", key, old=service))
+        self.table.delete_service(key)
+        self._commit(Change("service-deleted", key))
 
     def clear(self):
-        old = self.table.copy()
         self.table.clear()
-        self._commit(Change("table-replaced", old=old))
+        self._commit(Change("table-replaced"))
 
     # -- real servers ----------------------------------------------------
     def add_server(self, sid, body):
@@ -201,9 +198,8 @@ class DirectorAPI:
         body = _body_dict(body, f"service {key}: real server {rid}")
         for name in ("address", "port"):
             body.pop(name, None)
-        old_weight = self.table.get_server(key, address, port).weight
         server = self.table.edit_server(key, address, port, **body)
-        self._commit(Change("server-edited", key, server, old=old_weight))
+        self._commit(Change("server-edited", key, server))
         return server.to_dict()
 
     def delete_server(self, sid, rid):
@@ -227,9 +223,8 @@ class DirectorAPI:
         if unknown:
             raise BadRequest(f"timeouts: unknown field(s) {', '.join(unknown)}; "
                              "allowed: tcp, tcpfin, udp")
-        old = dict(self.table.timeouts)
         new = self.table.set_timeouts(**body)
-        self._commit(Change("timeouts", old=old))
+        self._commit(Change("timeouts"))
         return new
 
     def restore(self, text, replace):
@@ -237,8 +232,8 @@ class DirectorAPI:
         if not isinstance(text, str):
             raise BadRequest("rules: body must be text in 'ipvsadm -S' format")
         new = ipvsadm.restore(self.table, text, replace=replace)
-        old, self.table = self.table, new
-        self._commit(Change("table-replaced", old=old))
+        self.table = new
+        self._commit(Change("table-replaced"))
 
     def add_mark(self, body):
         body = _body_dict(body, "firewall mark")
