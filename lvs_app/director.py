@@ -68,7 +68,6 @@ class Template:
     armed_at: float
     expires_at: float
     n_control: int = 0
-    assured: bool = False
     expiring: bool = False      # its flows are gone; waits for its connections
 
 
@@ -297,7 +296,7 @@ class Director:
         for conn in list(sw.conns.values()):
             self._unbind(conn)
         for template in list(sw.templates.values()):
-            template.server.persistconns -= 1
+            self._forget_template(sw, template)
 
     def ports_changed(self, dpid, ports):
         sw = self.switches.get(dpid)
@@ -509,9 +508,7 @@ class Director:
                 out += msgs
             else:
                 out += self._arm_template(sw, service, template, service.timeout, now)
-        # forwarded port: the service's real-server port for the service port,
-        # else the packet's own (port-0, fwmark and FTP-data connections)
-        dport = server.port if vport == service.key.port and server.port else vport
+        dport = _forwarded_port(service, server, vport)
         conn = self._new_connection(sw, service, server, rid, key, dport, template, now)
         out += self._connection_flows(sw, conn, sid)
         out += self._forward_packet(sw, conn, in_port, data, now)
@@ -531,10 +528,8 @@ class Director:
             return self._wait_for_mac(sw, server, in_port, data)
         server.stats.conns += 1
         service.stats.conns += 1
-        dport = server.port if p.dport == service.key.port and server.port else p.dport
-        actions = self._forward_actions(sw, server, "udp", dport)
-        if server.method != "tunnel":
-            actions.append(parser.OFPActionOutput(ofp.OFPP_TABLE))
+        actions = self._packet_actions(sw, server, "udp",
+                                       _forwarded_port(service, server, p.dport))
         return [(sw.dpid, packet_out(in_port, actions, data))]
 
     def _wait_for_mac(self, sw, server, in_port, data):
@@ -585,8 +580,7 @@ class Director:
         out = []
         old = sw.templates.get(tkey)
         if old is not None:            # invalidated template: forget it
-            old.server.persistconns -= 1
-            old.expiring = True
+            self._forget_template(sw, old)
             out += self._delete_template_reverse(sw, service, old)
         template = Template(tkey, service.key, server, rid,
                             self._template_matches(service, tkey), now, now)
@@ -650,10 +644,13 @@ class Director:
                 for fields in self._template_reverse_matches(service, template)]
 
     # -- connections ---------------------------------------------------------
+    def _protocol_timeout(self, proto):
+        """The --set timeout of a new connection: tcp (ESTABLISHED) or udp."""
+        return self.api.table.timeouts["tcp" if proto == "tcp" else "udp"]
+
     def _new_connection(self, sw, service, server, rid, key, dport, template, now):
         proto = key[0]
-        timeouts = self.api.table.timeouts
-        timeout = timeouts["tcp"] if proto == "tcp" else timeouts["udp"]
+        timeout = self._protocol_timeout(proto)
         conn = Connection(key, service.key, server, rid, dport,
                           "SYN_RECV" if proto == "tcp" else "UDP", proto == "tcp",
                           now + timeout, template)
@@ -728,8 +725,7 @@ class Director:
 
     def _connection_flows(self, sw, conn, sid, timeout=None):
         if timeout is None:
-            timeouts = self.api.table.timeouts
-            timeout = timeouts["tcp"] if conn.key[0] == "tcp" else timeouts["udp"]
+            timeout = self._protocol_timeout(conn.key[0])
         out = [self._conn_flow(sw, conn, sid, timeout)]
         if conn.server.method == "masq":
             proto, _, _, vip, vport = conn.key
@@ -806,17 +802,19 @@ class Director:
         out = []
         if conn.ftp is not None:
             data, out = self._ftp_from_client(sw, conn, data, now)
-        server, proto = conn.server, conn.key[0]
+        actions = self._packet_actions(sw, conn.server, conn.key[0], conn.dport)
+        return out + [(sw.dpid, packet_out(in_port, actions, data))]
 
+    def _packet_actions(self, sw, server, proto, dport):
+        """PacketOut actions that carry one client packet to ``server``."""
         def build():
-            actions = self._forward_actions(sw, server, proto, conn.dport)
+            actions = self._forward_actions(sw, server, proto, dport)
             if server.method != "tunnel":
                 # rewritten, the packet no longer matches the VIP: the
                 # pipeline takes it to FORWARD (L2) from table 0
                 actions.append(parser.OFPActionOutput(ofp.OFPP_TABLE))
             return actions
-        actions = self._cached(("out",) + self._server_key(sw, server, proto, conn.dport), build)
-        return out + [(sw.dpid, packet_out(in_port, actions, data))]
+        return self._cached(("out",) + self._server_key(sw, server, proto, dport), build)
 
     def _close(self, sw, conn, state, now):
         """FIN or RST from the client: the connection becomes inactive."""
@@ -883,7 +881,6 @@ class Director:
                 if service is not None:
                     # IPVS expire_later: keep it while it controls connections
                     return self._arm_template(sw, service, template, EXPIRE_LATER, now)
-            template.expiring = True
             return self._drop_template(sw, template)
         return []
 
@@ -899,16 +896,44 @@ class Director:
         return sw.conns.get(key)
 
     def _template_by_match(self, sw, mkey):
-        for template in sw.templates.values():
-            for fields in template.matches:
-                if _match_key(parser.OFPMatch(**fields)) == mkey:
-                    return template
+        """The template one of whose flows has match ``mkey``.
+
+        Its key follows from the match (see _template_key): client network,
+        VIP and port, or for a fwmark template the mark whose range holds it.
+        """
+        fields = dict(mkey)
+        proto = "tcp" if fields.get("ip_proto") == pkt.PROTO_TCP else "udp"
+        src = fields.get("ipv4_src")
+        port = fields.get(f"{proto}_dst")
+        try:
+            snet = int(ipaddress.IPv4Address(src[0] if isinstance(src, tuple) else src))
+            vip = int(ipaddress.IPv4Address(fields["ipv4_dst"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+        keys = [(proto, snet, vip, port if isinstance(port, int) else 0)]
+        first_port = port[0] if isinstance(port, tuple) else port
+        for match, service in self.index[2]:
+            if (match.protocol == proto and int(match.address) == vip
+                    and (first_port is None or match.port_min <= first_port <= match.port_max)):
+                keys.append(("IP", snet, service.key.fwmark, 0))
+        for key in keys:
+            template = sw.templates.get(key)
+            if template is not None and any(_match_key(parser.OFPMatch(**f)) == mkey
+                                            for f in template.matches):
+                return template
         return None
 
-    def _drop_template(self, sw, template):
+    @staticmethod
+    def _forget_template(sw, template):
+        """The template no longer decides anything (it may still wait for its
+        connections to end): out of the switch's table and PersistConn."""
+        template.expiring = True
         if sw.templates.get(template.key) is template:
             del sw.templates[template.key]
             template.server.persistconns -= 1
+
+    def _drop_template(self, sw, template):
+        self._forget_template(sw, template)
         service = self.api.table.services.get(template.service)
         if service is None:
             return []
@@ -968,12 +993,10 @@ class Director:
             pl.cookie_mask(pl.KIND_TEMPLATE, sid, template.server_id),
             pl.SERVICE, parser.OFPMatch(**fields), pl.PRIO_TEMPLATE))
             for fields in template.matches]
-        template.expiring = True
         if template.n_control <= 0:
             out += self._drop_template(sw, template)
-        elif sw.templates.get(template.key) is template:
-            del sw.templates[template.key]
-            template.server.persistconns -= 1
+        else:
+            self._forget_template(sw, template)
         return out
 
     def _server_deleted(self, key, server):
@@ -1173,7 +1196,9 @@ class Director:
                 vip = _ip(vip_or_mark)
                 rows.append({"protocol": proto.upper(),
                              "expire": max(0, int(template.expires_at - now)),
-                             "state": "ASSURED" if template.assured else "NONE",
+                             # IPVS marks a template ASSURED when a connection it
+                             # controls is ESTABLISHED, which the switch never tells
+                             "state": "NONE",
                              "client": _ip(snet), "cport": 0, "vip": vip, "vport": vport,
                              "server": str(template.server.address),
                              "dport": template.server.port if vport else 0,
@@ -1181,6 +1206,12 @@ class Director:
                              "template": True, "n_control": template.n_control})
             rows += self._ftp_expectation_rows(sw, now)
         return rows
+
+
+def _forwarded_port(service, server, vport):
+    """The port a connection reaches on its server: the server's port for the
+    service port, else the packet's own (port-0, fwmark and FTP-data)."""
+    return server.port if vport == service.key.port and server.port else vport
 
 
 def _goto(actions, server):

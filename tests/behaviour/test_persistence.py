@@ -174,3 +174,17 @@ def test_nat_server_opening_a_connection_to_a_template_client_is_natted(lab):
     [(port, _)] = lab.send(tcp(a, "10.0.0.1", 20, 50123, flags="A", in_port=lab.hosts[a],
                                eth_src=mac_of(a), eth_dst=mac_of("10.0.0.1")))
     assert port == 1
+
+
+def test_a_fwmark_template_over_a_port_range_expires(lab):
+    lab.lvsadm("--add-mark 2 --match tcp:10.0.0.100:30000-30003")     # one masked flow
+    lab.lvsadm("-A -f 2 -s rr -p 30")
+    for rs in RS:
+        lab.lvsadm(f"-a -f 2 -r {rs} -g")
+    a = lab.connect("10.0.0.1", 44400, dport=30002)
+    [flow] = templates(lab)
+    assert flow.match["tcp_dst"] == (30000, 0xFFFC)
+    lab.syn("10.0.0.1", 44400, dport=30002, flags="R")     # its connection ends (10 s)
+    lab.advance(31)
+    assert templates(lab) == [] and lab.counts(a, "-f 2") == (0, 0, 0)
+    assert "NONE" not in lab.lvsadm("-L -c -n")
