@@ -479,7 +479,8 @@ class Director:
             # IPVS schedules a packet that reached a port-21 service through
             # the FTP fallback only for a persistent service (vport != port)
             return []
-        if service.ops and proto == "udp" or service.key.is_fwmark and service.ops:
+        if service.ops and proto == "udp":
+            # the kernel schedules every packet only for UDP, also under a fwmark
             return self._one_packet(sw, service, in_port, data, p, now)
         template = None
         if service.persistent:
@@ -493,12 +494,9 @@ class Director:
         if server is None:
             LOG.warning("%s: %s - no destination available", service.scheduler, service.key)
             return []
-        if server.method != "tunnel" and int(server.address) not in self.hosts:
-            return self._wait_for_mac(sw, server, in_port, data)
-        if server.method == "tunnel" and sw.tunnel_port is None:
-            LOG.error("switch %016x has no vxlan port for tunnel server %s", sw.dpid,
-                      server.address)
-            return []
+        unready = self._unready(sw, server, in_port, data)
+        if unready is not None:
+            return unready
         sid = self.service_id(service.key)
         rid = self.server_id(service.key, server)
         out = []
@@ -524,13 +522,27 @@ class Director:
         server = self._pick(service, p)
         if server is None:
             return []
-        if server.method != "tunnel" and int(server.address) not in self.hosts:
-            return self._wait_for_mac(sw, server, in_port, data)
+        unready = self._unready(sw, server, in_port, data)
+        if unready is not None:
+            return unready
         server.stats.conns += 1
         service.stats.conns += 1
         actions = self._packet_actions(sw, server, "udp",
                                        _forwarded_port(service, server, p.dport))
         return [(sw.dpid, packet_out(in_port, actions, data))]
+
+    def _unready(self, sw, server, in_port, data):
+        """None when the switch can reach ``server`` now; else what to send
+        instead (an ARP probe while the packet waits for the server's MAC)."""
+        if server.method == "tunnel":
+            if sw.tunnel_port is None:
+                LOG.error("switch %016x has no vxlan port for tunnel server %s", sw.dpid,
+                          server.address)
+                return []
+            return None
+        if int(server.address) not in self.hosts:
+            return self._wait_for_mac(sw, server, in_port, data)
+        return None
 
     def _wait_for_mac(self, sw, server, in_port, data):
         ip = int(server.address)

@@ -157,3 +157,25 @@ def test_connection_listing(lab):
     assert text.splitlines()[2] == \
         "TCP 13:20  SYN_RECV    10.0.0.1:42000     10.0.0.100:80      10.0.0.11:80"
     assert lab.lvsadm("-L -n").splitlines()[4].split()[4:6] == ["1", "0"]   # Active, InAct
+
+
+def test_one_packet_scheduling_is_for_udp_only_under_a_fwmark(lab):
+    lab.lvsadm("--add-mark 3 --match tcp:10.0.0.100:80 --match udp:10.0.0.100:53")
+    lab.lvsadm("-A -f 3 -s rr -o")
+    for rs in RS[:2]:
+        lab.lvsadm(f"-a -f 3 -r {rs} -g")
+    a = lab.connect(C1, 42100)                # TCP: a connection, not one packet
+    assert [lab.connect(C1, 42100) for _ in range(3)] == [a] * 3
+    pkt = udp(C1, VIP, 5353, 53, in_port=1, eth_src=mac_of(C1), eth_dst=VMAC)
+    chosen = [lab.server_of(lab.send(pkt)) for _ in range(2)]
+    assert len(set(chosen)) == 2              # UDP: every datagram scheduled
+
+
+def test_one_packet_to_a_tunnel_server_needs_the_tunnel_port(lab):
+    lab.director.ports_changed(1, {})         # the switch has no vxlan port
+    lab.lvsadm("-A -u 10.0.0.100:53 -s rr -o")
+    lab.lvsadm("-a -u 10.0.0.100:53 -r 10.0.0.13 -i")
+    before = len(lab.sw.packet_outs)
+    pkt = udp(C1, VIP, 5353, 53, in_port=1, eth_src=mac_of(C1), eth_dst=VMAC)
+    assert lab.send(pkt) == []
+    assert len(lab.sw.packet_outs) == before      # no PacketOut to a port that isn't there
