@@ -1126,17 +1126,12 @@ class Lab:
         for command in quote:
             cmd += ["-Q", command]
         cmd.append(url)
-        proc = self.host(client).popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True, errors="replace")
-        try:
-            out, err = proc.communicate(timeout=timeout + 5)
-        except subprocess.TimeoutExpired:
-            stop_process(proc, 1)
-            raise CommandError(f"{client}: {shlex.join(cmd)}: hung") from None
-        result = FtpResult(client, mode, shlex.join(cmd), proc.returncode, out, err)
-        if check and proc.returncode:
-            raise CommandError(f"{client}: {shlex.join(cmd)}: exit {proc.returncode}\n"
-                               f"{result.transcript()}", proc.returncode, out, err)
+        rc, out, err = self._run_in_host(client, cmd, timeout + 5,
+                                         f"{shlex.join(cmd)}: hung")
+        result = FtpResult(client, mode, shlex.join(cmd), rc, out, err)
+        if check and rc:
+            raise CommandError(f"{client}: {shlex.join(cmd)}: exit {rc}\n"
+                               f"{result.transcript()}", rc, out, err)
         return result
 
     def ftplib(self, client, passive=True, upload=None, site=(), trust_pasv_address=False,
@@ -1156,19 +1151,13 @@ class Lab:
         name, text = upload if upload else ("", "")
         args = [address or self.vip, "1" if passive else "0",
                 "1" if trust_pasv_address else "0", name, text, str(timeout), *site]
-        proc = self.host(client).popen(
-            [str(VENV_PYTHON), "-c", FTPLIB_CLIENT, *args], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, errors="replace")
-        try:
-            out, err = proc.communicate(timeout=4 * timeout + 5)
-        except subprocess.TimeoutExpired:
-            stop_process(proc, 1)
-            raise CommandError(f"{client}: ftplib session hung") from None
+        rc, out, err = self._run_in_host(client, [str(VENV_PYTHON), "-c", FTPLIB_CLIENT, *args],
+                                         4 * timeout + 5, "ftplib session hung")
         try:
             return json.loads(out)
         except ValueError:
-            raise CommandError(f"{client}: ftplib session: exit {proc.returncode}: "
-                               f"{(err or out).strip()}", proc.returncode, out, err) from None
+            raise CommandError(f"{client}: ftplib session: exit {rc}: "
+                               f"{(err or out).strip()}", rc, out, err) from None
 
     def tls(self, client, sess_out=None, sess_in=None, port=TLS_PORT, address=None,
             timeout=10, check=True):
@@ -1288,16 +1277,23 @@ class Lab:
     def host_run(self, name, cmd, timeout=15, check=True):
         """Run a shell command in host ``name``'s namespace; return (rc, out, err)."""
         # a list: Mininet's shell=True runs $SHELL, which may be unset or fish
-        proc = self.host(name).popen(["/bin/sh", "-c", cmd], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, errors="replace")
+        rc, out, err = self._run_in_host(name, ["/bin/sh", "-c", cmd], timeout,
+                                         f"{cmd}: no answer within {timeout}s")
+        if check and rc:
+            raise CommandError(f"{name}: {cmd}: exit {rc}: {(err or out).strip()}",
+                               rc, out, err)
+        return rc, out, err
+
+    def _run_in_host(self, name, argv, timeout, hung):
+        """Run ``argv`` in host ``name`` to the end, killed after ``timeout``
+        seconds (then CommandError "<name>: <hung>"); returns (rc, out, err)."""
+        proc = self.host(name).popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, errors="replace")
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             stop_process(proc, 1)
-            raise CommandError(f"{name}: {cmd}: no answer within {timeout}s") from None
-        if check and proc.returncode:
-            raise CommandError(f"{name}: {cmd}: exit {proc.returncode}: {(err or out).strip()}",
-                               proc.returncode, out, err)
+            raise CommandError(f"{name}: {hung}") from None
         return proc.returncode, out, err
 
     def popen(self, name, cmd, description=None, **kwargs):
@@ -1314,17 +1310,11 @@ class Lab:
         (then the body is '' on failure).
         """
         cmd = ["curl", "-sS", "--noproxy", "*", "-m", str(timeout), url]
-        proc = self.host(client).popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True, errors="replace")
-        try:
-            out, err = proc.communicate(timeout=timeout + 5)
-        except subprocess.TimeoutExpired:
-            stop_process(proc, 1)
-            raise CommandError(f"{client}: curl {url}: hung") from None
-        if proc.returncode:
+        rc, out, err = self._run_in_host(client, cmd, timeout + 5, f"curl {url}: hung")
+        if rc:
             if check:
-                raise CommandError(f"{client}: curl {url}: exit {proc.returncode}: "
-                                   f"{err.strip()}", proc.returncode, out, err)
+                raise CommandError(f"{client}: curl {url}: exit {rc}: {err.strip()}",
+                                   rc, out, err)
             return ""
         return out
 
