@@ -154,10 +154,6 @@ def to_controller():
     return [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]
 
 
-def _ip(value):
-    return str(ipaddress.IPv4Address(value))
-
-
 def _match_key(match):
     """A canonical, hashable form of a match (OFPMatch or dict)."""
     items = match.items() if hasattr(match, "items") else match._fields2
@@ -167,7 +163,7 @@ def _match_key(match):
             value, mask = value
             if isinstance(value, str) and "." in value:
                 maskint = int(ipaddress.IPv4Address(mask))
-                value = _ip(int(ipaddress.IPv4Address(value)) & maskint)
+                value = pkt.ip_text(int(ipaddress.IPv4Address(value)) & maskint)
                 if maskint == 0xFFFFFFFF:
                     out.append((name, value))
                     continue
@@ -330,7 +326,7 @@ class Director:
 
     @staticmethod
     def _vip_matches(vip, tcp, udp):
-        ip = _ip(vip)
+        ip = pkt.ip_text(vip)
         yield pl.CLASSIFY, pl.PRIO_ARP, parser.OFPMatch(eth_type=pkt.ETH_ARP, arp_op=1,
                                                         arp_tpa=ip)
         yield pl.CLASSIFY, pl.PRIO_VIP, parser.OFPMatch(
@@ -570,8 +566,8 @@ class Director:
 
     def _template_matches(self, service, tkey):
         proto, snet, vip_or_mark, vport = tkey
-        mask = _ip(service.netmask)
-        src = (_ip(snet), mask) if service.netmask != 0xFFFFFFFF else _ip(snet)
+        mask = pkt.ip_text(service.netmask)
+        src = (pkt.ip_text(snet), mask) if service.netmask != 0xFFFFFFFF else pkt.ip_text(snet)
         if service.key.is_fwmark:
             matches = []
             for m in self.api.table.marks[service.key.fwmark].matches:
@@ -583,7 +579,7 @@ class Director:
                     matches.append(fields)
             return matches
         fields = dict(eth_type=pkt.ETH_IP, ip_proto=PROTO_NUMBERS[proto], ipv4_src=src,
-                      ipv4_dst=_ip(vip_or_mark))
+                      ipv4_dst=pkt.ip_text(vip_or_mark))
         if vport:
             fields[f"{proto}_dst"] = vport
         return [fields]
@@ -804,7 +800,7 @@ class Director:
     def _reverse_actions(conn):
         """NAT: a server->client packet of ``conn`` leaves as VIP:vport."""
         proto, _, _, vip, vport = conn.key
-        return [parser.OFPActionSetField(ipv4_src=_ip(vip)),
+        return [parser.OFPActionSetField(ipv4_src=pkt.ip_text(vip)),
                 parser.OFPActionSetField(**{f"{proto}_src": vport}),
                 parser.OFPActionSetField(eth_src=pkt.mac_text(pkt.virtual_mac(vip)))]
 
@@ -1082,8 +1078,8 @@ class Director:
         addr, data_port = port
         if addr != conn.key[1]:
             # IPVS would let the real server connect to any host from VIP:20
-            LOG.info("ftp: %s PORT names %s, not the client: ignored", _ip(conn.key[1]),
-                     _ip(addr))
+            LOG.info("ftp: %s PORT names %s, not the client: ignored", pkt.ip_text(conn.key[1]),
+                     pkt.ip_text(addr))
             return data, []
         return data, self._ftp_active_data(sw, conn, data_port, now)
 
@@ -1183,8 +1179,8 @@ class Director:
         for (client, vip, vport), expected in sw.ftp_expect.items():
             if expected.expires_at > now:
                 rows.append({"protocol": "TCP", "expire": int(expected.expires_at - now),
-                             "state": "LISTEN", "client": _ip(client), "cport": 0,
-                             "vip": _ip(vip), "vport": vport,
+                             "state": "LISTEN", "client": pkt.ip_text(client), "cport": 0,
+                             "vip": pkt.ip_text(vip), "vport": vport,
                              "server": str(expected.control.server.address),
                              "dport": expected.port, "pe_name": "", "pe_data": "",
                              "switch": sw.dpid})
@@ -1199,19 +1195,19 @@ class Director:
                 proto, client, cport, vip, vport = conn.key
                 rows.append({"protocol": proto.upper(), "expire": max(0, int(conn.expires_at - now)),
                              "state": conn.state if not conn.nodest else "CLOSE",
-                             "client": _ip(client), "cport": cport, "vip": _ip(vip),
+                             "client": pkt.ip_text(client), "cport": cport, "vip": pkt.ip_text(vip),
                              "vport": vport, "server": str(conn.server.address),
                              "dport": conn.dport, "pe_name": "", "pe_data": "",
                              "switch": sw.dpid})
             for template in sw.templates.values():
                 proto, snet, vip_or_mark, vport = template.key
-                vip = _ip(vip_or_mark)
+                vip = pkt.ip_text(vip_or_mark)
                 rows.append({"protocol": proto.upper(),
                              "expire": max(0, int(template.expires_at - now)),
                              # IPVS marks a template ASSURED when a connection it
                              # controls is ESTABLISHED, which the switch never tells
                              "state": "NONE",
-                             "client": _ip(snet), "cport": 0, "vip": vip, "vport": vport,
+                             "client": pkt.ip_text(snet), "cport": 0, "vip": vip, "vport": vport,
                              "server": str(template.server.address),
                              "dport": template.server.port if vport else 0,
                              "pe_name": "", "pe_data": "", "switch": sw.dpid,

@@ -76,10 +76,6 @@ def mac_text(raw):
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def mac_bytes(text):
-    return bytes(int(part, 16) for part in text.split(":"))
-
-
 def ip_text(value):
     return str(ipaddress.IPv4Address(value))
 
