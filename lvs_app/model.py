@@ -480,9 +480,8 @@ def _service_settings(key, options, current=None):
     if not key.is_fwmark and key.port == 0 and not new["persistent"]:
         raise BadRequest(f"{what}: port 0 is only allowed for a persistent service "
                          "(Zero port specified for non-persistent service)")
-    if new["netmask"] != full_mask(key.version) and not new["persistent"]:
-        # ipvsadm sends it anyway; the kernel only uses it with persistence.
-        pass
+    # a netmask without persistence is kept, as ipvsadm sends it; only
+    # persistence uses it
     return new
 
 
@@ -591,9 +590,9 @@ class ServiceTable:
 
     # -- real servers --------------------------------------------------
     @staticmethod
-    def _server_port(service, address, port, options, method=None):
+    def _server_port(service, address, port, options):
         """ipvsadm's rule: omitted port = service port; DR/TUN force it."""
-        method = method or options.get("method") or DEFAULT_METHOD
+        method = options.get("method") or DEFAULT_METHOD
         if port is None:
             port = service.key.port
         check_port(port, f"service {service.key}: real server {address}")
