@@ -16,13 +16,10 @@ import tempfile
 from dataclasses import dataclass
 
 from lvs_app import ipvsadm
-from lvs_app.model import (BadRequest, LvsError, ServiceKey, parse_ip,
+from lvs_app.model import (CONN_TAB_SIZE, IPVS_VERSION, BadRequest, LvsError, ServiceKey, parse_ip,
                            parse_service_id, service_key)
 
 LOG = logging.getLogger(__name__)
-
-IPVS_VERSION = "1.2.1"
-CONN_TAB_SIZE = 4096     # what ipvsadm prints as size=; the kernel's hash buckets
 
 SETTINGS = {
     # name: (default, description) -- IPVS sysctls the director honours

@@ -38,7 +38,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from lvs_app import ftp
 from lvs_app import packet as pkt
 from lvs_app import pipeline as pl
-from lvs_app.model import ServiceKey
+from lvs_app.model import FTP_CONTROL, FTP_DATA, UNPRIVILEGED, ServiceKey
 from lvs_app.schedulers import SchedKey, make_scheduler
 
 LOG = logging.getLogger(__name__)
@@ -49,8 +49,6 @@ L2_IDLE = 300              # s: learned MAC flows
 PARTS_CACHE_LIMIT = 4096   # encoded instruction/action lists kept
 PROTO_NAMES = {pkt.PROTO_TCP: "tcp", pkt.PROTO_UDP: "udp"}
 PROTO_NUMBERS = {"tcp": pkt.PROTO_TCP, "udp": pkt.PROTO_UDP}
-FTP_CONTROL, FTP_DATA = 21, 20
-UNPRIVILEGED = 1024
 
 
 # -------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Tuple
 
-FTP_CONTROL = 21
+
 LISTEN_TIMEOUT = 120        # s: IPVS's LISTEN state, for data connections not yet started
 
 # what the control connection expects next (IPVS cp->app_data)

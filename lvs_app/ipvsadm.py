@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from lvs_app import __version__, model
 from lvs_app.model import BadRequest, LvsError
 
-IPVS_VERSION = "1.2.1"
-CONN_TAB_SIZE = 4096                 # 1 << conn_tab_bits, printed as "size="
+IPVS_VERSION = model.IPVS_VERSION
+CONN_TAB_SIZE = model.CONN_TAB_SIZE
 MAX_TIMEOUT = model.MAX_PERSISTENCE  # 86400 * 31, ipvsadm's MAX_TIMEOUT
 INT_MAX = 2 ** 31 - 1
 UINT_MAX = 2 ** 32 - 1
-DEF_SCHED = "wlc"
+DEF_SCHED = model.DEFAULT_SCHEDULER
 PERSISTENT_TIMEOUT = model.DEFAULT_PERSISTENCE   # what a bare -p means
 TUNNEL_TYPES = ("ipip", "gue", "gre", "vxlan")   # parsed; the model keeps vxlan
 

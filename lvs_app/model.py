@@ -11,6 +11,8 @@ import ipaddress
 from dataclasses import dataclass, field
 
 # Limits and defaults from ipvsadm 1.31 and the kernel (reference/ipvs.md §3, §5).
+IPVS_VERSION = "1.2.1"             # what ipvsadm prints in its header
+CONN_TAB_SIZE = 4096               # 1 << conn_tab_bits, printed as "size="
 DEFAULT_SCHEDULER = "wlc"
 DEFAULT_PERSISTENCE = 360          # IPVS_SVC_PERSISTENT_TIMEOUT
 MAX_PERSISTENCE = 86400 * 31       # MAX_TIMEOUT
@@ -35,6 +37,8 @@ DEFAULT_METHOD = "droute"          # ipvsadm's default is -g
 FORWARD_NAMES = {"masq": "Masq", "droute": "Route", "tunnel": "Tunnel"}
 TUNNEL_TYPES = ("vxlan",)
 PROTOCOLS = ("tcp", "udp")
+FTP_CONTROL, FTP_DATA = 21, 20     # ip_vs_ftp's ports; data connections use 20 or >= 1024
+UNPRIVILEGED = 1024
 
 
 class LvsError(Exception):

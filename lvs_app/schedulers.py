@@ -38,16 +38,16 @@ import math
 import random
 from dataclasses import dataclass
 
+from lvs_app.model import SCHED_FLAG_BITS
+
 __all__ = ["SchedKey", "Scheduler", "SCHEDULERS", "make_scheduler", "overhead",
            "hash_32", "addr_fold", "siphash", "hsiphash_u32", "FLAG_BITS"]
 
 U32 = 0xFFFFFFFF
 U64 = 0xFFFFFFFFFFFFFFFF
 
-# Scheduler flag names -> IP_VS_SVC_F_SCHED{1,2,3}.  sh-/mh- names are aliases
-# of the generic bits; the scheduler only ever sees the bit.
-FLAG_BITS = {"flag-1": 1, "sh-fallback": 1, "mh-fallback": 1,
-             "flag-2": 2, "sh-port": 2, "mh-port": 2, "flag-3": 4}
+# Scheduler flag names -> IP_VS_SVC_F_SCHED{1,2,3} (one table, in the model).
+FLAG_BITS = SCHED_FLAG_BITS
 SCHED1 = 1        # sh-fallback / mh-fallback
 SCHED2 = 2        # sh-port / mh-port
 
