@@ -18,15 +18,20 @@ import time
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from lvs_app.api import DirectorAPI
-from lvs_app.director import Director
+from lvs_app.manager import Manager
 
 TARGET = 0.8
 
 
 class _Datapath:
+    """What Ryu's Datapath.send_msg costs us: the message is serialised."""
+
     ofproto = ofp
     ofproto_parser = parser
+
+    @staticmethod
+    def send_msg(msg):
+        msg.serialize()
 
 
 def syn_frame(client, sport, vip=0x0A000064, dport=80):
@@ -47,24 +52,24 @@ def bare(frames, dp):
             msg.serialize()
 
 
-def director_run(director, frames, dp):
+def director_run(manager, frames, dp):
+    packet_in = manager.packet_in
     for in_port, data in frames:
-        for _, msg in director.packet_in(1, in_port, data, 1, 0.0):
-            msg.datapath = dp
-            msg.serialize()
+        packet_in(1, in_port, data, 1)
 
 
 def setup(method="masq"):
-    api = DirectorAPI()
-    director = Director(api)
-    api.table.add_service(__import__("lvs_app.model", fromlist=["service_key"])
-                          .service_key("tcp", "10.0.0.100", 80), scheduler="wlc")
-    key = next(iter(api.table.services))
+    """The Manager the Ryu shim builds, with a NAT (or DR) service of 3 servers."""
+    manager = Manager(clock=lambda: 0.0)
+    api = manager.api
+    api.add_service({"protocol": "tcp", "address": "10.0.0.100", "port": 80,
+                     "scheduler": "wlc"})
     for i in range(3):
-        api.table.add_server(key, f"10.0.0.{11 + i}", 80, method=method)
-        director.hosts[0x0A00000B + i] = bytes([2, 0, 10, 0, 0, 11 + i])
-    director.switch_connected(1, {}, 0.0)
-    return director
+        api.add_server("tcp-10.0.0.100-80", {"address": f"10.0.0.{11 + i}", "port": 80,
+                                             "method": method})
+        manager.director.hosts.macs[0x0A00000B + i] = bytes([2, 0, 10, 0, 0, 11 + i])
+    manager.switch_connected(1, _Datapath())
+    return manager
 
 
 def rate(func, *args):

@@ -4,8 +4,9 @@ REST calls, the rules file and the data-plane director all go through here.
 Every operation validates completely before it changes anything (the model
 does that per operation; multi-line rules are applied to a copy that replaces
 the table only when every line was accepted).  After a change the rules file
-is rewritten and the listeners (the director, which must adjust flows) are
-told what changed.
+is rewritten and the listeners (the manager, which adjusts the switches) are
+told what changed.  Reads merge in the runtime view (counters, connections)
+that the manager gives the API: the API never reaches into the director.
 
 Stdlib only, plus the model and the ipvsadm text module.
 """
@@ -71,14 +72,16 @@ def parse_server_id(text):
 class DirectorAPI:
     """The service table of one controller, with persistence and listeners."""
 
-    def __init__(self, rules_path=None, settings=None):
+    def __init__(self, rules_path=None, settings=None, runtime=None):
         from lvs_app.model import ServiceTable
         self.table = ServiceTable()
         self.rules_path = rules_path
         self.settings = {name: default for name, (default, _) in SETTINGS.items()}
         self.settings.update(settings or {})
         self.listeners = []
-        self.connection_source = None     # callable() -> list of connection dicts
+        # the read side of the running director: service_view(service),
+        # server_view(service, server), connection_rows(); None when alone
+        self.runtime = runtime
 
     # -- start-up ------------------------------------------------------
     def load_rules(self):
@@ -130,17 +133,22 @@ class DirectorAPI:
                 "timeouts": dict(self.table.timeouts)}
 
     def services(self):
-        return [s.to_dict() for s in self.table.sorted_services()]
+        return [s.to_dict(self.runtime) for s in self.table.sorted_services()]
 
     def service(self, sid):
-        return self.table.get_service(parse_service_id(sid)).to_dict()
+        return self.table.get_service(parse_service_id(sid)).to_dict(self.runtime)
 
     def servers(self, sid):
         return self.service(sid)["servers"]
 
     def server(self, sid, rid):
         address, port = parse_server_id(rid)
-        return self.table.get_server(parse_service_id(sid), address, port).to_dict()
+        key = parse_service_id(sid)
+        return self._server_dict(self.table.get_service(key),
+                                 self.table.get_server(key, address, port))
+
+    def _server_dict(self, service, server):
+        return server.to_dict(self.runtime and self.runtime.server_view(service, server))
 
     def marks(self):
         return [self.table.marks[m].to_dict() for m in sorted(self.table.marks)]
@@ -153,7 +161,7 @@ class DirectorAPI:
         return self.table.marks[number].to_dict()
 
     def connections(self):
-        return self.connection_source() if self.connection_source else []
+        return self.runtime.connection_rows() if self.runtime else []
 
     # -- services ------------------------------------------------------
     def add_service(self, body):
@@ -161,14 +169,14 @@ class DirectorAPI:
         key = _key_from_body(body)
         service = self.table.add_service(key, **body)
         self._commit(Change("service-added", key))
-        return service.to_dict()
+        return service.to_dict(self.runtime)
 
     def edit_service(self, sid, body):
         key = parse_service_id(sid)
         body = _body_dict(body, f"service {key}")
         service = self.table.edit_service(key, **body)
         self._commit(Change("service-edited", key))
-        return service.to_dict()
+        return service.to_dict(self.runtime)
 
     def delete_service(self, sid):
         key = parse_service_id(sid)
@@ -187,7 +195,7 @@ class DirectorAPI:
             raise BadRequest(f"service {key}: real server 'address' is required")
         server = self.table.add_server(key, body.pop("address"), body.pop("port", None), **body)
         self._commit(Change("server-added", key, server))
-        return server.to_dict()
+        return self._server_dict(self.table.services[key], server)
 
     def edit_server(self, sid, rid, body):
         key = parse_service_id(sid)
@@ -197,7 +205,7 @@ class DirectorAPI:
             body.pop(name, None)
         server = self.table.edit_server(key, address, port, **body)
         self._commit(Change("server-edited", key, server))
-        return server.to_dict()
+        return self._server_dict(self.table.services[key], server)
 
     def delete_server(self, sid, rid):
         key = parse_service_id(sid)
@@ -208,7 +216,7 @@ class DirectorAPI:
     # -- the rest --------------------------------------------------------
     def zero(self, sid=None):
         key = parse_service_id(sid) if sid is not None else None
-        self.table.zero(key)
+        self.table.zero(key)                 # 404 for an unknown service
         self._notify(Change("zero", key))
 
     def timeouts(self):

@@ -324,15 +324,8 @@ class RealServer:
     u_threshold: int = 0
     l_threshold: int = 0
     tun_type: str = "vxlan"
-    # runtime state, kept by the director (never saved)
-    activeconns: int = 0
-    inactconns: int = 0
-    persistconns: int = 0
-    overloaded: bool = False
     last_weight: int = 1      # mh keeps a server's last non-zero weight
     seq: int = 0              # order of addition; the kernel lists newest first
-    stats: Stats = field(default_factory=Stats)
-    rates: Rates = field(default_factory=Rates)
 
     @property
     def forward_name(self):
@@ -341,15 +334,14 @@ class RealServer:
     def __str__(self):
         return f"real server {format_addr_port(self.address, self.port)}"
 
-    def to_dict(self):
+    def to_dict(self, runtime=None):
+        """Configuration as JSON; ``runtime`` (a dict of counters) is merged in."""
         return {"address": str(self.address), "port": self.port, "seq": self.seq,
                 "method": self.method, "forward": self.forward_name,
                 "weight": self.weight, "u_threshold": self.u_threshold,
                 "l_threshold": self.l_threshold,
                 "tun_type": self.tun_type if self.method == "tunnel" else None,
-                "activeconns": self.activeconns, "inactconns": self.inactconns,
-                "persistconns": self.persistconns, "overloaded": self.overloaded,
-                "stats": self.stats.to_dict(), "rates": self.rates.to_dict()}
+                **(runtime or {})}
 
 
 @dataclass
@@ -362,8 +354,6 @@ class VirtualService:
     sched_flags: tuple = ()
     ops: bool = False
     servers: list = field(default_factory=list)   # in order of addition
-    stats: Stats = field(default_factory=Stats)
-    rates: Rates = field(default_factory=Rates)
 
     def __post_init__(self):
         if not self.netmask:
@@ -389,7 +379,8 @@ class VirtualService:
             bits |= SCHED_FLAG_BITS[name]
         return bits
 
-    def to_dict(self):
+    def to_dict(self, runtime=None):
+        """Configuration as JSON; ``runtime`` (a RuntimeState) adds the counters."""
         key = self.key
         return {"id": key.to_id(), "protocol": key.protocol,
                 "address": str(key.address) if key.address is not None else None,
@@ -398,8 +389,8 @@ class VirtualService:
                 "timeout": self.timeout if self.persistent else None,
                 "netmask": format_netmask(self.netmask, key.version),
                 "sched_flags": list(self.sched_flags), "ops": self.ops,
-                "stats": self.stats.to_dict(), "rates": self.rates.to_dict(),
-                "servers": [s.to_dict() for s in sorted(
+                **(runtime.service_view(self) if runtime else {}),
+                "servers": [s.to_dict(runtime and runtime.server_view(self, s)) for s in sorted(
                     self.servers, key=lambda s: (int(s.address), s.port))]}
 
 
@@ -632,9 +623,6 @@ class ServiceTable:
             setattr(server, name, value)
         if server.weight:
             server.last_weight = server.weight   # kernel keeps the latest non-0 weight
-        if server.overloaded and (not server.u_threshold
-                                  or server.activeconns + server.inactconns < server.u_threshold):
-            server.overloaded = False
         return server
 
     def delete_server(self, key, address, port=None):
@@ -645,13 +633,10 @@ class ServiceTable:
 
     # -- counters and timeouts ----------------------------------------
     def zero(self, key=None):
-        services = [self.get_service(key)] if key is not None else self.services.values()
-        for service in services:
-            service.stats = Stats()
-            service.rates = Rates()
-            for server in service.servers:
-                server.stats = Stats()
-                server.rates = Rates()
+        """ipvsadm -Z: checks that the service exists.  The counters are
+        runtime state (lvs_app.state), zeroed on the "zero" change."""
+        if key is not None:
+            self.get_service(key)
 
     def set_timeouts(self, tcp=0, tcpfin=0, udp=0):
         """ipvsadm --set: 0 keeps the current value."""

@@ -1,8 +1,9 @@
 """The director against the fake flow table, configured through lvsadm + REST.
 
-``DirectorLab`` wires the real pieces -- lvsadm's command line, the REST app,
-the DirectorAPI and the Director -- to a FakeSwitch, and simulates the hosts
-on its ports: clients and real servers that answer ARP.  A test then says
+``DirectorLab`` builds the same Manager the Ryu shim builds, on a fake clock,
+drives it through lvsadm's command line and the REST app, connects it to a
+FakeSwitch, and simulates the hosts on its ports: clients and real servers
+that answer ARP.  A test then says
 "a SYN from 10.0.1.5 to VIP:80 leaves port 12 with ipv4_dst=10.0.0.12".
 """
 
@@ -15,8 +16,7 @@ import webob
 
 from lvs_app import cli, ipvsadm
 from lvs_app import pipeline as pl
-from lvs_app.api import DirectorAPI
-from lvs_app.director import Director
+from lvs_app.manager import Manager
 from lvs_app.rest import RestApp
 from tests.fakeswitch import FakeClock, FakeSwitch, arp_request, packet_from_bytes, tcp, udp
 
@@ -33,8 +33,9 @@ def mac_of(ip):
 class InProcessClient:
     """cli.Client's interface, answered by the REST app in this process."""
 
-    def __init__(self, app):
+    def __init__(self, app, settle=lambda: None):
         self.app = app
+        self.settle = settle      # what the switch does about the changes, settled
 
     def request(self, method, path, body=None):
         req = webob.Request.blank(path, method=method)
@@ -43,6 +44,7 @@ class InProcessClient:
         elif body is not None:
             req.body = json.dumps(body).encode()
         resp = req.get_response(self.app)
+        self.settle()
         if resp.status_int >= 400:
             raise cli.ApiError(resp.status_int, json.loads(resp.body)["error"]["message"])
         if not resp.body:
@@ -52,19 +54,32 @@ class InProcessClient:
         return resp.body.decode()
 
 
+class LabDatapath:
+    """What the manager sends to: every message is checked and applied to
+    the fake switch; what leaves its ports is collected for the lab."""
+
+    def __init__(self, lab, dpid=1):
+        self.lab, self.id = lab, dpid
+
+    def send_msg(self, msg):
+        if type(msg).__name__ == "OFPFlowMod":
+            pl.check(msg)
+        self.lab.outbox += self.lab.sw.apply(msg)
+
+
 class DirectorLab:
     def __init__(self, n_ports=24):
         self.clock = FakeClock()
-        self.api = DirectorAPI()
-        self.director = Director(self.api)
-        self.client = InProcessClient(RestApp(self.api))
+        self.manager = Manager(clock=lambda: self.clock.now, strict=True)
+        self.api = self.manager.api
+        self.director = self.manager.director
+        self.client = InProcessClient(RestApp(self.api), self._settle)
         self.sw = FakeSwitch(dpid=1, n_tables=pl.N_TABLES, ports=range(1, n_ports + 1),
                              clock=self.clock)
         self.hosts = {}            # ip -> port (hosts that answer ARP)
-        self.api.connection_source = lambda: self.director.connections(self.now)
-        self.api.listeners.append(
-            lambda change: self.deliver(self.director.table_changed(change, self.now)))
-        self.deliver(self.director.switch_connected(1, {TUNNEL_PORT: "vxlan0"}, self.now))
+        self.outbox = []           # (port, packet) that left the switch, not yet read
+        self.manager.switch_connected(1, LabDatapath(self), {TUNNEL_PORT: "vxlan0"})
+        self._settle()
         for ip, port in SERVERS.items():
             self.add_host(ip, port)
 
@@ -84,27 +99,20 @@ class DirectorLab:
         return out.getvalue()
 
     # -- traffic -----------------------------------------------------------------
-    def deliver(self, messages):
-        """Apply the director's messages; answer ARP for simulated hosts; loop."""
+    def _settle(self):
+        """Hand the switch's PacketIns and FlowRemoveds to the manager until
+        none are left; returns what left the switch (hosts answer ARP)."""
         outputs = []
-        for dpid, msg in messages:
-            assert dpid == 1
-            if type(msg).__name__ == "OFPFlowMod":
-                pl.check(msg)
-            outputs += self.sw.apply(msg)
-        outputs += self._pump()
-        return self._hosts_answer(outputs)
-
-    def _pump(self):
-        outputs = []
-        while self.sw.packet_ins or self.sw.flow_removed:
+        while True:
+            outputs += self.outbox
+            self.outbox = []
+            if not (self.sw.packet_ins or self.sw.flow_removed):
+                break
             for rec in self.sw.take_packet_ins():
-                outputs += self.deliver(self.director.packet_in(
-                    1, rec.match["in_port"], rec.raw, rec.table_id, self.now))
+                self.manager.packet_in(1, rec.match["in_port"], rec.raw, rec.table_id)
             for rec in self.sw.take_flow_removed():
-                outputs += self.deliver(self.director.flow_removed(
-                    1, rec.cookie, rec.match, rec.duration, self.now, rec.reason))
-        return outputs
+                self.manager.flow_removed(1, rec.cookie, rec.match, rec.duration, rec.reason)
+        return self._hosts_answer(outputs)
 
     def _hosts_answer(self, outputs):
         """A host that sees an ARP request for its address answers it."""
@@ -123,8 +131,8 @@ class DirectorLab:
 
     def send(self, packet):
         """A packet enters the switch; returns every (port, packet) that leaves."""
-        outputs = self.sw.send(packet, now=self.now)
-        return self._hosts_answer(outputs + self._pump())
+        self.outbox += self.sw.send(packet, now=self.now)
+        return self._settle()
 
     def advance(self, seconds):
         """Let time pass one second at a time: the switch reports expiries in
@@ -133,7 +141,8 @@ class DirectorLab:
         for _ in range(int(seconds)):
             self.clock.advance(1)
             self.sw.expire()
-            outputs += self._pump()
+            self.manager.tick()
+            outputs += self._settle()
         return outputs
 
     # -- conveniences ----------------------------------------------------------

@@ -1,5 +1,6 @@
 """NAT, direct routing and tunnel through the fake flow table."""
 
+from lvs_app import ids
 from lvs_app import pipeline as pl
 from tests.behaviour.conftest import TUNNEL_PORT, VIP, VMAC, mac_of
 from tests.fakeswitch import arp_request, tcp
@@ -47,7 +48,7 @@ def test_direct_routing_rewrites_only_the_mac(lab):
     [(port, pkt)] = lab.syn(C1, 40001)
     assert port == 12
     assert (pkt["ipv4_dst"], pkt["tcp_dst"], pkt["eth_dst"]) == (VIP, 80, mac_of("10.0.0.12"))
-    assert not lab.sw.flows(table_id=pl.REVERSE, cookie=pl.Cookie(pl.KIND_REVERSE, 1, 1).value,
+    assert not lab.sw.flows(table_id=pl.REVERSE, cookie=ids.Cookie(ids.KIND_REVERSE, 1, 1).value,
                             cookie_mask=(1 << 64) - 1)
 
 
@@ -65,7 +66,7 @@ def test_server_mac_is_found_by_arp_and_the_first_packet_is_not_lost(lab):
     lab.lvsadm("-A -t 10.0.0.100:80 -s rr")
     lab.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.14 -g")
     # the server answered the director's probe at server-add time
-    assert lab.director.hosts[0x0A00000E] == bytes.fromhex("02000a00000e")
+    assert lab.director.hosts.macs[0x0A00000E] == bytes.fromhex("02000a00000e")
     [(port, _)] = lab.syn(C1, 40003)
     assert port == 14
 

@@ -14,6 +14,7 @@ switch's builder makes, checksums included.
 
 import pytest
 
+from lvs_app import ids
 from lvs_app import pipeline as pl
 from tests.behaviour.conftest import VIP, VMAC, mac_of
 from tests.fakeswitch import packet_to_bytes, tcp
@@ -112,8 +113,8 @@ def test_control_connection_flows_send_both_directions_to_the_controller(nat21):
     for flow in (service, reverse):
         assert "actions=apply(output:CONTROLLER)" in flow.text()
     # same cookies as any connection of this service and server, so -d/-D find them
-    assert pl.Cookie.parse(service.cookie) == pl.Cookie(pl.KIND_CONN, 1, 1)
-    assert pl.Cookie.parse(reverse.cookie) == pl.Cookie(pl.KIND_REVERSE, 1, 1)
+    assert ids.Cookie.parse(service.cookie) == ids.Cookie(ids.KIND_CONN, 1, 1)
+    assert ids.Cookie.parse(reverse.cookie) == ids.Cookie(ids.KIND_REVERSE, 1, 1)
     assert service.idle_timeout == 900 and service.flags & 1       # FlowRemoved ends it
 
 
@@ -279,8 +280,8 @@ def test_port_installs_the_active_data_connection_before_it_starts(nat21, comman
                            tcp_dst=40001)
     [service] = conn_flows(nat21, pl.SERVICE, ipv4_src=C1, tcp_src=40001, ipv4_dst=VIP,
                            tcp_dst=20)
-    assert pl.Cookie.parse(reverse.cookie) == pl.Cookie(pl.KIND_REVERSE, 1, 1)
-    assert pl.Cookie.parse(service.cookie) == pl.Cookie(pl.KIND_CONN, 1, 1)
+    assert ids.Cookie.parse(reverse.cookie) == ids.Cookie(ids.KIND_REVERSE, 1, 1)
+    assert ids.Cookie.parse(service.cookie) == ids.Cookie(ids.KIND_CONN, 1, 1)
     assert service.idle_timeout == 120                      # IPVS LISTEN, until it starts
     assert "LISTEN      10.0.0.1:40001     10.0.0.100:20      10.0.0.11:20" in \
         nat21.lvsadm("-L -c -n")
@@ -355,7 +356,7 @@ def test_deleting_the_service_removes_the_data_connection_flows(nat21):
     open_data_connections(nat21)
     assert len(nat21.sw.flows(table_id=pl.REVERSE, priority=pl.PRIO_CONN)) == 3
     nat21.lvsadm("-D -t 10.0.0.100:21")
-    assert nat21.sw.flows(cookie=pl.cookie_mask(service=1)[0], cookie_mask=pl.cookie_mask(service=1)[1]) \
+    assert nat21.sw.flows(cookie=ids.cookie_mask(service=1)[0], cookie_mask=ids.cookie_mask(service=1)[1]) \
         == []
     sw = nat21.director.switches[1]
     assert not sw.conns and not sw.ftp_controls and not sw.ftp_expect

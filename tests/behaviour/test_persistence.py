@@ -1,5 +1,6 @@
 """Persistence templates as client-wildcard flows: the founding document's PCC."""
 
+from lvs_app import ids
 from lvs_app import pipeline as pl
 from tests.behaviour.conftest import VIP, VMAC, mac_of
 
@@ -14,7 +15,7 @@ def persistent(lab, opts="-s rr -p 60", port=80, method="-g"):
 
 def templates(lab):
     return [f for f in lab.sw.flows(table_id=pl.SERVICE)
-            if pl.Cookie.parse(f.cookie).kind == pl.KIND_TEMPLATE]
+            if ids.Cookie.parse(f.cookie).kind == ids.KIND_TEMPLATE]
 
 
 def test_a_client_stays_on_one_server_while_clients_spread(lab):

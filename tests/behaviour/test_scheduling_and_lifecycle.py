@@ -1,5 +1,6 @@
 """Schedulers, counters, timeouts, quiesce and delete through the fake flow table."""
 
+from lvs_app import ids
 from lvs_app import pipeline as pl
 from tests.behaviour.conftest import VIP, VMAC, mac_of
 from tests.fakeswitch import udp
@@ -111,7 +112,7 @@ def test_expire_nodest_conn_ends_connections_at_once(lab):
     lab.client.request("PUT", "/ipvs/settings", {"expire_nodest_conn": True})
     a = lab.connect(C1, 41800)
     lab.lvsadm(f"-d -t 10.0.0.100:80 -r {a}")
-    assert [c for c in lab.director.switches[1].conns.values() if str(c.server.address) == a] == []
+    assert [c for c in lab.director.switches[1].conns.values() if str(c.dest.address) == a] == []
     assert [f for f in lab.sw.flows(table_id=pl.SERVICE) if f.match.get("tcp_src") == 41800] == []
     assert lab.syn(C1, 41800, flags="A") == []
 
@@ -120,8 +121,8 @@ def test_deleted_service_takes_all_its_flows(lab):
     service(lab, servers=RS[:2], method="-m")
     lab.connect(C1, 41900)
     lab.lvsadm("-D -t 10.0.0.100:80")
-    ours = [f for f in lab.sw.flows() if pl.Cookie.parse(f.cookie).kind not in
-            (pl.KIND_BASE, pl.KIND_L2)]
+    ours = [f for f in lab.sw.flows() if ids.Cookie.parse(f.cookie).kind not in
+            (ids.KIND_BASE, ids.KIND_L2)]
     assert ours == [], lab.sw.dump()
     assert lab.syn(C1, 41901) == [] or all(p.get("ipv4_dst") == VIP for _, p in lab.syn(C1, 41902))
 
@@ -146,7 +147,7 @@ def test_one_packet_scheduling_schedules_every_datagram(lab):
     chosen = [lab.server_of(lab.send(pkt)) for _ in range(4)]
     assert chosen == ["10.0.0.12", "10.0.0.11"] * 2
     assert not [f for f in lab.sw.flows(table_id=pl.SERVICE)
-                if pl.Cookie.parse(f.cookie).kind == pl.KIND_CONN]
+                if ids.Cookie.parse(f.cookie).kind == ids.KIND_CONN]
 
 
 def test_connection_listing(lab):

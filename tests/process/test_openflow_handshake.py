@@ -10,6 +10,8 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from conftest import wait_until
 from lvs_app import packet as pkt
+from lvs_app import ids
+from lvs_app import ofmsg
 from lvs_app import pipeline as pl
 
 
@@ -105,15 +107,15 @@ def test_pipeline_arrives_and_vip_arp_is_answered(controller):
         # the old flows of the app are removed first, by cookie, in every table
         first = mods[0]
         assert (first.command, first.table_id, first.cookie, first.cookie_mask) == \
-            (ofp.OFPFC_DELETE, ofp.OFPTT_ALL, pl.APP_TAG << 56, pl.TAG_MASK)
+            (ofp.OFPFC_DELETE, ofp.OFPTT_ALL, ids.APP_TAG << 56, ids.TAG_MASK)
         tables = {m.table_id for m in mods if m.command == ofp.OFPFC_ADD}
         assert tables == {pl.CLASSIFY, pl.SERVICE, pl.REVERSE, pl.FORWARD}
         for mod in mods:
             if mod.command == ofp.OFPFC_ADD:
-                assert pl.Cookie.parse(mod.cookie) is not None
+                assert ids.Cookie.parse(mod.cookie) is not None
                 pl.check(mod)
         syn = [m for m in mods if m.table_id == pl.SERVICE
-               and dict(m.match.items()).get("tcp_flags") == (pl.TCP_SYN, pl.TCP_SYN)]
+               and dict(m.match.items()).get("tcp_flags") == (ofmsg.TCP_SYN, ofmsg.TCP_SYN)]
         assert syn and dict(syn[0].match.items())["ipv4_dst"] == "10.0.0.100"
 
         # a client asks who has the VIP: the controller answers with its virtual MAC

@@ -11,6 +11,7 @@ the reference (trailing blanks matter).
 import pytest
 
 from lvs_app import ipvsadm, model
+from lvs_app.state import RuntimeState
 
 
 def _ref(text):
@@ -319,22 +320,24 @@ def build_table():
     def server(key, addr, port):
         return t.get_server(key, addr, port)
 
+    runtime = RuntimeState()
     for key, addr, port, active, inact, persist in (
             (web, "10.0.0.1", 80, 1, 3, 0), (web, "10.0.0.2", 80, 12, 340, 0),
             (web, "10.0.0.3", 8080, 25, 600, 0), (https, "192.168.10.11", 443, 3, 4, 2),
             (https, "192.168.10.12", 443, 5, 6, 3), (dns, "10.0.0.2", 53, 0, 7, 0),
             (fwm1, "172.16.0.1", 0, 1, 1, 1)):
-        s = server(key, addr, port)
+        s = runtime.dest(t.get_service(key), server(key, addr, port))
         s.activeconns, s.inactconns, s.persistconns = active, inact, persist
-    busy = server(web, "10.0.0.2", 80)
-    for obj in (busy, t.get_service(web)):
+    busy = runtime.dest(t.get_service(web), server(web, "10.0.0.2", 80))
+    for obj in (busy, runtime.service(t.get_service(web))):
         obj.stats = model.Stats(123456, 99999999, 100000000, 987654321, 123456789012)
         obj.rates = model.Rates(12, 345, 321, 45678, 1234567)
+    t.runtime = runtime      # the counters a running director would show
     return t
 
 
 def services(table):
-    return [s.to_dict() for s in table.sorted_services()]
+    return [s.to_dict(getattr(table, "runtime", None)) for s in table.sorted_services()]
 
 
 def marks(table):
@@ -385,7 +388,7 @@ def test_list_tun_info_prints_vxlan(table):
 
 
 def test_list_single_service_has_no_version_header(table):
-    svc = table.get_service(model.service_key("tcp", "192.168.10.100", 80)).to_dict()
+    svc = table.get_service(model.service_key("tcp", "192.168.10.100", 80)).to_dict(table.runtime)
     assert ipvsadm.format_list([svc], ["numeric"], header=False) == REF_SINGLE
 
 

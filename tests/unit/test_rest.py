@@ -6,6 +6,7 @@ import pytest
 import webob
 
 from lvs_app.api import DirectorAPI
+from lvs_app.manager import Manager
 from lvs_app.rest import RestApp
 
 SVC = "/ipvs/services/tcp-10.0.0.100-80"
@@ -32,7 +33,7 @@ class Client:
 
 @pytest.fixture
 def client():
-    c = Client(DirectorAPI())
+    c = Client(Manager().api)      # with the runtime view a running director gives
     assert c.call("POST", "/ipvs/services", {"protocol": "tcp", "address": "10.0.0.100",
                                              "port": 80, "scheduler": "rr"})[0] == 201
     assert c.call("POST", f"{SVC}/servers", {"address": "10.0.0.11", "port": 8080,
@@ -146,7 +147,8 @@ def test_malformed_json_is_400(client):
 
 
 def test_zero_timeouts_connections_settings(client):
-    client.api.table.services[next(iter(client.api.table.services))].stats.conns = 5
+    service = client.api.table.services[next(iter(client.api.table.services))]
+    client.api.runtime.runtime.service(service).stats.conns = 5
     assert client.call("POST", f"{SVC}/zero")[0] == 204
     assert client.call("GET", SVC)[1]["stats"]["conns"] == 0
     assert client.call("POST", "/ipvs/zero")[0] == 204
@@ -154,7 +156,7 @@ def test_zero_timeouts_connections_settings(client):
         (200, {"tcp": 60, "tcpfin": 120, "udp": 30})
     assert client.call("GET", "/ipvs/timeouts")[1]["tcp"] == 60
     assert client.call("GET", "/ipvs/connections") == (200, {"connections": []})
-    client.api.connection_source = lambda: [{"protocol": "TCP", "expire": 3}]
+    client.api.runtime.connection_rows = lambda: [{"protocol": "TCP", "expire": 3}]
     assert client.call("GET", "/ipvs/connections")[1]["connections"][0]["expire"] == 3
     assert client.call("PUT", "/ipvs/settings", {"expire_quiescent_template": True})[1] == \
         {"expire_quiescent_template": True, "expire_nodest_conn": False}

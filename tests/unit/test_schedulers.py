@@ -13,6 +13,8 @@ import random
 
 import pytest
 
+from dataclasses import dataclass
+
 from lvs_app.model import RealServer
 from lvs_app import schedulers as sched
 from lvs_app.schedulers import (SCHEDULERS, SchedKey, hash_32, hsiphash_u32,
@@ -23,10 +25,21 @@ M32 = 0xFFFFFFFF
 NAMES = "ABCDEFGH"
 
 
+@dataclass
+class Srv(RealServer):
+    """What a scheduler sees of a real server (lvs_app.state.Dest in the
+    director): its configuration and its counters, all writable here."""
+
+    activeconns: int = 0
+    inactconns: int = 0
+    persistconns: int = 0
+    overloaded: bool = False
+
+
 def srv(name, weight=1, port=80, **kw):
     """Server ``A`` is 10.0.0.1, ``B`` 10.0.0.2, ...; last_weight = weight."""
     address = ip(f"10.0.0.{NAMES.index(name) + 1}")
-    return RealServer(address, port, weight=weight, last_weight=weight, **kw)
+    return Srv(address, port, weight=weight, last_weight=weight, **kw)
 
 
 def name(server):
@@ -612,8 +625,8 @@ def test_mh_all_last_weights_zero_means_empty_table():
 def test_mh_folds_other_family_servers_with_the_service_family():
     # IPv6 tunnel servers in an IPv4 service: the kernel reads only the
     # first 32-bit word, so these two fold alike and share a preferred slot.
-    a = RealServer(ip("2001:db8::1"), 80, weight=1, last_weight=1)
-    b = RealServer(ip("2001:db8::2"), 80, weight=1, last_weight=1)
+    a = Srv(ip("2001:db8::1"), 80, weight=1, last_weight=1)
+    b = Srv(ip("2001:db8::2"), 80, weight=1, last_weight=1)
     mh = make_scheduler("mh")
     mh.schedule([a, b], key(src="192.0.2.1"))          # IPv4 service
     slot = hsiphash_u32(0x20010DB8 + 80, sched.MH_HASH1) % 4093

@@ -1,0 +1,209 @@
+"""The connection table: connections, templates and per-switch state.
+
+What the kernel keeps in its ``ip_vs_conn`` hash: one :class:`Connection`
+per client connection, one :class:`Template` per persistent client (under
+the netmask), FTP data connections announced but not yet started
+(:class:`FtpExpectation`, IPVS's NO_CPORT entries).  Each switch that
+directs traffic has its own table (:class:`Switch`), since each switch holds
+the flows that carry its connections.
+
+Counting is done here and only here: a connection binds to its
+:class:`~lvs_app.state.Dest` (ActiveConn or InActConn) while it is in the
+table, a template counts in PersistConn while it decides anything.
+"""
+
+from dataclasses import dataclass, field
+
+from lvs_app import packet as pkt
+from lvs_app.model import ServiceKey
+
+EXPIRE_LATER = 60          # s: a template or control connection with live children waits this long
+
+
+@dataclass
+class Template:
+    """An IPVS connection template: client (under netmask) -> real server."""
+
+    key: tuple                  # (proto name or "IP", snet int, vip int or mark, vport)
+    service: ServiceKey
+    dest: object                # Dest
+    server_id: int
+    matches: list               # the flow matches that carry it (one per fwmark range)
+    armed_at: float
+    expires_at: float
+    n_control: int = 0
+    expiring: bool = False      # its flows are gone; waits for its connections
+
+
+@dataclass
+class Connection:
+    """One client connection (or UDP flow) and the real server it was given."""
+
+    key: tuple                  # (proto, client ip, client port, vip, vport)
+    service: ServiceKey
+    dest: object                # Dest
+    server_id: int
+    dport: int                  # port on the real server
+    state: str
+    active: bool
+    expires_at: float
+    template: Template = None
+    service_id: int = 0         # the service's number in cookies
+    nodest: bool = False        # its real server was deleted (expire_nodest_conn=0)
+    control: "Connection" = None    # FTP data connection: its control connection
+    ftp: object = None              # FTP control connection: the helper's state (FtpControl)
+
+
+@dataclass
+class FtpExpectation:
+    """A passive FTP data connection announced by a 227/229 reply (IPVS's
+    NO_CPORT entry): the client's next SYN to VIP:port goes to the control
+    connection's real server, same port."""
+
+    control: Connection
+    port: int
+    expires_at: float
+
+
+@dataclass
+class Switch:
+    """One switch's part of the director: its ports and its connection table."""
+
+    dpid: int
+    ports: dict = field(default_factory=dict)        # port no -> name
+    tunnel_port: int = None
+    vips: set = field(default_factory=set)           # VIP flows installed: (vip, tcp?, udp?)
+    conns: dict = field(default_factory=dict)        # 5-tuple -> Connection
+    templates: dict = field(default_factory=dict)    # template key -> Template
+    ftp_controls: dict = field(default_factory=dict)  # (rs, rs port, client, cport) -> Connection
+    ftp_expect: dict = field(default_factory=dict)    # (client, vip, vport) -> FtpExpectation
+
+    def set_ports(self, ports):
+        self.ports = dict(ports)
+        self.tunnel_port = next((no for no, name in sorted(self.ports.items())
+                                 if "vxlan" in name), None)
+
+
+class ConnectionTable:
+    """Every switch's connections and templates, and the counting they drive."""
+
+    def __init__(self):
+        self.switches = {}           # dpid -> Switch
+
+    # -- switches ------------------------------------------------------------------
+    def add_switch(self, dpid, ports):
+        sw = self.switches[dpid] = Switch(dpid)
+        sw.set_ports(ports)
+        return sw
+
+    def remove_switch(self, dpid):
+        """A switch went away: its connections and templates stop counting."""
+        sw = self.switches.pop(dpid, None)
+        if sw is None:
+            return
+        for conn in sw.conns.values():
+            conn.dest.unbind(conn.active)
+        for template in list(sw.templates.values()):
+            self.forget_template(sw, template)
+
+    # -- connections -----------------------------------------------------------------
+    def add(self, sw, conn):
+        """Enter ``conn`` into the switch's table; it counts on its Dest."""
+        sw.conns[conn.key] = conn
+        conn.dest.bind(conn.active)
+        if conn.template is not None:
+            conn.template.n_control += 1
+
+    def set_state(self, conn, state, active):
+        """A TCP state change: the connection may move between Active and InAct."""
+        conn.dest.unbind(conn.active)
+        conn.state, conn.active = state, active
+        conn.dest.bind(active)
+
+    def move(self, conn, dest):
+        """Count ``conn`` on another Dest (a re-added server revives it)."""
+        conn.dest.unbind(conn.active)
+        conn.dest = dest
+        dest.bind(conn.active)
+
+    def remove(self, sw, conn):
+        """Take ``conn`` out of the table.  Returns its template when that
+        template was only waiting for its last connection (drop it now)."""
+        sw.conns.pop(conn.key, None)
+        conn.dest.unbind(conn.active)
+        template = conn.template
+        if template is not None:
+            template.n_control -= 1
+            if template.expiring and template.n_control <= 0:
+                return template
+        return None
+
+    def drop_service(self, sw, key):
+        """A deleted service's connections and templates go (no counting: its
+        Dests go with it)."""
+        for ckey in [k for k, c in sw.conns.items() if c.service == key]:
+            del sw.conns[ckey]
+        for tkey in [k for k, t in sw.templates.items() if t.service == key]:
+            del sw.templates[tkey]
+
+    def clear(self, sw):
+        sw.conns.clear()
+        sw.templates.clear()
+
+    # -- templates ---------------------------------------------------------------------
+    @staticmethod
+    def add_template(sw, template):
+        sw.templates[template.key] = template
+        template.dest.persistconns += 1
+
+    @staticmethod
+    def forget_template(sw, template):
+        """The template no longer decides anything (it may still wait for its
+        connections to end): out of the switch's table and PersistConn."""
+        template.expiring = True
+        if sw.templates.get(template.key) is template:
+            del sw.templates[template.key]
+            template.dest.persistconns -= 1
+
+    # -- listing -----------------------------------------------------------------------
+    def rows(self, now):
+        """Live connections and templates in ``ipvsadm -L -c`` terms."""
+        rows = []
+        for sw in self.switches.values():
+            for conn in sw.conns.values():
+                proto, client, cport, vip, vport = conn.key
+                rows.append({"protocol": proto.upper(), "expire": max(0, int(conn.expires_at - now)),
+                             "state": conn.state if not conn.nodest else "CLOSE",
+                             "client": pkt.ip_text(client), "cport": cport, "vip": pkt.ip_text(vip),
+                             "vport": vport, "server": str(conn.dest.address),
+                             "dport": conn.dport, "pe_name": "", "pe_data": "",
+                             "switch": sw.dpid})
+            for template in sw.templates.values():
+                proto, snet, vip_or_mark, vport = template.key
+                rows.append({"protocol": proto.upper(),
+                             "expire": max(0, int(template.expires_at - now)),
+                             # IPVS marks a template ASSURED when a connection it
+                             # controls is ESTABLISHED, which the switch never tells
+                             "state": "NONE",
+                             "client": pkt.ip_text(snet), "cport": 0,
+                             "vip": pkt.ip_text(vip_or_mark), "vport": vport,
+                             "server": str(template.dest.address),
+                             "dport": template.dest.port if vport else 0,
+                             "pe_name": "", "pe_data": "", "switch": sw.dpid,
+                             "template": True, "n_control": template.n_control})
+            rows += self._ftp_expectation_rows(sw, now)
+        return rows
+
+    @staticmethod
+    def _ftp_expectation_rows(sw, now):
+        """Pending passive data connections, as IPVS lists them (client port 0, LISTEN)."""
+        rows = []
+        for (client, vip, vport), expected in sw.ftp_expect.items():
+            if expected.expires_at > now:
+                rows.append({"protocol": "TCP", "expire": int(expected.expires_at - now),
+                             "state": "LISTEN", "client": pkt.ip_text(client), "cport": 0,
+                             "vip": pkt.ip_text(vip), "vport": vport,
+                             "server": str(expected.control.dest.address),
+                             "dport": expected.port, "pe_name": "", "pe_data": "",
+                             "switch": sw.dpid})
+        return rows

@@ -1,0 +1,143 @@
+"""The flows and packets that carry connections and templates.
+
+Every connection or template flow is built here, through its pipeline table,
+with the rewrite its real server's forwarding method asks for.  Instruction
+and action lists that depend only on (switch, server, method, protocol,
+port, MAC) are built once and replay their encoding (the hot path).
+"""
+
+from lvs_app import ids
+from lvs_app import ofmsg
+from lvs_app import pipeline as pl
+from lvs_app.forwarding import Masq, method_of
+
+SERVICE = pl.TABLES[pl.SERVICE]
+REVERSE = pl.TABLES[pl.REVERSE]
+
+
+class Flows:
+    """Builds connection and template flows; owns the encoding cache."""
+
+    def __init__(self, hosts):
+        self.hosts = hosts
+        self.cache = ofmsg.EncodingCache()
+
+    # -- client -> server --------------------------------------------------------------
+    def _server_key(self, sw, dest, proto, dport):
+        return (sw.dpid, dest.address, dest.method, proto, dport,
+                self.hosts.macs.get(int(dest.address)), sw.tunnel_port)
+
+    def forward_actions(self, sw, dest, proto, dport):
+        """Actions that carry a client packet to ``dest`` (see Forwarding.actions)."""
+        return method_of(dest).actions(sw, dest, proto, dport,
+                                       self.hosts.macs.get(int(dest.address)))
+
+    def forward_instructions(self, sw, dest, proto, dport):
+        return method_of(dest).instructions(self.forward_actions(sw, dest, proto, dport))
+
+    def packet_actions(self, sw, dest, proto, dport):
+        """PacketOut actions that carry one client packet to ``dest``."""
+        return self.cache.get(("out",) + self._server_key(sw, dest, proto, dport),
+                              lambda: method_of(dest).packet_actions(
+                                  self.forward_actions(sw, dest, proto, dport)))
+
+    def _punt(self):
+        return self.cache.get(("punt",), lambda: ofmsg.apply(ofmsg.to_controller()))
+
+    # -- connections -------------------------------------------------------------------
+    @staticmethod
+    def conn_match(conn):
+        proto, client, cport, vip, vport = conn.key
+        return ofmsg.five_tuple_match(proto, client, cport, vip, vport)
+
+    @staticmethod
+    def reverse_match(conn):
+        proto, client, cport, _, _ = conn.key
+        return ofmsg.five_tuple_match(proto, int(conn.dest.address), conn.dport, client, cport)
+
+    def conn_flow(self, sw, conn, sid, timeout):
+        """The connection's SERVICE flow (client -> server), idle ``timeout``."""
+        dest, proto = conn.dest, conn.key[0]
+        if conn.ftp is not None:
+            # an FTP control connection: all its packets go through the controller
+            inst = self._punt()
+        else:
+            inst = self.cache.get(("conn",) + self._server_key(sw, dest, proto, conn.dport),
+                                  lambda: self.forward_instructions(sw, dest, proto, conn.dport))
+        cookie = ids.Cookie(ids.KIND_CONN, sid, conn.server_id).value
+        return (sw.dpid, SERVICE.flow(pl.PRIO_CONN, self.conn_match(conn), inst, cookie,
+                                      idle=timeout, notify=True))
+
+    def connection_flows(self, sw, conn, sid, timeout):
+        """Every flow of a new connection: SERVICE, plus REVERSE for NAT."""
+        out = [self.conn_flow(sw, conn, sid, timeout)]
+        if method_of(conn.dest).reverse_nat:
+            proto, _, _, vip, vport = conn.key
+            if conn.ftp is not None:
+                inst = self._punt()
+            else:
+                inst = self.cache.get(("reverse", vip, proto, vport), lambda: ofmsg.apply_then_goto(
+                    Masq.reverse_actions(proto, vip, vport), pl.FORWARD))
+            cookie = ids.Cookie(ids.KIND_REVERSE, sid, conn.server_id).value
+            out.append((sw.dpid, REVERSE.flow(pl.PRIO_CONN, self.reverse_match(conn), inst,
+                                              cookie)))
+        return out
+
+    def delete_connection(self, sw, conn, sid, forward=True):
+        """Delete a connection's flows (the SERVICE one only when ``forward``)."""
+        out = []
+        if forward:
+            out.append((sw.dpid, SERVICE.delete(ids.cookie_mask(ids.KIND_CONN, sid, conn.server_id),
+                                                self.conn_match(conn), pl.PRIO_CONN)))
+        if method_of(conn.dest).reverse_nat:
+            out.append((sw.dpid, REVERSE.delete(
+                ids.cookie_mask(ids.KIND_REVERSE, sid, conn.server_id),
+                self.reverse_match(conn), pl.PRIO_CONN)))
+        return out
+
+    def reverse_packet_actions(self, conn):
+        """PacketOut actions for a server->client packet of a NAT connection."""
+        proto, _, _, vip, vport = conn.key
+        return self.cache.get(("rev-out", vip, proto, vport), lambda: Masq.reverse_actions(
+            proto, vip, vport) + [ofmsg.output(ofmsg.IN_TABLE)])
+
+    def drop_server_connections(self, sw, sid, rid):
+        """IPVS default for a deleted server: its connections' packets are dropped."""
+        return [(sw.dpid, SERVICE.modify(ids.cookie_mask(ids.KIND_CONN, sid, rid), []))]
+
+    def delete_server_flows(self, sw, sid, rid, kinds):
+        return [(sw.dpid, ofmsg.flow_delete(ids.cookie_mask(kind, sid, rid))) for kind in kinds]
+
+    # -- templates ---------------------------------------------------------------------
+    def template_flows(self, sw, template, sid, timeout):
+        """(Re-)install a template's SERVICE flows with idle ``timeout``."""
+        cookie = ids.Cookie(ids.KIND_TEMPLATE, sid, template.server_id).value
+        dest = template.dest
+        out = []
+        for fields in template.matches:
+            proto = "tcp" if fields["ip_proto"] == 6 else "udp"
+            # a template for one port rewrites it; an all-ports one keeps it
+            port = (dest.port if isinstance(fields.get(f"{proto}_dst"), int) and dest.port
+                    else None)
+            inst = self.forward_instructions(sw, dest, proto, port)
+            out.append((sw.dpid, SERVICE.flow(pl.PRIO_TEMPLATE, ofmsg.match(**fields), inst,
+                                              cookie, idle=timeout, notify=True)))
+        return out
+
+    def delete_template(self, sw, template, sid):
+        cm = ids.cookie_mask(ids.KIND_TEMPLATE, sid, template.server_id)
+        return [(sw.dpid, SERVICE.delete(cm, ofmsg.match(**fields), pl.PRIO_TEMPLATE))
+                for fields in template.matches]
+
+    def template_reverse(self, sw, template, sid, matches):
+        """NAT: a connection the server opens to a template client comes to
+        the controller (IPVS conn_out); nothing else of the server's is touched."""
+        cookie = ids.Cookie(ids.KIND_REVERSE_TEMPLATE, sid, template.server_id).value
+        return [(sw.dpid, REVERSE.flow(pl.PRIO_TEMPLATE, ofmsg.match(**fields),
+                                       ofmsg.apply(ofmsg.to_controller()), cookie))
+                for fields in matches]
+
+    def delete_template_reverse(self, sw, template, sid, matches):
+        cm = ids.cookie_mask(ids.KIND_REVERSE_TEMPLATE, sid, template.server_id)
+        return [(sw.dpid, REVERSE.delete(cm, ofmsg.match(**fields), pl.PRIO_TEMPLATE))
+                for fields in matches]

@@ -1,0 +1,187 @@
+"""The manager: one object that wires the director's parts together.
+
+It owns the service table (through the :class:`~lvs_app.api.DirectorAPI`),
+the stable ids, the runtime state, the director logic, the timed jobs and
+the one send path.  The Ryu shim, the behaviour tests and the benchmarks all
+build this same object and feed it events; nothing re-wires the parts by
+hand.  Events are handled with ``now`` from the manager's clock (the real
+one in production, a fake one in tests).
+
+The one way out: :meth:`Manager.send` gives each message an xid, sends it on
+its switch's datapath and remembers the last SENT_LOG_SIZE messages per
+switch, so that an OpenFlow error from a switch is logged with the message
+that caused it.
+"""
+
+import logging
+import struct
+import time
+
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from lvs_app import ofmsg
+from lvs_app.api import DirectorAPI
+from lvs_app.director import Director
+from lvs_app.ids import StableIds
+from lvs_app.jobs import JobTable, TimedJob
+from lvs_app.pipeline import PipelineError
+from lvs_app.reconfig import Reconfigure
+from lvs_app.state import RuntimeState
+
+LOG = logging.getLogger("lvs_app")
+
+SENT_LOG_SIZE = 4096        # messages remembered per switch, for OpenFlow errors
+SCHEDULER_AGEING = 60.0     # s: lblc/lblcr clean-up (the kernel's 60 s timer)
+HOST_REFRESH = 1.0          # s: ARP retries and stale-MAC probes
+
+
+def ids_path(rules_path):
+    """Where the stable ids live: beside the rules file."""
+    return rules_path + ".ids" if rules_path else None
+
+
+class Manager:
+    """The director of one controller: configuration, logic, timers, sending."""
+
+    def __init__(self, rules_path=None, settings=None, clock=time.monotonic, strict=False):
+        self.clock = clock
+        self.strict = strict          # tests: a flow that breaks the pipeline raises
+        self.api = DirectorAPI(rules_path=rules_path, settings=settings, runtime=self)
+        self.ids = StableIds(ids_path(rules_path))
+        self.runtime = RuntimeState()
+        self.director = Director(self.api, self.ids, self.runtime)
+        self.reconfigure = Reconfigure(self.director)
+        self.jobs = JobTable([
+            TimedJob("scheduler-ageing", SCHEDULER_AGEING, self.director.age_schedulers),
+            TimedJob("host-refresh", HOST_REFRESH, self.director.refresh_hosts),
+        ], start=clock())
+        self.datapaths = {}           # dpid -> object with send_msg(msg)
+        self._xid = 0
+        self._sent = {}               # dpid -> {xid: message}
+        self.api.listeners.append(self._table_changed)
+
+    def load_rules(self):
+        """Load the rules file (LvsError when it is bad: nothing is loaded)."""
+        return self.api.load_rules()
+
+    # -- the read side the API shows --------------------------------------------------
+    def service_view(self, service):
+        return self.runtime.service_view(service)
+
+    def server_view(self, service, server):
+        return self.runtime.server_view(service, server)
+
+    def connection_rows(self):
+        return self.director.connections(self.clock())
+
+    # -- events ----------------------------------------------------------------------
+    def switch_connected(self, dpid, datapath, ports=None):
+        self.datapaths[dpid] = datapath
+        self._sent[dpid] = [None] * SENT_LOG_SIZE
+        self._handle(self.director.switch_connected, dpid, ports or {}, self.clock())
+
+    def switch_disconnected(self, dpid, datapath=None):
+        """A switch went away (``datapath``: only if it is still the current one)."""
+        if datapath is not None and self.datapaths.get(dpid) is not datapath:
+            return False
+        self.datapaths.pop(dpid, None)
+        self._sent.pop(dpid, None)
+        self.director.switch_disconnected(dpid)
+        return True
+
+    def ports_changed(self, dpid, ports):
+        self.director.ports_changed(dpid, ports)
+
+    def packet_in(self, dpid, in_port, data, table_id):
+        # the hot path: _handle's work, without its generic call
+        try:
+            messages = self.director.packet_in(dpid, in_port, data, table_id, self.clock())
+        except PipelineError as err:
+            self._refused("packet_in", err)
+            return
+        self.send(messages)
+
+    def flow_removed(self, dpid, cookie, match, duration, reason):
+        self._handle(self.director.flow_removed, dpid, cookie, match, duration, self.clock(),
+                     reason)
+
+    def tick(self):
+        """Run the timed jobs that are due."""
+        self.send(self.jobs.run_due(self.clock()))
+
+    def _table_changed(self, change):
+        self._handle(self.reconfigure.table_changed, change, self.clock())
+
+    def _handle(self, handler, *args):
+        try:
+            messages = handler(*args)
+        except PipelineError as err:
+            self._refused(handler.__name__, err)
+            return
+        self.send(messages)
+
+    def _refused(self, what, err):
+        if self.strict:
+            raise err
+        LOG.error("lvs_app: %s built a flow that breaks the pipeline, nothing sent: %s",
+                  what, err)
+
+    # -- the one way out ---------------------------------------------------------------
+    def send(self, messages):
+        """Send ``(dpid, message)`` pairs, each with an xid remembered for errors."""
+        datapaths, sent, xid = self.datapaths, self._sent, self._xid
+        for dpid, msg in messages:
+            datapath = datapaths.get(dpid)
+            if datapath is None:
+                continue
+            xid = (xid + 1) & 0xFFFFFFFF
+            msg.xid = xid
+            msg.datapath = datapath
+            datapath.send_msg(msg)
+            # a ring of the encoded messages (one plain buffer each: keeping the
+            # message objects alive would cost the hot path its caches); the
+            # slot of an xid is reused SENT_LOG_SIZE messages later
+            sent[dpid][xid % SENT_LOG_SIZE] = getattr(msg, "buf", None) or msg
+        self._xid = xid
+
+    def error(self, dpid, xid, err_type, code, data=b""):
+        """An OpenFlow error from switch ``dpid``: log it with the message that caused it."""
+        ring = self._sent.get(dpid)
+        sent = ring[xid % SENT_LOG_SIZE] if ring is not None else None
+        msg = decode(sent, self.datapaths.get(dpid)) if sent is not None else None
+        if msg is None or msg.xid != xid:
+            LOG.error("lvs_app: OpenFlow error from switch %016x: type=%d code=%d xid=%d "
+                      "(message no longer known) data=%s", dpid, err_type, code, xid,
+                      bytes(data[:64]).hex())
+            return None
+        LOG.error("lvs_app: OpenFlow error from switch %016x: type=%d code=%d for xid=%d %s",
+                  dpid, err_type, code, xid, describe(msg))
+        return msg
+
+
+def decode(sent, datapath):
+    """The message kept in the ring (encoded bytes, or the message itself)."""
+    if not isinstance(sent, (bytes, bytearray)):
+        return sent
+    version, msg_type, length, xid = struct.unpack_from("!BBHI", sent)
+    if msg_type == ofp.OFPT_FLOW_MOD and datapath is not None:
+        try:
+            return parser.OFPFlowMod.parser(datapath, version, msg_type, length, xid,
+                                            bytes(sent))
+        except Exception:      # noqa: BLE001 -- a description must never fail
+            pass
+    msg = parser.MsgBase(datapath)
+    msg.msg_type, msg.xid = msg_type, xid
+    return msg
+
+
+def describe(msg):
+    """One line naming a message: its kind, table, priority, cookie and match."""
+    name = type(msg).__name__
+    if name == "MsgBase":
+        return f"message type {msg.msg_type}"
+    if ofmsg.is_flow_mod(msg):
+        return (f"{name} command={msg.command} table={msg.table_id} priority={msg.priority} "
+                f"cookie={msg.cookie:#x} match={dict(msg.match.items())}")
+    return name

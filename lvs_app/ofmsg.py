@@ -1,0 +1,246 @@
+"""OpenFlow 1.3 message builders, named constants and the encoding cache.
+
+Messages are Ryu parser objects built without a datapath; the manager's send
+path attaches one.  FlowMods for the pipeline's tables are made through
+:mod:`lvs_app.pipeline`, which checks them; this module only knows OpenFlow.
+
+The PacketIn hot path is dominated by Ryu's own encoding: ``OFPMatch``
+normalises every field through its OXM tables.  A connection's match is
+always the same exact IPv4 5-tuple, so :func:`five_tuple_match` encodes it
+once with struct; instruction and action lists that depend only on the real
+server are frozen (:func:`frozen`) and kept in an :class:`EncodingCache`, so
+they replay their wire bytes.  Both stay Ryu objects (the fake switch decodes
+them, OVS checks them).
+"""
+
+import ipaddress
+import socket
+import struct
+
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+# named constants (OpenFlow 1.3)
+CONTROLLER = ofp.OFPP_CONTROLLER
+FLOOD = ofp.OFPP_FLOOD
+IN_TABLE = ofp.OFPP_TABLE          # PacketOut: run the packet through table 0
+ANY_PORT = ofp.OFPP_ANY
+MAX_PORT = ofp.OFPP_MAX
+ALL_TABLES = ofp.OFPTT_ALL
+NO_BUFFER = ofp.OFP_NO_BUFFER
+ADD, MODIFY, DELETE, DELETE_STRICT = (ofp.OFPFC_ADD, ofp.OFPFC_MODIFY, ofp.OFPFC_DELETE,
+                                      ofp.OFPFC_DELETE_STRICT)
+DELETES = (DELETE, DELETE_STRICT)
+REMOVED_IDLE, REMOVED_HARD, REMOVED_DELETE = (ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT,
+                                              ofp.OFPRR_DELETE)
+
+# TCP flags (OVS matches them in OpenFlow 1.3 through the tcp_flags field)
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x001, 0x002, 0x004, 0x010
+
+ENCODING_CACHE_LIMIT = 4096        # frozen instruction/action lists kept
+
+
+# -- instructions and actions ----------------------------------------------------
+
+def apply(actions):
+    """Apply-actions as an instruction list ([] when there is nothing to do)."""
+    return [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)] if actions else []
+
+
+def goto(table):
+    return parser.OFPInstructionGotoTable(table)
+
+
+def apply_then_goto(actions, table):
+    """Apply ``actions`` (if any), then continue in ``table``."""
+    return apply(actions) + [goto(table)]
+
+
+def output(port):
+    return parser.OFPActionOutput(port)
+
+
+def to_controller():
+    return [parser.OFPActionOutput(CONTROLLER, ofp.OFPCML_NO_BUFFER)]
+
+
+def set_field(**field):
+    return parser.OFPActionSetField(**field)
+
+
+def match(**fields):
+    return parser.OFPMatch(**fields)
+
+
+# -- messages ----------------------------------------------------------------------
+
+def flow_mod(table, priority, match_, instructions, cookie, idle=0, hard=0, notify=False):
+    """An OFPFC_ADD FlowMod (unchecked: build pipeline flows through their Table)."""
+    return parser.OFPFlowMod(
+        None, cookie=cookie, cookie_mask=0, table_id=table, command=ADD,
+        idle_timeout=idle, hard_timeout=hard, priority=priority,
+        buffer_id=NO_BUFFER, out_port=ANY_PORT, out_group=ofp.OFPG_ANY,
+        flags=ofp.OFPFF_SEND_FLOW_REM if notify else 0, match=match_,
+        instructions=instructions)
+
+
+def flow_delete(cookie_and_mask, table=ALL_TABLES, match_=None, priority=None):
+    """Delete the app's flows selected by cookie/mask; strict when ``priority`` is given."""
+    cookie, mask = cookie_and_mask
+    strict = priority is not None
+    return parser.OFPFlowMod(
+        None, cookie=cookie, cookie_mask=mask, table_id=table,
+        command=DELETE_STRICT if strict else DELETE,
+        priority=priority or 0, buffer_id=NO_BUFFER, out_port=ANY_PORT,
+        out_group=ofp.OFPG_ANY, match=match_ or parser.OFPMatch())
+
+
+def flow_modify(cookie_and_mask, table, instructions):
+    """Replace the instructions of every flow in ``table`` selected by cookie/mask."""
+    cookie, mask = cookie_and_mask
+    return parser.OFPFlowMod(
+        None, cookie=cookie, cookie_mask=mask, table_id=table, command=MODIFY,
+        buffer_id=NO_BUFFER, out_port=ANY_PORT, out_group=ofp.OFPG_ANY,
+        match=parser.OFPMatch(), instructions=instructions)
+
+
+def packet_out(in_port, actions, data):
+    return parser.OFPPacketOut(None, buffer_id=NO_BUFFER, in_port=in_port,
+                               actions=actions, data=data)
+
+
+def is_flow_mod(msg):
+    return isinstance(msg, parser.OFPFlowMod)
+
+
+# -- reading matches back ----------------------------------------------------------
+
+def match_key(match_):
+    """A canonical, hashable form of a match (OFPMatch or dict)."""
+    items = match_.items() if hasattr(match_, "items") else match_._fields2
+    out = []
+    for name, value in items:
+        if isinstance(value, tuple):
+            value, mask = value
+            if isinstance(value, str) and "." in value:
+                maskint = int(ipaddress.IPv4Address(mask))
+                value = str(ipaddress.IPv4Address(int(ipaddress.IPv4Address(value)) & maskint))
+                if maskint == 0xFFFFFFFF:
+                    out.append((name, value))
+                    continue
+            out.append((name, (value, mask)))
+        else:
+            out.append((name, value))
+    return tuple(sorted(out))
+
+
+def match_fields(match_):
+    """{field name: masked?} of an OFPMatch (Ryu keeps them in ``_fields2``)."""
+    return {name: isinstance(value, tuple) for name, value in match_._fields2}
+
+
+# -- cheap encodings for the hot path ------------------------------------------------
+
+_OXM = {"eth_type": (5, "!H"), "ip_proto": (10, "!B"), "ipv4_src": (11, "!4s"),
+        "ipv4_dst": (12, "!4s"), "tcp_src": (13, "!H"), "tcp_dst": (14, "!H"),
+        "udp_src": (15, "!H"), "udp_dst": (16, "!H")}
+
+
+def _put(buf, offset, raw):
+    end = offset + len(raw)
+    if len(buf) < end:
+        buf += bytearray(end - len(buf))
+    buf[offset:end] = raw
+
+
+class PackedMatch(parser.OFPMatch):
+    """An OFPMatch whose wire form was encoded once with struct.
+
+    ``signature`` names its fields (none masked) so that a table checks it
+    without walking it.
+    """
+
+    def __init__(self, fields, raw, signature):
+        super().__init__(_ordered_fields=fields)
+        self._raw = raw
+        self.signature = signature
+        self.length = struct.unpack_from("!H", raw, 2)[0]
+
+    def serialize(self, buf, offset):
+        _put(buf, offset, self._raw)
+        return len(self._raw)
+
+
+def _oxm_header(name):
+    field, fmt = _OXM[name]
+    return (0x8000 << 16) | (field << 9) | struct.calcsize(fmt)
+
+
+# type, length | eth_type | ip_proto | ipv4_src | ipv4_dst | l4 src | l4 dst | pad
+_FIVE_TUPLE = {proto: (struct.Struct("!HH IH IB I4s I4s IH IH 5x"),
+                       [_oxm_header(n) for n in ("eth_type", "ip_proto", "ipv4_src",
+                                                 "ipv4_dst", f"{proto}_src", f"{proto}_dst")],
+                       frozenset(("eth_type", "ip_proto", "ipv4_src", "ipv4_dst",
+                                  f"{proto}_src", f"{proto}_dst")))
+               for proto in ("tcp", "udp")}
+_FIVE_TUPLE_LEN = 4 + 6 + 5 + 8 + 8 + 6 + 6          # 43, padded to 48
+
+
+def five_tuple_match(proto, src, sport, dst, dport):
+    """Exact IPv4 match: ``proto`` 'tcp'/'udp', addresses as int (network order)."""
+    packer, (h_eth, h_proto, h_src, h_dst, h_sport, h_dport), names = _FIVE_TUPLE[proto]
+    src_b, dst_b = src.to_bytes(4, "big"), dst.to_bytes(4, "big")
+    ip_proto = 6 if proto == "tcp" else 17
+    raw = packer.pack(1, _FIVE_TUPLE_LEN, h_eth, 0x0800, h_proto, ip_proto, h_src, src_b,
+                      h_dst, dst_b, h_sport, sport, h_dport, dport)
+    fields = [("eth_type", 0x0800), ("ip_proto", ip_proto),
+              ("ipv4_src", socket.inet_ntoa(src_b)), ("ipv4_dst", socket.inet_ntoa(dst_b)),
+              (f"{proto}_src", sport), (f"{proto}_dst", dport)]
+    return PackedMatch(fields, raw, (names, frozenset()))
+
+
+_FROZEN = {}
+
+
+def frozen(obj):
+    """Make an action or instruction replay its wire bytes after the first time.
+
+    Only for objects that are never changed after they are built.
+    """
+    cls = type(obj)
+    sub = _FROZEN.get(cls)
+    if sub is None:
+        def serialize(self, buf, offset, _base=cls.serialize):
+            raw = self.__dict__.get("_wire")
+            if raw is None:
+                _base(self, buf, offset)
+                self._wire = bytes(buf[offset:offset + self.len])
+            else:
+                _put(buf, offset, raw)
+        sub = _FROZEN[cls] = type(cls.__name__, (cls,), {"serialize": serialize,
+                                                         "__module__": cls.__module__})
+    obj.__class__ = sub
+    return obj
+
+
+class EncodingCache:
+    """Instruction/action lists that depend only on ``key``, built and frozen once.
+
+    Cleared whenever the service table changes (a server's actions may have),
+    and when it grows past ENCODING_CACHE_LIMIT entries.
+    """
+
+    def __init__(self, limit=ENCODING_CACHE_LIMIT):
+        self.limit = limit
+        self._parts = {}
+
+    def get(self, key, build):
+        value = self._parts.get(key)
+        if value is None:
+            if len(self._parts) > self.limit:
+                self._parts.clear()
+            value = self._parts[key] = [frozen(part) for part in build()]
+        return value
+
+    def clear(self):
+        self._parts.clear()

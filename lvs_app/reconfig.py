@@ -1,0 +1,135 @@
+"""Reacting to changes of the service table (REST, lvsadm, the rules file).
+
+Each kind of change (an :class:`lvs_app.api.Change`) adjusts the runtime
+state and every switch's flows the way IPVS treats its own tables:
+
+* table replaced (``ipvsadm -R``/``-C``): every connection and template goes;
+* service deleted: its flows, connections and templates go;
+* service edited: templates that no longer fit the persistence settings go
+  (they wait for their connections, as IPVS's do);
+* server deleted: its templates go; its connections' packets are dropped
+  until they time out (re-adding the server lets them continue), or end at
+  once with ``expire_nodest_conn``;
+* server edited: the scheduler re-reads weights; thresholds may lift the
+  overload flag; existing connections keep going.
+"""
+
+from lvs_app import ids as idmod
+from lvs_app import ofmsg
+
+
+class Reconfigure:
+    """Turns table changes into runtime-state updates and flow changes."""
+
+    def __init__(self, director):
+        self.director = director
+
+    def table_changed(self, change, now):
+        """The service table changed: returns the messages for every switch."""
+        director = self.director
+        director.table_edited()
+        handler = getattr(self, "_" + change.kind.replace("-", "_"), None)
+        out = handler(change, now) if handler is not None else []
+        for sw in director.switches.values():
+            out += director.sync_vips(sw)
+            director.ftp.prune(sw)
+        if change.kind in ("server-added", "table-replaced"):
+            out += director.resolve_servers(list(director.switches.values()), now)
+        return out
+
+    def _table_replaced(self, change, now):
+        out = []
+        for sw in self.director.switches.values():
+            for kind in (idmod.KIND_CONN, idmod.KIND_TEMPLATE, idmod.KIND_REVERSE,
+                         idmod.KIND_REVERSE_TEMPLATE):
+                out.append((sw.dpid, ofmsg.flow_delete(idmod.cookie_mask(kind))))
+            self.director.conns.clear(sw)
+        for key in list(self.director.runtime.services):
+            if key not in self.director.config.table.services:
+                self.director.runtime.forget(key)
+        return out
+
+    def _service_deleted(self, change, now):
+        director = self.director
+        sid = director.ids.service(change.key)
+        out = []
+        for sw in director.switches.values():
+            out.append((sw.dpid, ofmsg.flow_delete(idmod.cookie_mask(service=sid))))
+            director.conns.drop_service(sw, change.key)
+        director.runtime.forget(change.key)
+        director.ids.forget_service(change.key)
+        return out
+
+    def _service_edited(self, change, now):
+        director = self.director
+        service = director.config.table.services[change.key]
+        out = []
+        for sw in director.switches.values():
+            # new persistence settings: old templates no longer apply
+            for tkey, template in list(sw.templates.items()):
+                if template.service == change.key and (
+                        not service.persistent
+                        or template.matches != director.templates.matches(service, tkey)):
+                    out += director.templates.retire(sw, template)
+        return out
+
+    def _server_edited(self, change, now):
+        service = self.director.config.table.services[change.key]
+        self.director.runtime.servers_changed(service)
+        return []
+
+    def _server_deleted(self, change, now):
+        director = self.director
+        key, server = change.key, change.server
+        director.runtime.servers_changed(director.config.table.services[key])
+        sid = director.ids.service(key)
+        rid = director.ids.server(key, server.address, server.port)
+        nodest_expire = director.config.settings["expire_nodest_conn"]
+        out = []
+        for sw in director.switches.values():
+            out += director.flows.delete_server_flows(
+                sw, sid, rid, (idmod.KIND_TEMPLATE, idmod.KIND_REVERSE_TEMPLATE))
+            for tkey, template in list(sw.templates.items()):
+                if template.dest.server is server:
+                    del sw.templates[tkey]
+                    template.expiring = True
+            conns = [c for c in sw.conns.values() if c.dest.server is server]
+            if nodest_expire:
+                # expire_nodest_conn=1: the connections end now
+                out += director.flows.delete_server_flows(
+                    sw, sid, rid, (idmod.KIND_CONN, idmod.KIND_REVERSE))
+                for conn in conns:
+                    sw.conns.pop(conn.key, None)
+            else:
+                # IPVS default: packets of its connections are dropped until the
+                # entries time out; re-adding the server lets them continue
+                out += director.flows.drop_server_connections(sw, sid, rid)
+                for conn in conns:
+                    conn.nodest = True
+        return out
+
+    def _server_added(self, change, now):
+        """A server added again revives its dropped connections (IPVS's dest trash)."""
+        director = self.director
+        key, server = change.key, change.server
+        service = director.config.table.services[key]
+        director.runtime.servers_changed(service)
+        dest = director.runtime.dest(service, server)
+        sid = director.ids.service(key)
+        out = []
+        for sw in director.switches.values():
+            revived = [c for c in sw.conns.values()
+                       if c.nodest and c.service == key and c.dest.address == server.address
+                       and c.dest.port == server.port]
+            for conn in revived:
+                director.conns.move(conn, dest)
+                conn.nodest = False
+            for conn in revived:
+                # per connection: the forwarded port may differ (port-0 services)
+                out.append(director.flows.conn_flow(sw, conn, sid,
+                                                    max(1, int(conn.expires_at - now))))
+        return out
+
+    def _zero(self, change, now):
+        self.director.runtime.zero(change.key)
+        return []

@@ -1,0 +1,189 @@
+"""Runtime state of services and real servers, apart from their configuration.
+
+The model (:mod:`lvs_app.model`) is what ``ipvsadm`` configures and saves.
+What the director learns while it runs lives here: per real server the
+kernel's ``ip_vs_dest`` counters (ActiveConn, InActConn, PersistConn, the
+overload flag, traffic counters), per service its counters and its
+scheduler.  A :class:`Dest` is what the schedulers see: it reads the
+server's configuration (address, weight, thresholds) through to the
+:class:`~lvs_app.model.RealServer` and carries its own counters.
+
+The overload rule (``-x``/``-y``) lives here and only here.
+
+Stdlib only, plus the model and the schedulers.
+"""
+
+from lvs_app.model import Rates, Stats
+from lvs_app.schedulers import make_scheduler
+
+
+class Dest:
+    """One real server of one service, at run time (the kernel's ip_vs_dest)."""
+
+    __slots__ = ("server", "activeconns", "inactconns", "persistconns", "overloaded",
+                 "stats", "rates", "rid")
+
+    def __init__(self, server):
+        self.server = server           # the RealServer configuration
+        self.activeconns = 0
+        self.inactconns = 0
+        self.persistconns = 0
+        self.overloaded = False
+        self.stats = Stats()
+        self.rates = Rates()
+        self.rid = None                # its number in cookies (StableIds), once known
+
+    # configuration, read through (what the schedulers and forwarding need)
+    address = property(lambda self: self.server.address)
+    port = property(lambda self: self.server.port)
+    weight = property(lambda self: self.server.weight)
+    last_weight = property(lambda self: self.server.last_weight)
+    method = property(lambda self: self.server.method)
+    u_threshold = property(lambda self: self.server.u_threshold)
+    l_threshold = property(lambda self: self.server.l_threshold)
+
+    def __repr__(self):
+        return f"Dest({self.server.address}:{self.server.port})"
+
+    # -- counting (ip_vs_bind_dest / ip_vs_unbind_dest) ------------------------------
+    def bind(self, active):
+        """A connection now counts on this server, as active or inactive."""
+        if active:
+            self.activeconns += 1
+        else:
+            self.inactconns += 1
+        u_threshold = self.server.u_threshold
+        if u_threshold and self.activeconns + self.inactconns >= u_threshold:
+            self.overloaded = True
+
+    def unbind(self, active):
+        """A connection no longer counts here: maybe the server is below -y again."""
+        if active:
+            self.activeconns -= 1
+        else:
+            self.inactconns -= 1
+        if self.overloaded:
+            total = self.activeconns + self.inactconns
+            if self.server.l_threshold:
+                if total < self.server.l_threshold:
+                    self.overloaded = False
+            elif total * 4 < self.server.u_threshold * 3:
+                self.overloaded = False
+
+    def edited(self):
+        """The server's thresholds may have changed (ipvsadm -e)."""
+        u_threshold = self.server.u_threshold
+        if self.overloaded and (not u_threshold
+                                or self.activeconns + self.inactconns < u_threshold):
+            self.overloaded = False
+
+    def to_dict(self):
+        return {"activeconns": self.activeconns, "inactconns": self.inactconns,
+                "persistconns": self.persistconns, "overloaded": self.overloaded,
+                "stats": self.stats.to_dict(), "rates": self.rates.to_dict()}
+
+
+class ServiceState:
+    """One virtual service at run time: its scheduler, counters and Dests."""
+
+    __slots__ = ("service", "scheduler", "sched_config", "dests", "stats", "rates",
+                 "_sched_list")
+
+    def __init__(self, service):
+        self.service = service
+        self.scheduler = None
+        self.sched_config = None
+        self.dests = {}                  # (address, port) -> Dest
+        self.stats = Stats()
+        self.rates = Rates()
+        self._sched_list = None
+
+    def dest(self, server):
+        """The Dest of ``server`` (a RealServer of this service), made on first use."""
+        dest = self.dests.get((server.address, server.port))
+        if dest is None or dest.server is not server:
+            dest = self.dests[(server.address, server.port)] = Dest(server)
+            self._sched_list = None
+        return dest
+
+    def sched_list(self):
+        """Dests in the kernel's list order (newest first), for the scheduler."""
+        if self._sched_list is None:
+            self._sched_list = [self.dest(s) for s in self.service.sched_list]
+        return self._sched_list
+
+    def get_scheduler(self):
+        wanted = (self.service.scheduler, self.service.sched_flags)
+        if self.scheduler is None or self.sched_config != wanted:
+            self.scheduler = make_scheduler(*wanted)
+            self.sched_config = wanted
+        return self.scheduler
+
+    def zero(self):
+        self.stats, self.rates = Stats(), Rates()
+        for dest in self.dests.values():
+            dest.stats, dest.rates = Stats(), Rates()
+
+
+class RuntimeState:
+    """Every service's runtime state, kept in step with the service table."""
+
+    def __init__(self):
+        self.services = {}               # ServiceKey -> ServiceState
+
+    def service(self, service):
+        """The ServiceState of ``service`` (a VirtualService), made on first use."""
+        state = self.services.get(service.key)
+        if state is None or state.service is not service:
+            old = state
+            state = self.services[service.key] = ServiceState(service)
+            if old is not None:
+                # the table was replaced (ipvsadm -R): the counters carry over,
+                # the scheduler starts afresh
+                state.stats, state.rates = old.stats, old.rates
+                for addr_port, old_dest in old.dests.items():
+                    server = service.find_server(*addr_port)
+                    if server is not None:
+                        dest = state.dest(server)
+                        dest.stats, dest.rates = old_dest.stats, old_dest.rates
+        return state
+
+    def dest(self, service, server):
+        return self.service(service).dest(server)
+
+    def servers_changed(self, service):
+        """A server was added, edited or deleted: the scheduling list is rebuilt."""
+        state = self.service(service)
+        state._sched_list = None
+        live = {(s.address, s.port) for s in service.servers}
+        for addr_port in [k for k in state.dests if k not in live]:
+            del state.dests[addr_port]
+        for server in service.servers:
+            state.dest(server).edited()
+
+    def forget(self, key):
+        self.services.pop(key, None)
+
+    def clear(self):
+        self.services.clear()
+
+    def zero(self, key=None):
+        for skey, state in self.services.items():
+            if key is None or skey == key:
+                state.zero()
+
+    # -- what REST shows ----------------------------------------------------------
+    def service_view(self, service):
+        """The runtime half of a service's listing (counters and rates)."""
+        state = self.services.get(service.key)
+        if state is None or state.service is not service:
+            return {"stats": Stats().to_dict(), "rates": Rates().to_dict()}
+        return {"stats": state.stats.to_dict(), "rates": state.rates.to_dict()}
+
+    def server_view(self, service, server):
+        """The runtime half of a real server's listing."""
+        state = self.services.get(service.key)
+        dest = state.dests.get((server.address, server.port)) if state is not None else None
+        if dest is None or dest.server is not server:
+            dest = Dest(server)
+        return dest.to_dict()
