@@ -811,6 +811,120 @@ def test_lblcr_skips_unavailable_members():
 
 
 # --------------------------------------------------------------------------
+# gc(now): the periodic ageing hook every scheduler has
+
+def timer(scheduler, start, stop):
+    """The kernel's GC timer: gc(now) every 60 s in [start, stop); {now: removed}."""
+    step = sched.CHECK_EXPIRE_INTERVAL
+    assert step == 60
+    return {now: scheduler.gc(now) for now in range(start, stop, step)}
+
+
+def test_lblc_gc_drops_idle_entry_after_lblc_expiration():
+    a, b = srv("A"), srv("B")
+    lblc = make_scheduler("lblc")
+    k1, k2 = key(dst="203.0.113.1"), key(dst="203.0.113.2")
+    day = sched.DEFAULT_EXPIRATION
+    assert day == 24 * 3600
+    assert lblc.schedule([a, b], k1, now=0) is a        # WLC tie -> A, cached
+    assert lblc.schedule([a, b], k2, now=3600) is a
+    a.activeconns = 1                          # not "overloaded" (1 > 1 is false)
+    assert lblc.schedule([a, b], k1, now=0) is a        # cache hit, lastuse stays 0
+    # Full checks run every 30th timer run (t = 1800, 3600, ...); entries go
+    # once now >= lastuse + lblc_expiration (the kernel's time_before test).
+    removed = timer(lblc, 60, day + 3600 + 60)
+    assert removed[day - 1800] == 0            # full check before: not idle a day yet
+    assert [t for t, n in removed.items() if n] == [day, day + 3600]
+    assert removed[day] == removed[day + 3600] == 1
+    assert not lblc.cache
+    # the entry is gone: a fresh WLC choice, no longer the cached A
+    assert lblc.schedule([a, b], k1, now=2 * day) is b
+
+
+def test_lblc_gc_keeps_entries_in_use():
+    a = srv("A")
+    lblc = make_scheduler("lblc")
+    k = key(dst="203.0.113.1")
+    for hour in range(48):
+        lblc.schedule([a], k, now=hour * 3600)
+        assert sum(timer(lblc, hour * 3600, (hour + 1) * 3600).values()) == 0
+    assert list(lblc.cache) == [k.dst]
+
+
+def test_lblcr_drops_most_loaded_member_after_lblcr_expiration_on_schedule():
+    a, b = srv("A", 1), srv("B", 1)
+    lblcr = make_scheduler("lblcr")
+    k = key(dst="203.0.113.9")
+    day = sched.DEFAULT_EXPIRATION
+    lblcr.schedule([a, b], k, now=0)
+    a.activeconns = 2
+    assert lblcr.schedule([a, b], k, now=100) is b      # set {B, A}, lastmod 100
+    a.activeconns, b.activeconns = 3, 0
+    # The set stays unchanged for a day while the address is in use (B, the
+    # least loaded member, keeps being chosen).  The GC timer only removes
+    # whole idle entries; it never shrinks a set, as in ip_vs_lblcr.c.
+    for hour in range(1, 25):
+        start = 100 + (hour - 1) * 3600
+        assert lblcr.schedule([a, b], k, now=start + 3540) is b
+        assert sum(timer(lblcr, start, start + 3600).values()) == 0
+    assert lblcr.members(k.dst) == [b, a]
+    assert sum(timer(lblcr, 100 + day, 100 + day + 1800).values()) == 0
+    assert lblcr.members(k.dst) == [b, a]      # past lblcr_expiration: gc left it
+    # The next packet for the address shrinks it: the most loaded (A) goes.
+    assert lblcr.schedule([a, b], k, now=100 + day + 1800) is b
+    assert lblcr.members(k.dst) == [b]
+    # Idle for lblcr_expiration, the whole entry goes at the next full check.
+    last = 100 + day + 1800
+    removed = timer(lblcr, last, last + day + 1800)
+    assert sum(removed.values()) == 1
+    assert min(t for t, n in removed.items() if n) >= last + day
+    assert lblcr.members(k.dst) == []
+
+
+def test_lblcr_set_change_restarts_the_expiration_clock():
+    a, b, c = srv("A", 1), srv("B", 1), srv("C", 1)
+    lblcr = make_scheduler("lblcr")
+    k = key(dst="203.0.113.9")
+    day = sched.DEFAULT_EXPIRATION
+    lblcr.schedule([a, b, c], k, now=0)        # {A}
+    a.activeconns = 2
+    lblcr.schedule([a, b, c], k, now=10)       # {B, A}
+    b.activeconns = 2
+    assert lblcr.schedule([a, b, c], k, now=day) is c  # {C, B, A}, lastmod = day
+    c.activeconns = 0
+    assert lblcr.schedule([a, b, c], k, now=day + 20) is c
+    assert lblcr.members(k.dst) == [c, b, a]   # 10 + day passed, but the set changed
+
+
+@pytest.mark.parametrize("scheduler_name", sorted(SCHEDULERS))
+def test_every_scheduler_has_gc_and_base_gc_is_harmless(scheduler_name):
+    cls = SCHEDULERS[scheduler_name]
+    assert callable(cls.gc)
+    if scheduler_name not in ("lblc", "lblcr"):
+        assert cls.gc is sched.Scheduler.gc    # nothing to age: the base no-op
+    flags = {"sh": ("sh-fallback",), "mh": ("mh-fallback",)}.get(scheduler_name, ())
+    servers = [srv("A", 3), srv("B", 1), srv("C", 2, activeconns=1), srv("D", 0)]
+    plain = make_scheduler(scheduler_name, flags, rng=random.Random(5))
+    aged = make_scheduler(scheduler_name, flags, rng=random.Random(5))
+    picks, aged_picks = [], []
+    for i in range(200):
+        now = i * 600
+        k = key(src=f"192.0.2.{i % 50 + 1}", sport=1000 + i,
+                dst=f"203.0.113.{i % 7 + 1}")
+        if i == 100:
+            servers[0].overloaded = True
+        picks.append(name(plain.schedule(servers, k, now=now)))
+        removed = aged.gc(now)
+        assert isinstance(removed, int) and removed >= 0
+        if scheduler_name not in ("lblc", "lblcr"):
+            assert removed == 0
+        aged_picks.append(name(aged.schedule(servers, k, now=now)))
+    # in-use lblc/lblcr entries (reused every 70 minutes) are not aged out either
+    assert aged_picks == picks
+    assert sched.Scheduler().gc(123.0) == 0
+
+
+# --------------------------------------------------------------------------
 # twos
 
 class ScriptedRandom:
