@@ -27,9 +27,8 @@ import urllib.parse
 import urllib.request
 
 from lvs_app import ipvsadm
-from lvs_app.ipvsadm import UsageError
+from lvs_app.ipvsadm import DEFAULT_SERVER, UsageError
 
-DEFAULT_SERVER = "http://127.0.0.1:8080"
 TIMEOUT = 30            # seconds for one REST call
 
 EXIT_REFUSED = 255      # ipvsadm: process_options() returns -1

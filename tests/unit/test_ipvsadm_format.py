@@ -11,6 +11,7 @@ the reference (trailing blanks matter).
 import pytest
 
 from lvs_app import ipvsadm, model
+from lvs_app.ipvsadm import formats
 from lvs_app.state import RuntimeState
 
 
@@ -553,9 +554,9 @@ def test_netmask_only_shown_for_persistent_services():
 def test_list_truncates_long_names_to_ipvsadm_widths():
     # numeric IPv4 names are never long enough; check the truncation rule itself
     svc = _svc("10.0.0.1")
-    assert ipvsadm._svc_name(dict(svc, address="255.255.255.255", port=65535)) == \
+    assert formats._svc_name(dict(svc, address="255.255.255.255", port=65535)) == \
         "TCP  255.255.255.255:65535"
-    assert len(ipvsadm._svc_name(svc)) <= 33
+    assert len(formats._svc_name(svc)) <= 33
 
 
 def test_tunnel_server_listing_and_save():

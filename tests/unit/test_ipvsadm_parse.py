@@ -9,13 +9,13 @@ import socket
 import pytest
 
 from lvs_app import ipvsadm, model
-from lvs_app.ipvsadm import UsageError, parse_args
+from lvs_app.ipvsadm import UsageError, cmdline, parse_args
 
 
 @pytest.fixture(autouse=True)
 def no_dns(monkeypatch):
     """Host names resolve from a fixed table: the tests never wait for a resolver."""
-    monkeypatch.setattr(ipvsadm, "_host_to_addr", {"localhost": "127.0.0.1"}.get)
+    monkeypatch.setattr(cmdline, "_host_to_addr", {"localhost": "127.0.0.1"}.get)
 
 
 def args(line):
