@@ -137,7 +137,9 @@ class StableIds:
         sid = key.to_id()
         self._cache = {k: v for k, v in self._cache.items()
                        if k != key and not (isinstance(k, tuple) and k[0] == key)}
-        if self._services.pop(sid, None) is not None or self._servers.pop(sid, None):
+        had_service = self._services.pop(sid, None) is not None
+        had_servers = self._servers.pop(sid, None) is not None
+        if had_service or had_servers:
             self._save()
 
     def lookup(self, service_number, server_number=None):

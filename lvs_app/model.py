@@ -7,8 +7,13 @@ message names the object and the rule that was broken.
 """
 
 import copy
-import ipaddress
 from dataclasses import dataclass, field
+
+from lvs_app.addresses import (PROTOCOLS, check_int, check_port, format_addr_port,  # noqa: F401
+                               format_netmask, full_mask, parse_ip, parse_netmask,
+                               prefix_mask)
+from lvs_app.errors import BadRequest, Conflict, LvsError, NotFound  # noqa: F401
+from lvs_app.marks import FirewallMark, MarkMatch, parse_mark_match  # noqa: F401
 
 # Limits and defaults from ipvsadm 1.31 and the kernel (reference/ipvs.md §3, §5).
 IPVS_VERSION = "1.2.1"             # what ipvsadm prints in its header
@@ -36,189 +41,8 @@ FORWARDING_METHODS = ("droute", "masq", "tunnel")
 DEFAULT_METHOD = "droute"          # ipvsadm's default is -g
 FORWARD_NAMES = {"masq": "Masq", "droute": "Route", "tunnel": "Tunnel"}
 TUNNEL_TYPES = ("vxlan",)
-PROTOCOLS = ("tcp", "udp")
 FTP_CONTROL, FTP_DATA = 21, 20     # ip_vs_ftp's ports; data connections use 20 or >= 1024
 UNPRIVILEGED = 1024
-
-
-class LvsError(Exception):
-    """A request the table refuses; ``status`` is the HTTP status to use."""
-
-    status = 400
-    kind = "bad-request"
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
-
-    def to_dict(self):
-        return {"error": {"status": self.status, "kind": self.kind,
-                          "message": self.message}}
-
-
-class BadRequest(LvsError):
-    status = 400
-    kind = "bad-request"
-
-
-class NotFound(LvsError):
-    status = 404
-    kind = "not-found"
-
-
-class Conflict(LvsError):
-    status = 409
-    kind = "conflict"
-
-
-# --------------------------------------------------------------------------
-# addresses
-
-def parse_ip(text, what="address"):
-    """Parse an IPv4/IPv6 address (IPv6 may be given in brackets)."""
-    if isinstance(text, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
-        return text
-    if not isinstance(text, str) or not text:
-        raise BadRequest(f"{what} {text!r} is not an IPv4 or IPv6 address")
-    raw = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-    try:
-        return ipaddress.ip_address(raw)
-    except ValueError:
-        raise BadRequest(f"{what} {text!r} is not an IPv4 or IPv6 address") from None
-
-
-def check_port(port, what):
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise BadRequest(f"{what} port {port!r} must be 0..65535")
-    return port
-
-
-def check_int(value, lo, hi, what):
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise BadRequest(f"{what} {value!r} must be {lo}..{hi}")
-    return value
-
-
-def format_addr_port(addr, port):
-    """ipvsadm's ``addr:port`` with IPv6 in brackets."""
-    if addr.version == 6:
-        return f"[{addr}]:{port}"
-    return f"{addr}:{port}"
-
-
-def full_mask(version):
-    return (1 << 32) - 1 if version == 4 else (1 << 128) - 1
-
-
-def prefix_mask(version, plen):
-    bits = 32 if version == 4 else 128
-    return ((1 << plen) - 1) << (bits - plen) if plen else 0
-
-
-def parse_netmask(value, version):
-    """A persistence netmask: dotted mask or prefix length (IPv4), prefix (IPv6).
-
-    Returns the mask as an integer over the address width.
-    """
-    what = f"netmask {value!r}"
-    if version == 6:
-        if isinstance(value, str) and value.isdigit():
-            value = int(value)
-        plen = check_int(value, 1, 128, "IPv6 netmask prefix")
-        return prefix_mask(6, plen)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return prefix_mask(4, check_int(value, 0, 32, "IPv4 netmask prefix"))
-    if isinstance(value, str):
-        text = value[1:] if value.startswith("/") else value
-        if text.isdigit():
-            return prefix_mask(4, check_int(int(text), 0, 32, "IPv4 netmask prefix"))
-        try:
-            return int(ipaddress.IPv4Address(text))
-        except ValueError:
-            pass
-    raise BadRequest(f"{what} must be a dotted IPv4 mask or a prefix length")
-
-
-def format_netmask(mask, version):
-    """``255.255.255.0`` for IPv4, the prefix length for IPv6 (as ipvsadm)."""
-    if version == 4:
-        return str(ipaddress.IPv4Address(mask))
-    return str(bin(mask).count("1"))
-
-
-# --------------------------------------------------------------------------
-# firewall marks (an lvs_app extension: OpenFlow has no skb->mark)
-
-@dataclass(frozen=True)
-class MarkMatch:
-    """One (protocol, VIP, port range) that a firewall mark covers."""
-
-    protocol: str
-    address: object
-    port_min: int = 0
-    port_max: int = 65535
-
-    def describe(self):
-        if (self.port_min, self.port_max) == (0, 65535):
-            ports = ""
-        elif self.port_min == self.port_max:
-            ports = f":{self.port_min}"
-        else:
-            ports = f":{self.port_min}-{self.port_max}"
-        addr = f"[{self.address}]" if self.address.version == 6 else str(self.address)
-        return f"{self.protocol}:{addr}{ports}"
-
-    def overlaps(self, other):
-        return (self.protocol == other.protocol and self.address == other.address
-                and self.port_min <= other.port_max and other.port_min <= self.port_max)
-
-    def covers(self, protocol, address, port):
-        return (self.protocol == protocol and self.address == address
-                and self.port_min <= port <= self.port_max)
-
-
-def parse_mark_match(text):
-    """``proto:VIP[:port[-port]]``, IPv6 VIPs in brackets."""
-    if not isinstance(text, str):
-        raise BadRequest(f"mark match {text!r} must be a string 'proto:VIP[:port[-port]]'")
-    proto, sep, rest = text.partition(":")
-    if not sep or proto not in PROTOCOLS:
-        raise BadRequest(f"mark match {text!r} must start with tcp: or udp:")
-    if rest.startswith("["):
-        end = rest.find("]")
-        if end < 0:
-            raise BadRequest(f"mark match {text!r}: unterminated IPv6 address")
-        addr_text, ports = rest[:end + 1], rest[end + 1:]
-        if ports and not ports.startswith(":"):
-            raise BadRequest(f"mark match {text!r} must be 'proto:VIP[:port[-port]]'")
-        ports = ports[1:]
-    else:
-        addr_text, _, ports = rest.partition(":")
-    addr = parse_ip(addr_text, f"mark match {text!r}: address")
-    lo, hi = 0, 65535
-    if ports:
-        first, dash, last = ports.partition("-")
-        try:
-            lo = int(first)
-            hi = int(last) if dash else lo
-        except ValueError:
-            raise BadRequest(f"mark match {text!r}: port range {ports!r} is not numeric") from None
-        check_port(lo, f"mark match {text!r}:")
-        check_port(hi, f"mark match {text!r}:")
-        if lo > hi:
-            raise BadRequest(f"mark match {text!r}: port range {lo}-{hi} is reversed")
-    return MarkMatch(proto, addr, lo, hi)
-
-
-@dataclass
-class FirewallMark:
-    mark: int
-    matches: list
-    name: str = ""
-
-    def to_dict(self):
-        return {"mark": self.mark, "name": self.name,
-                "matches": [m.describe() for m in self.matches]}
 
 
 # --------------------------------------------------------------------------

@@ -180,3 +180,19 @@ def test_one_packet_to_a_tunnel_server_needs_the_tunnel_port(lab):
     pkt = udp(C1, VIP, 5353, 53, in_port=1, eth_src=mac_of(C1), eth_dst=VMAC)
     assert lab.send(pkt) == []
     assert len(lab.sw.packet_outs) == before      # no PacketOut to a port that isn't there
+
+
+def test_lblc_cache_ages_on_the_timed_job(lab):
+    """The kernel's 60 s lblc timer runs as a timed job on the (fake) clock and
+    drops a destination idle for lblc_expiration; scheduling records when."""
+    service(lab, "-s lblc")
+    assert lab.connect(C1, 41500) is not None
+    [state] = lab.manager.runtime.services.values()
+    cache = state.scheduler.cache
+    [entry] = cache.values()
+    assert entry.lastuse == lab.now                  # scheduled with the clock's time
+    state.scheduler.expiration = 120                 # lblc_expiration, shortened here
+    lab.advance(29 * 60)                             # 29 timer runs: no full check yet
+    assert len(cache) == 1
+    lab.advance(60)                                  # the 30th run checks every entry
+    assert cache == {}

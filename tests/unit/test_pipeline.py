@@ -64,3 +64,73 @@ def test_check_refuses_flows_that_break_the_pipeline(mod, message):
 def test_check_accepts_the_declared_jumps():
     pl.check(_mod(pl.CLASSIFY, parser.OFPMatch(), [parser.OFPInstructionGotoTable(pl.SERVICE)]))
     pl.check(_mod(pl.REVERSE, parser.OFPMatch(), [parser.OFPInstructionGotoTable(pl.FORWARD)]))
+
+
+# -- the declaration refuses a wrong flow when it is built: one test per rule ------
+
+SERVICE, CLASSIFY, FORWARD, REVERSE = (pl.TABLES[pl.SERVICE], pl.TABLES[pl.CLASSIFY],
+                                       pl.TABLES[pl.FORWARD], pl.TABLES[pl.REVERSE])
+CONN = ids.Cookie(ids.KIND_CONN, 1, 1).value
+
+
+def _out(port=1):
+    return ofmsg.apply([ofmsg.output(port)])
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: SERVICE.flow(pl.PRIO_CONN, parser.OFPMatch(), _out(), cookie=0x1),
+     "table service: cookie 0x1 is not in the app's cookie layout"),
+    (lambda: FORWARD.flow(pl.PRIO_L2, parser.OFPMatch(), _out(), CONN),
+     "table forward does not hold conn flows"),
+    (lambda: SERVICE.flow(7, parser.OFPMatch(), _out(), CONN),
+     "table service has no priority 7"),
+    (lambda: FORWARD.flow(pl.PRIO_L2, parser.OFPMatch(eth_type=0x800, ipv4_dst="10.0.0.1"),
+                          _out(), ids.Cookie(ids.KIND_L2).value),
+     "table forward does not match on ipv4_dst"),
+    (lambda: CLASSIFY.flow(pl.PRIO_VIP, parser.OFPMatch(eth_type=0x800,
+                                                        ipv4_dst=("10.0.0.0", "255.0.0.0")),
+                           [ofmsg.goto(pl.SERVICE)], ids.Cookie(ids.KIND_VIP).value),
+     "table classify may not mask ipv4_dst"),
+    (lambda: REVERSE.flow(pl.PRIO_CONN, parser.OFPMatch(), ofmsg.apply(
+        [ofmsg.set_field(ipv4_dst="10.0.0.1")]), ids.Cookie(ids.KIND_REVERSE, 1, 1).value),
+     "table reverse-nat may not set ipv4_dst"),
+    (lambda: SERVICE.flow(pl.PRIO_CONN, parser.OFPMatch(), [ofmsg.goto(pl.REVERSE)], CONN),
+     "table service may not go to table 2"),
+    (lambda: SERVICE.delete(ids.cookie_mask(ids.KIND_CONN), parser.OFPMatch(), priority=5),
+     "table service has no priority 5"),
+    (lambda: FORWARD.modify(ids.cookie_mask(ids.KIND_L2), [ofmsg.goto(pl.SERVICE)]),
+     "table forward may not go to table 1"),
+])
+def test_a_table_refuses_a_flow_that_breaks_its_declaration(build, message):
+    with pytest.raises(pl.PipelineError) as info:
+        build()
+    assert str(info.value) == message
+
+
+def test_only_a_delete_may_address_all_tables():
+    mod = ofmsg.flow_mod(ofmsg.ALL_TABLES, 0, parser.OFPMatch(), [],
+                         ids.Cookie(ids.KIND_BASE).value)
+    with pytest.raises(pl.PipelineError, match="only a delete may address all tables"):
+        pl.check(mod)
+    pl.check(ofmsg.flow_delete(ids.cookie_mask()))
+
+
+def test_base_flows_come_from_the_declaration():
+    flows = pl.base_flows()
+    misses = {f.table_id: f for f in flows if f.priority == pl.PRIO_MISS}
+    assert set(misses) == set(pl.TABLES)
+    assert [i.table_id for i in misses[pl.CLASSIFY].instructions] == [pl.REVERSE]
+    assert misses[pl.SERVICE].instructions == []                   # drop
+    assert misses[pl.FORWARD].instructions[0].actions[0].port == ofmsg.CONTROLLER
+    for flow in flows:
+        pl.check(flow)
+
+
+def test_a_checked_cached_instruction_is_not_checked_again_but_not_for_another_table():
+    inst = ofmsg.frozen(ofmsg.apply_then_goto([ofmsg.set_field(ipv4_dst="10.0.0.1")],
+                                              pl.FORWARD)[0])
+    SERVICE.flow(pl.PRIO_CONN, parser.OFPMatch(), [inst], CONN)
+    SERVICE.flow(pl.PRIO_CONN, parser.OFPMatch(), [inst], CONN)
+    with pytest.raises(pl.PipelineError, match="reverse-nat may not set ipv4_dst"):
+        REVERSE.flow(pl.PRIO_CONN, parser.OFPMatch(), [inst],
+                     ids.Cookie(ids.KIND_REVERSE, 1, 1).value)
