@@ -94,6 +94,8 @@ class Hosts:
         """Ask every switch in ``dpids`` for each address in ``wanted`` whose MAC
         is not known yet (a switch connected, servers were added)."""
         out = []
+        if not dpids:
+            return out
         for ip in sorted(wanted):
             if ip in self.macs:
                 continue
@@ -113,8 +115,11 @@ class Hosts:
                                 pkt.ip_text(ip), resolution.probes)
                     del self.pending[ip]
                 continue
-            due = resolution.last_probe + PROBE_INTERVAL * 2 ** (resolution.probes - 1)
-            if now >= due:
+            if resolution.probes == 0:
+                due = now               # asked for while no switch was there to ask
+            else:
+                due = resolution.last_probe + PROBE_INTERVAL * 2 ** (resolution.probes - 1)
+            if now >= due and dpids:
                 out += [self._probe(resolution, dpid, now) for dpid in dpids]
         for ip in sorted(wanted):
             seen = self.confirmed.get(ip)

@@ -186,6 +186,19 @@ def test_the_manager_declares_its_jobs_and_ticks_them_on_its_clock():
     assert 0x0A00000B not in manager.director.hosts.pending      # given up
 
 
+def test_servers_configured_before_any_switch_are_asked_for_when_one_connects(caplog):
+    clock = FakeClock()
+    manager = Manager(clock=lambda: clock.now)
+    web_service(manager)
+    clock.advance(5)
+    manager.tick()                                 # no switch yet: nothing to do, no error
+    assert "failed" not in caplog.text
+    datapath = RecordingDatapath()
+    manager.switch_connected(1, datapath)
+    probes = [m for m in datapath.sent if type(m).__name__ == "OFPPacketOut"]
+    assert len(probes) == 1
+
+
 # -- stable ids ----------------------------------------------------------------------
 
 def test_ids_survive_a_restart_beside_the_rules_file(tmp_path):
