@@ -127,7 +127,7 @@ class Director:
         yield CLASSIFY, pl.PRIO_VIP, ofmsg.match(
             eth_type=pkt.ETH_IP, eth_dst=pkt.mac_text(pkt.virtual_mac(vip)), ipv4_dst=ip)
         if tcp:
-            for flag in (ofmsg.TCP_SYN, ofmsg.TCP_FIN, ofmsg.TCP_RST):
+            for flag in (pkt.TCP_SYN, pkt.TCP_FIN, pkt.TCP_RST):
                 yield SERVICE, pl.PRIO_PUNT_TCP + flag, ofmsg.match(
                     eth_type=pkt.ETH_IP, ip_proto=pkt.PROTO_TCP, ipv4_dst=ip,
                     tcp_flags=(flag, flag))
@@ -198,14 +198,14 @@ class Director:
             if conn is not None:
                 return self._forward_packet(sw, conn, in_port, data, now)
             return self._schedule(sw, in_port, data, p, key, now)
-        syn = p.tcp_flags & ofmsg.TCP_SYN
+        syn = p.tcp_flags & pkt.TCP_SYN
         if (conn is not None and syn and not conn.active and conn.template is None
                 and conn.control is None):
             # client port reused after FIN/RST: a new connection (conn_reuse_mode)
             out = self._end_connection(sw, conn, delete_flows=True)
             return out + self._service_in(sw, in_port, data, p, now)
         if conn is None:
-            if not syn or p.tcp_flags & ofmsg.TCP_RST:
+            if not syn or p.tcp_flags & pkt.TCP_RST:
                 return []       # IPVS schedules only SYNs; the rest is dropped
             if sw.ftp_expect:
                 data_conn = self.ftp.passive_data(sw, key, now, self.timeout("tcp"))
@@ -216,8 +216,8 @@ class Director:
         out = []
         if syn and conn.state == "LISTEN":
             out += self._set_state(sw, conn, "SYN_RECV", True, self.timeout("tcp"), now)
-        if p.tcp_flags & (ofmsg.TCP_FIN | ofmsg.TCP_RST) and conn.active:
-            if p.tcp_flags & ofmsg.TCP_RST:
+        if p.tcp_flags & (pkt.TCP_FIN | pkt.TCP_RST) and conn.active:
+            if p.tcp_flags & pkt.TCP_RST:
                 out += self._set_state(sw, conn, "CLOSE", False, CLOSE_TIMEOUT, now)
             else:
                 out += self._set_state(sw, conn, "FIN_WAIT", False, self.timeout("tcpfin"), now)
@@ -332,7 +332,7 @@ class Director:
         ordinary connection of the template's service, seen from the VIP."""
         proto = PROTO_NAMES.get(p.proto)
         if proto is None or proto == "tcp" and (
-                p.tcp_flags & (ofmsg.TCP_SYN | ofmsg.TCP_ACK)) != ofmsg.TCP_SYN:
+                p.tcp_flags & (pkt.TCP_SYN | pkt.TCP_ACK)) != pkt.TCP_SYN:
             return []
         for template in sw.templates.values():
             dest = template.dest

@@ -35,6 +35,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Tuple
 
+from lvs_app.packet import ETH_IP, ETH_VLAN, PROTO_TCP, TCP_ACK
+
 
 LISTEN_TIMEOUT = 120        # s: IPVS's LISTEN state, for data connections not yet started
 
@@ -42,9 +44,6 @@ LISTEN_TIMEOUT = 120        # s: IPVS's LISTEN state, for data connections not y
 ACTIVE, PASV, EPSV = 0, 1, 2
 
 _MASK32 = 0xFFFFFFFF
-_ETH_IP, _ETH_VLAN = 0x0800, 0x8100
-_TCP = 6
-_TCP_ACK = 0x010
 _OPT_END, _OPT_NOP, _OPT_SACK = 0, 1, 5
 
 
@@ -332,15 +331,15 @@ def segment(frame):
         return None
     eth_type = frame[12] << 8 | frame[13]
     l3 = 14
-    if eth_type == _ETH_VLAN and len(frame) >= 18:
+    if eth_type == ETH_VLAN and len(frame) >= 18:
         eth_type = frame[16] << 8 | frame[17]
         l3 = 18
-    if eth_type != _ETH_IP or len(frame) < l3 + 20 or frame[l3] >> 4 != 4:
+    if eth_type != ETH_IP or len(frame) < l3 + 20 or frame[l3] >> 4 != 4:
         return None
     ihl = (frame[l3] & 0x0F) * 4
     total = frame[l3 + 2] << 8 | frame[l3 + 3]
     frag = (frame[l3 + 6] & 0x3F) << 8 | frame[l3 + 7]      # MF flag + offset
-    if frame[l3 + 9] != _TCP or frag or ihl < 20 or len(frame) < l3 + total:
+    if frame[l3 + 9] != PROTO_TCP or frag or ihl < 20 or len(frame) < l3 + total:
         return None
     l4 = l3 + ihl
     if total < ihl + 20:
@@ -391,7 +390,7 @@ def rebuild(frame, seg, seq=None, ack=None, payload=None, options=None):
         struct.pack_into("!I", tcp, 8, ack & _MASK32)
     tcp[16:18] = b"\0\0"
     segment_bytes = bytes(tcp) + payload
-    pseudo = bytes(ip[12:20]) + struct.pack("!BBH", 0, _TCP, len(segment_bytes))
+    pseudo = bytes(ip[12:20]) + struct.pack("!BBH", 0, PROTO_TCP, len(segment_bytes))
     struct.pack_into("!H", tcp, 16, checksum(pseudo + segment_bytes))
     struct.pack_into("!H", ip, 2, len(ip) + len(segment_bytes))
     ip[10:12] = b"\0\0"
@@ -406,7 +405,7 @@ def checksums_ok(frame):
         return False
     ip = bytes(frame[seg.l3:seg.l4])
     tcp = bytes(frame[seg.l4:seg.end])
-    pseudo = ip[12:20] + struct.pack("!BBH", 0, _TCP, len(tcp))
+    pseudo = ip[12:20] + struct.pack("!BBH", 0, PROTO_TCP, len(tcp))
     return checksum(ip) == 0 and checksum(pseudo + tcp) == 0
 
 
@@ -443,7 +442,7 @@ class FtpControl:
             return FromClient(frame, None)
         seq = self.in_seq.fix_seq(seg.seq)
         ack, options = seg.ack, None
-        if seg.flags & _TCP_ACK and self.out_seq.active:
+        if seg.flags & TCP_ACK and self.out_seq.active:
             ack = self.out_seq.fix_ack(seg.ack)
             if seg.data > seg.l4 + 20:
                 old = bytes(frame[seg.l4 + 20:seg.data])
@@ -472,7 +471,7 @@ class FtpControl:
         if seg is None:
             return FromServer(frame, None)
         seq = self.out_seq.fix_seq(seg.seq)
-        ack = self.in_seq.fix_ack(seg.ack) if seg.flags & _TCP_ACK else seg.ack
+        ack = self.in_seq.fix_ack(seg.ack) if seg.flags & TCP_ACK else seg.ack
         payload = new_payload = seg.payload(frame)
         passive = None
         # a retransmitted reply is rewritten again, the same way (its

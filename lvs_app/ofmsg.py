@@ -20,6 +20,8 @@ import struct
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
+from lvs_app.packet import ETH_IP
+
 # named constants (OpenFlow 1.3)
 CONTROLLER = ofp.OFPP_CONTROLLER
 FLOOD = ofp.OFPP_FLOOD
@@ -33,9 +35,6 @@ ADD, MODIFY, DELETE, DELETE_STRICT = (ofp.OFPFC_ADD, ofp.OFPFC_MODIFY, ofp.OFPFC
 DELETES = (DELETE, DELETE_STRICT)
 REMOVED_IDLE, REMOVED_HARD, REMOVED_DELETE = (ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT,
                                               ofp.OFPRR_DELETE)
-
-# TCP flags (OVS matches them in OpenFlow 1.3 through the tcp_flags field)
-TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x001, 0x002, 0x004, 0x010
 
 ENCODING_CACHE_LIMIT = 4096        # frozen instruction/action lists kept
 
@@ -191,9 +190,9 @@ def five_tuple_match(proto, src, sport, dst, dport):
     packer, (h_eth, h_proto, h_src, h_dst, h_sport, h_dport), names = _FIVE_TUPLE[proto]
     src_b, dst_b = src.to_bytes(4, "big"), dst.to_bytes(4, "big")
     ip_proto = 6 if proto == "tcp" else 17
-    raw = packer.pack(1, _FIVE_TUPLE_LEN, h_eth, 0x0800, h_proto, ip_proto, h_src, src_b,
+    raw = packer.pack(1, _FIVE_TUPLE_LEN, h_eth, ETH_IP, h_proto, ip_proto, h_src, src_b,
                       h_dst, dst_b, h_sport, sport, h_dport, dport)
-    fields = [("eth_type", 0x0800), ("ip_proto", ip_proto),
+    fields = [("eth_type", ETH_IP), ("ip_proto", ip_proto),
               ("ipv4_src", socket.inet_ntoa(src_b)), ("ipv4_dst", socket.inet_ntoa(dst_b)),
               (f"{proto}_src", sport), (f"{proto}_dst", dport)]
     return PackedMatch(fields, raw, (names, frozenset()))

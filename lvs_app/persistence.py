@@ -96,7 +96,7 @@ class Templates:
             if isinstance(fields.get(f"{proto}_dst"), int) and dest.port:
                 rev[f"{proto}_src"] = dest.port
             if proto == "tcp":      # a new connection: SYN without ACK
-                rev["tcp_flags"] = (ofmsg.TCP_SYN, ofmsg.TCP_SYN | ofmsg.TCP_ACK)
+                rev["tcp_flags"] = (pkt.TCP_SYN, pkt.TCP_SYN | pkt.TCP_ACK)
             result.append(rev)
         return result
 

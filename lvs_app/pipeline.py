@@ -149,8 +149,8 @@ TABLES = {
         frozenset({"ipv4_src", "tcp_dst", "udp_dst", "tcp_flags"}),
         frozenset({"eth_dst", "ipv4_dst", "tcp_dst", "udp_dst", "tun_ipv4_dst"}),
         frozenset({FORWARD}),
-        {"punt-fin": PRIO_PUNT_TCP + ofmsg.TCP_FIN, "punt-syn": PRIO_PUNT_TCP + ofmsg.TCP_SYN,
-         "punt-rst": PRIO_PUNT_TCP + ofmsg.TCP_RST, "conn": PRIO_CONN,
+        {"punt-fin": PRIO_PUNT_TCP + pkt.TCP_FIN, "punt-syn": PRIO_PUNT_TCP + pkt.TCP_SYN,
+         "punt-rst": PRIO_PUNT_TCP + pkt.TCP_RST, "conn": PRIO_CONN,
          "punt-udp": PRIO_PUNT_UDP, "template": PRIO_TEMPLATE, "miss": PRIO_MISS},
         frozenset({ids.KIND_BASE, ids.KIND_VIP, ids.KIND_CONN, ids.KIND_TEMPLATE}), "drop"),
     REVERSE: Table(

@@ -11,7 +11,6 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from conftest import wait_until
 from lvs_app import packet as pkt
 from lvs_app import ids
-from lvs_app import ofmsg
 from lvs_app import pipeline as pl
 
 
@@ -115,7 +114,7 @@ def test_pipeline_arrives_and_vip_arp_is_answered(controller):
                 assert ids.Cookie.parse(mod.cookie) is not None
                 pl.check(mod)
         syn = [m for m in mods if m.table_id == pl.SERVICE
-               and dict(m.match.items()).get("tcp_flags") == (ofmsg.TCP_SYN, ofmsg.TCP_SYN)]
+               and dict(m.match.items()).get("tcp_flags") == (pkt.TCP_SYN, pkt.TCP_SYN)]
         assert syn and dict(syn[0].match.items())["ipv4_dst"] == "10.0.0.100"
 
         # a client asks who has the VIP: the controller answers with its virtual MAC
