@@ -31,6 +31,8 @@ class Template:
     matches: list               # the flow matches that carry it (one per fwmark range)
     armed_at: float
     expires_at: float
+    timeout: int = 0            # what a new connection re-arms it with (-p, or 60 for good
+    #                             once it went through expire_later, as in the kernel)
     n_control: int = 0
     expiring: bool = False      # its flows are gone; waits for its connections
 
@@ -49,6 +51,8 @@ class Connection:
     expires_at: float
     template: Template = None
     service_id: int = 0         # the service's number in cookies
+    seen: float = 0.0           # when its last packet is known to have passed
+    flow_idle: int = 0          # the idle timeout its SERVICE flow was given
     nodest: bool = False        # its real server was deleted (expire_nodest_conn=0)
     control: "Connection" = None    # FTP data connection: its control connection
     ftp: object = None              # FTP control connection: the helper's state (FtpControl)

@@ -24,11 +24,13 @@ How the IPVS tables map onto flows (see pipeline.py for the table layout):
 
 import ipaddress
 import logging
+import math
 
 from lvs_app import ids as idmod
 from lvs_app import ofmsg
 from lvs_app import packet as pkt
 from lvs_app import pipeline as pl
+from lvs_app import tcpstate
 from lvs_app.conntable import EXPIRE_LATER, Connection, ConnectionTable
 from lvs_app.flows import Flows
 from lvs_app.forwarding import method_of
@@ -44,7 +46,6 @@ from lvs_app.state import RuntimeState
 LOG = logging.getLogger(__name__)
 
 PROTO_NAMES = {pkt.PROTO_TCP: "tcp", pkt.PROTO_UDP: "udp"}
-CLOSE_TIMEOUT = 10         # s: IPVS's CLOSE state (after RST)
 CLASSIFY, SERVICE = pl.TABLES[pl.CLASSIFY], pl.TABLES[pl.SERVICE]
 
 
@@ -198,30 +199,42 @@ class Director:
             if conn is not None:
                 return self._forward_packet(sw, conn, in_port, data, now)
             return self._schedule(sw, in_port, data, p, key, now)
-        syn = p.tcp_flags & pkt.TCP_SYN
-        if (conn is not None and syn and not conn.active and conn.template is None
-                and conn.control is None):
-            # client port reused after FIN/RST: a new connection (conn_reuse_mode)
+        flags = p.tcp_flags
+        syn = flags & pkt.TCP_SYN and not flags & pkt.TCP_RST
+        if conn is not None and syn and self._reschedule(conn):
             out = self._end_connection(sw, conn, delete_flows=True)
             return out + self._service_in(sw, in_port, data, p, now)
         if conn is None:
-            if not syn or p.tcp_flags & pkt.TCP_RST:
+            if not syn:
                 return []       # IPVS schedules only SYNs; the rest is dropped
             if sw.ftp_expect:
-                data_conn = self.ftp.passive_data(sw, key, now, self.timeout("tcp"))
+                data_conn = self.ftp.passive_data(sw, key, now, self.tcp_timeout("SYN_RECV"))
                 if data_conn is not None:
-                    return (self._enter(sw, data_conn, self.timeout("tcp"))
+                    return (self._enter(sw, data_conn, self._flow_idle("SYN_RECV"))
                             + self._forward_packet(sw, data_conn, in_port, data, now))
             return self._schedule(sw, in_port, data, p, key, now)
-        out = []
-        if syn and conn.state == "LISTEN":
-            out += self._set_state(sw, conn, "SYN_RECV", True, self.timeout("tcp"), now)
-        if p.tcp_flags & (pkt.TCP_FIN | pkt.TCP_RST) and conn.active:
-            if p.tcp_flags & pkt.TCP_RST:
-                out += self._set_state(sw, conn, "CLOSE", False, CLOSE_TIMEOUT, now)
-            else:
-                out += self._set_state(sw, conn, "FIN_WAIT", False, self.timeout("tcpfin"), now)
+        out = self._segment(sw, conn, flags, now)
         return out + self._forward_packet(sw, conn, in_port, data, now)
+
+    def _reschedule(self, conn):
+        """A SYN on an existing entry: schedule afresh?  (``ip_vs_in_hook()``)
+
+        With expire_nodest_conn, a SYN to a quiesced (weight 0) server's
+        entry is rescheduled.  Otherwise conn_reuse_mode 1: an entry that no
+        template or FTP control connection controls is rescheduled from
+        TIME_WAIT or CLOSE; from FIN_WAIT the old entry carries the SYN.
+        """
+        if self.config.settings["expire_nodest_conn"] and conn.dest.weight == 0:
+            return True
+        return (conn.template is None and conn.control is None
+                and conn.state in ("TIME_WAIT", "CLOSE"))
+
+    def _segment(self, sw, conn, flags, now):
+        """A client segment of a known TCP connection: its state may change."""
+        state = tcpstate.next_state(conn.state, flags)
+        if state == conn.state:
+            return []
+        return self._set_state(sw, conn, state, now)
 
     # -- scheduling --------------------------------------------------------------------
     def _schedule(self, sw, in_port, data, p, key, now):
@@ -232,11 +245,9 @@ class Director:
             # the FTP fallback only for a persistent service (vport != port)
             return []
         state = self.runtime.service(service)
-        if service.ops and proto == "udp":
-            # the kernel schedules every packet only for UDP, also under a fwmark
-            return self._one_packet(sw, service, state, in_port, data, p, now)
         template = None
         if service.persistent:
+            # ip_vs_sched_persist(): the template first, also for one-packet UDP
             tkey = self.templates.key(service, proto, client, vip, vport, via_ftp)
             template = sw.templates.get(tkey)
             if template is not None and not self.templates.usable(service, template):
@@ -259,29 +270,29 @@ class Director:
                 template, msgs = self.templates.create(sw, service, dest, rid, tkey, now)
                 out += msgs
             else:
-                out += self.templates.arm(sw, service, template, service.timeout, now)
+                # the template's own timeout: 60 s for good once it went
+                # through expire_later (ip_vs_conn_expire)
+                out += self.templates.arm(sw, service, template, template.timeout, now)
         dport = dest.port if vport == service.key.port and dest.port else vport
+        if service.ops and proto == "udp":
+            # one-packet scheduling (UDP only, also under a fwmark): the
+            # connection lives for this datagram only, nothing stays behind
+            state.stats.conns += 1
+            dest.stats.conns += 1
+            actions = self.flows.packet_actions(sw, dest, "udp", dport)
+            return out + [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
         conn = self._new_connection(sw, service, state, dest, rid, key, dport, template, now)
-        out += self._enter(sw, conn, self.timeout("tcp" if proto == "tcp" else "udp"), False)
+        out += self._enter(sw, conn, self._first_timeout(proto), False)
         return out + self._forward_packet(sw, conn, in_port, data, now)
+
+    def _first_timeout(self, proto):
+        """A new connection's flow timeout: SYN_RECV's for TCP, udp for UDP."""
+        return self._flow_idle("SYN_RECV") if proto == "tcp" else self.timeout("udp")
 
     def _pick(self, state, p, now):
         return state.get_scheduler().schedule(
             state.sched_list(), SchedKey(ipaddress.IPv4Address(p.ip_src), p.sport,
                                          ipaddress.IPv4Address(p.ip_dst), p.dport), now)
-
-    def _one_packet(self, sw, service, state, in_port, data, p, now):
-        dest = self._pick(state, p, now)
-        if dest is None:
-            return []
-        unready = self._unready(sw, dest, in_port, data, now)
-        if unready is not None:
-            return unready
-        dest.stats.conns += 1
-        state.stats.conns += 1
-        dport = dest.port if p.dport == service.key.port and dest.port else p.dport
-        actions = self.flows.packet_actions(sw, dest, "udp", dport)
-        return [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
 
     def _unready(self, sw, dest, in_port, data, now):
         """None when the switch can reach ``dest`` now; else what to send
@@ -296,10 +307,10 @@ class Director:
     # -- connections -------------------------------------------------------------------
     def _new_connection(self, sw, service, state, dest, rid, key, dport, template, now):
         proto = key[0]
-        timeout = self.timeout("tcp" if proto == "tcp" else "udp")
+        timeout = self.tcp_timeout("SYN_RECV") if proto == "tcp" else self.timeout("udp")
         conn = Connection(key, service.key, dest, rid, dport,
                           "SYN_RECV" if proto == "tcp" else "UDP", proto == "tcp",
-                          now + timeout, template, self.ids.service(service.key))
+                          now + timeout, template, self.ids.service(service.key), now)
         if proto == "tcp" and key[4] == FTP_CONTROL and method_of(dest).ftp_helper:
             self.ftp.watch(sw, conn)
         state.stats.conns += 1
@@ -318,13 +329,28 @@ class Director:
         return out + self.flows.connection_flows(sw, conn, conn.service_id,
                                                  timeout)
 
-    def _set_state(self, sw, conn, state, active, timeout, now):
-        """A TCP state change seen by the controller: recount, re-time the flow."""
-        self.conns.set_state(conn, state, active)
-        conn.expires_at = now + timeout
+    def tcp_timeout(self, state):
+        return tcpstate.timeout(state, self.config.table.timeouts)
+
+    def _set_state(self, sw, conn, state, now):
+        """A TCP state change: recount, re-time the flow to the state's timeout.
+        Entering SYN_RECV resets the flow's counters: they tell whether the
+        handshake completed (see flow_removed)."""
+        self.conns.set_state(conn, state, state in tcpstate.ACTIVE)
+        timeout = self.tcp_timeout(state)
+        conn.seen, conn.expires_at = now, now + timeout
         if conn.nodest:
             return []
-        return [self.flows.conn_flow(sw, conn, conn.service_id, timeout)]
+        return [self.flows.conn_flow(sw, conn, conn.service_id, self._flow_idle(state),
+                                     reset_counts=state == "SYN_RECV")]
+
+    def _flow_idle(self, state):
+        """A TCP connection flow's idle timeout in ``state``: the state's own,
+        but in SYN_RECV no longer than ESTABLISHED's, so that a completed
+        handshake is noticed in time (see _conn_idle)."""
+        if state == "SYN_RECV":
+            return min(self.tcp_timeout("SYN_RECV"), self.tcp_timeout("ESTABLISHED"))
+        return self.tcp_timeout(state)
 
     def _conn_out(self, sw, in_port, data, p, now):
         """IPVS conn_out: a NAT real server opens a connection to a client whose
@@ -341,7 +367,8 @@ class Director:
                     or int(dest.address) != p.ip_src):
                 continue
             service = self.config.table.services.get(template.service)
-            if service is None or p.ip_dst & service.netmask != snet:
+            if (service is None or p.ip_dst & service.netmask != snet
+                    or not self.templates.usable(service, template)):
                 continue
             if vport and dest.port and p.sport != dest.port:
                 continue
@@ -350,7 +377,7 @@ class Director:
                 return []
             conn = self._new_connection(sw, service, self.runtime.service(service), dest,
                                         template.server_id, key, p.sport, template, now)
-            out = self._enter(sw, conn, self.timeout("tcp" if proto == "tcp" else "udp"), False)
+            out = self._enter(sw, conn, self._first_timeout(proto), False)
             actions = self.flows.reverse_packet_actions(conn)
             return out + [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
         return []
@@ -385,8 +412,15 @@ class Director:
         return out
 
     # -- FlowRemoved -------------------------------------------------------------------
-    def flow_removed(self, dpid, cookie, match, duration, now, reason=ofmsg.REMOVED_IDLE):
-        """A connection or template flow timed out in the switch."""
+    def flow_removed(self, dpid, cookie, match, duration, now, reason=ofmsg.REMOVED_IDLE,
+                     packet_count=0):
+        """A connection or template flow timed out in the switch.
+
+        A connection still in SYN_RECV whose flow carried packets completed
+        its handshake (the switch kept its ACK from us) and then idled for
+        the SYN_RECV timeout: it is ESTABLISHED and gets its flow back with
+        the tcp timeout.  One whose flow carried nothing was half-open.
+        """
         sw = self.switches.get(dpid)
         parsed = idmod.Cookie.parse(cookie)
         if sw is None or parsed is None or reason == ofmsg.REMOVED_DELETE:
@@ -405,10 +439,37 @@ class Director:
                 conn.expires_at = now + EXPIRE_LATER
                 return [self.flows.conn_flow(sw, conn, conn.service_id,
                                              EXPIRE_LATER)]
-            return self._end_connection(sw, conn)
+            return self._conn_idle(sw, conn, packet_count, now)
         if parsed.kind == idmod.KIND_TEMPLATE:
             return self.templates.expired(sw, mkey, duration, now)
         return []
+
+    def _conn_idle(self, sw, conn, packet_count, now):
+        """A connection's flow idled out: has the entry's own timeout passed?
+
+        The flow's counters say whether packets passed since it was
+        installed; if so, the last one passed ``flow_idle`` seconds ago.  A
+        SYN_RECV entry whose flow carried packets completed its handshake;
+        one whose flow carried nothing was half-open and ends after 60 s.
+        An ESTABLISHED entry lives ``tcp`` seconds after its last packet: its
+        flow comes back for the rest of that time.
+        """
+        if conn.nodest:
+            return self._end_connection(sw, conn)
+        if packet_count > 0:
+            conn.seen = now - conn.flow_idle
+            if conn.state == "SYN_RECV":
+                self.conns.set_state(conn, "ESTABLISHED", True)
+        expiry = conn.seen + self._state_timeout(conn)
+        if expiry - now < 1:
+            return self._end_connection(sw, conn)
+        conn.expires_at = expiry
+        return [self.flows.conn_flow(sw, conn, conn.service_id, math.ceil(expiry - now))]
+
+    def _state_timeout(self, conn):
+        if conn.key[0] == "tcp":
+            return self.tcp_timeout(conn.state)
+        return self.timeout("udp")
 
     @staticmethod
     def _conn_by_match(sw, mkey):

@@ -55,8 +55,10 @@ class Flows:
         proto, client, cport, _, _ = conn.key
         return ofmsg.five_tuple_match(proto, int(conn.dest.address), conn.dport, client, cport)
 
-    def conn_flow(self, sw, conn, sid, timeout):
-        """The connection's SERVICE flow (client -> server), idle ``timeout``."""
+    def conn_flow(self, sw, conn, sid, timeout, reset_counts=False):
+        """The connection's SERVICE flow (client -> server), idle ``timeout``
+        (remembered in ``conn.flow_idle``: its FlowRemoved is read with it)."""
+        conn.flow_idle = timeout
         dest, proto = conn.dest, conn.key[0]
         if conn.ftp is not None:
             # an FTP control connection: all its packets go through the controller
@@ -66,7 +68,7 @@ class Flows:
                                   lambda: self.forward_instructions(sw, dest, proto, conn.dport))
         cookie = ids.Cookie(ids.KIND_CONN, sid, conn.server_id).value
         return (sw.dpid, SERVICE.flow(pl.PRIO_CONN, self.conn_match(conn), inst, cookie,
-                                      idle=timeout, notify=True))
+                                      idle=timeout, notify=True, reset_counts=reset_counts))
 
     def connection_flows(self, sw, conn, sid, timeout):
         """Every flow of a new connection: SERVICE, plus REVERSE for NAT."""
@@ -101,9 +103,11 @@ class Flows:
         return self.cache.get(("rev-out", vip, proto, vport), lambda: Masq.reverse_actions(
             proto, vip, vport) + [ofmsg.output(ofmsg.IN_TABLE)])
 
-    def drop_server_connections(self, sw, sid, rid):
-        """IPVS default for a deleted server: its connections' packets are dropped."""
-        return [(sw.dpid, SERVICE.modify(ids.cookie_mask(ids.KIND_CONN, sid, rid), []))]
+    def drop_server_flows(self, sw, sid, rid):
+        """IPVS default for a deleted server: what its connections' and its
+        templates' flows carry is dropped."""
+        return [(sw.dpid, SERVICE.modify(ids.cookie_mask(kind, sid, rid), []))
+                for kind in (ids.KIND_CONN, ids.KIND_TEMPLATE)]
 
     def delete_server_flows(self, sw, sid, rid, kinds):
         return [(sw.dpid, ofmsg.flow_delete(ids.cookie_mask(kind, sid, rid))) for kind in kinds]

@@ -102,9 +102,9 @@ class Manager:
             return
         self.send(messages)
 
-    def flow_removed(self, dpid, cookie, match, duration, reason):
+    def flow_removed(self, dpid, cookie, match, duration, reason, packet_count=0):
         self._handle(self.director.flow_removed, dpid, cookie, match, duration, self.clock(),
-                     reason)
+                     reason, packet_count)
 
     def tick(self):
         """Run the timed jobs that are due."""

@@ -73,14 +73,20 @@ def match(**fields):
 
 # -- messages ----------------------------------------------------------------------
 
-def flow_mod(table, priority, match_, instructions, cookie, idle=0, hard=0, notify=False):
-    """An OFPFC_ADD FlowMod (unchecked: build pipeline flows through their Table)."""
+def flow_mod(table, priority, match_, instructions, cookie, idle=0, hard=0, notify=False,
+             reset_counts=False):
+    """An OFPFC_ADD FlowMod (unchecked: build pipeline flows through their Table).
+
+    ``reset_counts``: a flow that replaces one with the same match starts its
+    packet and byte counters from 0 (by default OVS carries them over).
+    """
+    flags = (ofp.OFPFF_SEND_FLOW_REM if notify else 0) | (
+        ofp.OFPFF_RESET_COUNTS if reset_counts else 0)
     return parser.OFPFlowMod(
         None, cookie=cookie, cookie_mask=0, table_id=table, command=ADD,
         idle_timeout=idle, hard_timeout=hard, priority=priority,
         buffer_id=NO_BUFFER, out_port=ANY_PORT, out_group=ofp.OFPG_ANY,
-        flags=ofp.OFPFF_SEND_FLOW_REM if notify else 0, match=match_,
-        instructions=instructions)
+        flags=flags, match=match_, instructions=instructions)
 
 
 def flow_delete(cookie_and_mask, table=ALL_TABLES, match_=None, priority=None):

@@ -108,7 +108,8 @@ class Templates:
         if old is not None:            # invalidated template: forget it
             self.conns.forget_template(sw, old)
             out += self._delete_reverse(sw, old)
-        template = Template(tkey, service.key, dest, rid, self.matches(service, tkey), now, now)
+        template = Template(tkey, service.key, dest, rid, self.matches(service, tkey), now, now,
+                            service.timeout)
         self.conns.add_template(sw, template)
         out += self.arm(sw, service, template, service.timeout, now)
         if method_of(dest).reverse_nat:
@@ -156,7 +157,9 @@ class Templates:
         if template.n_control > 0:
             service = self.config.table.services.get(template.service)
             if service is not None:
-                # IPVS expire_later: keep it while it controls connections
+                # IPVS expire_later: keep it while it controls connections;
+                # ip_vs_conn_expire() leaves its timeout at 60 s for good
+                template.timeout = EXPIRE_LATER
                 return self.arm(sw, service, template, EXPIRE_LATER, now)
         return self.drop(sw, template)
 

@@ -68,11 +68,12 @@ class Table:
         self._priority_values = frozenset(self.priorities.values())
 
     # -- building ----------------------------------------------------------------
-    def flow(self, priority, match, instructions, cookie, idle=0, hard=0, notify=False):
+    def flow(self, priority, match, instructions, cookie, idle=0, hard=0, notify=False,
+             reset_counts=False):
         """An OFPFC_ADD FlowMod for this table, checked against the declaration."""
         self.check(priority, match, instructions, cookie)
         return ofmsg.flow_mod(self.id, priority, match, instructions, cookie, idle, hard,
-                              notify)
+                              notify, reset_counts)
 
     def delete(self, cookie_and_mask, match=None, priority=None):
         """Delete this table's flows selected by cookie/mask (strict with ``priority``)."""

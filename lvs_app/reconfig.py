@@ -7,9 +7,10 @@ state and every switch's flows the way IPVS treats its own tables:
 * service deleted: its flows, connections and templates go;
 * service edited: templates that no longer fit the persistence settings go
   (they wait for their connections, as IPVS's do);
-* server deleted: its templates go; its connections' packets are dropped
-  until they time out (re-adding the server lets them continue), or end at
-  once with ``expire_nodest_conn``;
+* server deleted: its connections' and templates' packets are dropped until
+  they time out, and its templates are not used (re-adding the server lets
+  them all continue: the kernel's dest trash); with ``expire_nodest_conn``
+  they end at once;
 * server edited: the scheduler re-reads weights; thresholds may lift the
   overload flag; existing connections keep going.
 """
@@ -75,10 +76,13 @@ class Reconfigure:
 
     def _server_edited(self, change, now):
         service = self.director.config.table.services[change.key]
-        self.director.runtime.servers_changed(service)
+        self.director.runtime.servers_changed(service, change.server)
         return []
 
     def _server_deleted(self, change, now):
+        """IPVS keeps a deleted server's templates: they are found invalid when
+        next used (``ip_vs_check_template()``), and valid again if the server
+        is added back first.  Until then their flows drop what they carry."""
         director = self.director
         key, server = change.key, change.server
         director.runtime.servers_changed(director.config.table.services[key])
@@ -87,33 +91,32 @@ class Reconfigure:
         nodest_expire = director.config.settings["expire_nodest_conn"]
         out = []
         for sw in director.switches.values():
-            out += director.flows.delete_server_flows(
-                sw, sid, rid, (idmod.KIND_TEMPLATE, idmod.KIND_REVERSE_TEMPLATE))
-            for tkey, template in list(sw.templates.items()):
-                if template.dest.server is server:
-                    del sw.templates[tkey]
-                    template.expiring = True
             conns = [c for c in sw.conns.values() if c.dest.server is server]
+            templates = [t for t in sw.templates.values() if t.dest.server is server]
             if nodest_expire:
-                # expire_nodest_conn=1: the connections end now
+                # expire_nodest_conn=1: the connections and templates end now
                 out += director.flows.delete_server_flows(
-                    sw, sid, rid, (idmod.KIND_CONN, idmod.KIND_REVERSE))
+                    sw, sid, rid, (idmod.KIND_CONN, idmod.KIND_REVERSE, idmod.KIND_TEMPLATE,
+                                   idmod.KIND_REVERSE_TEMPLATE))
                 for conn in conns:
-                    sw.conns.pop(conn.key, None)
+                    director.conns.remove(sw, conn)
+                for template in templates:
+                    director.conns.forget_template(sw, template)
             else:
                 # IPVS default: packets of its connections are dropped until the
                 # entries time out; re-adding the server lets them continue
-                out += director.flows.drop_server_connections(sw, sid, rid)
+                out += director.flows.drop_server_flows(sw, sid, rid)
                 for conn in conns:
                     conn.nodest = True
         return out
 
     def _server_added(self, change, now):
-        """A server added again revives its dropped connections (IPVS's dest trash)."""
+        """A server added again is the same destination (IPVS's dest trash): its
+        dropped connections continue and its templates are valid again."""
         director = self.director
         key, server = change.key, change.server
         service = director.config.table.services[key]
-        director.runtime.servers_changed(service)
+        director.runtime.servers_changed(service, server)
         dest = director.runtime.dest(service, server)
         sid = director.ids.service(key)
         out = []
@@ -124,10 +127,14 @@ class Reconfigure:
             for conn in revived:
                 director.conns.move(conn, dest)
                 conn.nodest = False
-            for conn in revived:
                 # per connection: the forwarded port may differ (port-0 services)
                 out.append(director.flows.conn_flow(sw, conn, sid,
                                                     max(1, int(conn.expires_at - now))))
+            for template in sw.templates.values():
+                if template.dest is dest and template.service == key:
+                    # their flows come back with the time they had left
+                    out += director.flows.template_flows(
+                        sw, template, sid, max(1, int(template.expires_at - now)))
         return out
 
     def _zero(self, change, now):

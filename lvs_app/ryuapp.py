@@ -95,7 +95,8 @@ class LVSDirector(app_manager.RyuApp):
     def _flow_removed(self, ev):
         msg = ev.msg
         self.manager.flow_removed(msg.datapath.id, msg.cookie, msg.match,
-                                  msg.duration_sec + msg.duration_nsec / 1e9, msg.reason)
+                                  msg.duration_sec + msg.duration_nsec / 1e9, msg.reason,
+                                  msg.packet_count)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev):

@@ -21,7 +21,7 @@ class Dest:
     """One real server of one service, at run time (the kernel's ip_vs_dest)."""
 
     __slots__ = ("server", "activeconns", "inactconns", "persistconns", "overloaded",
-                 "stats", "rates", "rid")
+                 "stats", "rates", "rid", "u_threshold_seen")
 
     def __init__(self, server):
         self.server = server           # the RealServer configuration
@@ -32,6 +32,7 @@ class Dest:
         self.stats = Stats()
         self.rates = Rates()
         self.rid = None                # its number in cookies (StableIds), once known
+        self.u_threshold_seen = server.u_threshold
 
     # configuration, read through (what the schedulers and forwarding need)
     address = property(lambda self: self.server.address)
@@ -71,11 +72,13 @@ class Dest:
                 self.overloaded = False
 
     def edited(self):
-        """The server's thresholds may have changed (ipvsadm -e)."""
+        """The server was edited or added again (``__ip_vs_update_dest()``): the
+        overload flag is cleared only when the upper threshold is now 0 or
+        larger than before."""
         u_threshold = self.server.u_threshold
-        if self.overloaded and (not u_threshold
-                                or self.activeconns + self.inactconns < u_threshold):
+        if u_threshold == 0 or u_threshold > self.u_threshold_seen:
             self.overloaded = False
+        self.u_threshold_seen = u_threshold
 
     def to_dict(self):
         return {"activeconns": self.activeconns, "inactconns": self.inactconns,
@@ -86,7 +89,7 @@ class Dest:
 class ServiceState:
     """One virtual service at run time: its scheduler, counters and Dests."""
 
-    __slots__ = ("service", "scheduler", "sched_config", "dests", "stats", "rates",
+    __slots__ = ("service", "scheduler", "sched_config", "dests", "trash", "stats", "rates",
                  "_sched_list")
 
     def __init__(self, service):
@@ -94,15 +97,25 @@ class ServiceState:
         self.scheduler = None
         self.sched_config = None
         self.dests = {}                  # (address, port) -> Dest
+        self.trash = {}                  # deleted servers' Dests, for a re-add to revive
         self.stats = Stats()
         self.rates = Rates()
         self._sched_list = None
 
     def dest(self, server):
         """The Dest of ``server`` (a RealServer of this service), made on first use."""
-        dest = self.dests.get((server.address, server.port))
+        addr_port = (server.address, server.port)
+        dest = self.dests.get(addr_port)
         if dest is None or dest.server is not server:
-            dest = self.dests[(server.address, server.port)] = Dest(server)
+            dest = self.trash.pop(addr_port, None)
+            if dest is not None:
+                # the kernel's dest trash: the same destination comes back,
+                # with its counters, connections and templates
+                dest.server = server
+                dest.edited()
+            else:
+                dest = Dest(server)
+            self.dests[addr_port] = dest
             self._sched_list = None
         return dest
 
@@ -115,7 +128,12 @@ class ServiceState:
     def get_scheduler(self):
         wanted = (self.service.scheduler, self.service.sched_flags)
         if self.scheduler is None or self.sched_config != wanted:
-            self.scheduler = make_scheduler(*wanted)
+            if self.scheduler is not None and self.sched_config[0] == wanted[0]:
+                # only the flags changed: the kernel keeps the scheduler's state
+                fresh = make_scheduler(*wanted)
+                self.scheduler.flags, self.scheduler.flag_bits = fresh.flags, fresh.flag_bits
+            else:
+                self.scheduler = make_scheduler(*wanted)
             self.sched_config = wanted
         return self.scheduler
 
@@ -151,15 +169,20 @@ class RuntimeState:
     def dest(self, service, server):
         return self.service(service).dest(server)
 
-    def servers_changed(self, service):
-        """A server was added, edited or deleted: the scheduling list is rebuilt."""
+    def servers_changed(self, service, server=None):
+        """A server was added, edited or deleted: the scheduling list is
+        rebuilt, a deleted server's Dest goes to the trash, the edited one's
+        overload flag is reconsidered, and the scheduler hears of it (the
+        kernel's add_dest/del_dest/upd_dest: wrr starts from the head again)."""
         state = self.service(service)
         state._sched_list = None
         live = {(s.address, s.port) for s in service.servers}
         for addr_port in [k for k in state.dests if k not in live]:
-            del state.dests[addr_port]
-        for server in service.servers:
+            state.trash[addr_port] = state.dests.pop(addr_port)
+        if server is not None and (server.address, server.port) in live:
             state.dest(server).edited()
+        if state.scheduler is not None:
+            state.scheduler.update(state.sched_list())
 
     def forget(self, key):
         self.services.pop(key, None)

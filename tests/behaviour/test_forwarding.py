@@ -112,12 +112,15 @@ def test_other_traffic_is_forwarded_by_l2_learning(lab):
     assert [p for p, _ in out] == [4]
 
 
-def test_a_client_port_reused_after_fin_is_a_new_nat_connection(lab):
+def test_a_client_port_reused_after_rst_is_a_new_nat_connection(lab):
+    """conn_reuse_mode 1: an entry in CLOSE (or TIME_WAIT) is scheduled afresh.
+    (After a FIN the entry is in FIN_WAIT and carries the SYN itself: see
+    test_ipvs_semantics.py.)"""
     lab.lvsadm("-A -t 10.0.0.100:80 -s rr")
     for rs in ("10.0.0.11", "10.0.0.12"):
         lab.lvsadm(f"-a -t 10.0.0.100:80 -r {rs} -m")
     first = lab.connect(C1, 40010)
-    lab.close(C1, 40010)
+    lab.syn(C1, 40010, flags="RA")                  # CLOSE
     second = lab.connect(C1, 40010)                 # same 5-tuple, new SYN
     assert second != first                           # scheduled afresh (rr)
     assert len(lab.director.switches[1].conns) == 1

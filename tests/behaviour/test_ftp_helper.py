@@ -115,7 +115,7 @@ def test_control_connection_flows_send_both_directions_to_the_controller(nat21):
     # same cookies as any connection of this service and server, so -d/-D find them
     assert ids.Cookie.parse(service.cookie) == ids.Cookie(ids.KIND_CONN, 1, 1)
     assert ids.Cookie.parse(reverse.cookie) == ids.Cookie(ids.KIND_REVERSE, 1, 1)
-    assert service.idle_timeout == 900 and service.flags & 1       # FlowRemoved ends it
+    assert service.idle_timeout == 60 and service.flags & 1        # SYN_RECV; FlowRemoved ends it
 
 
 def test_every_control_packet_is_forwarded_by_the_controller_unchanged_but_for_nat(nat21):
@@ -297,7 +297,7 @@ def test_port_installs_the_active_data_connection_before_it_starts(nat21, comman
     assert (port, pkt["ipv4_dst"], pkt["tcp_dst"]) == (PORTS[RS], RS, 20)
     assert ftp.count() == before + 1
     [service] = conn_flows(nat21, pl.SERVICE, ipv4_src=C1, tcp_src=40001, tcp_dst=20)
-    assert service.idle_timeout == 900
+    assert service.idle_timeout == 60                       # SYN_RECV, until traffic shows
     port, pkt = one(ftp.from_client("A", seq=7001, ack=9001, sport=40001, dport=20))
     assert (port, pkt["ipv4_dst"], pkt["tcp_dst"]) == (PORTS[RS], RS, 20)
     assert ftp.count() == before + 1

@@ -185,7 +185,7 @@ def test_a_fwmark_template_over_a_port_range_expires(lab):
     a = lab.connect("10.0.0.1", 44400, dport=30002)
     [flow] = templates(lab)
     assert flow.match["tcp_dst"] == (30000, 0xFFFC)
-    lab.syn("10.0.0.1", 44400, dport=30002, flags="R")     # its connection ends (10 s)
+    lab.syn("10.0.0.1", 44400, dport=30002, flags="RA")    # its connection ends (10 s)
     lab.advance(31)
     assert templates(lab) == [] and lab.counts(a, "-f 2") == (0, 0, 0)
     assert "NONE" not in lab.lvsadm("-L -c -n")

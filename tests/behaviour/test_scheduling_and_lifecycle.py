@@ -48,7 +48,7 @@ def test_active_and_inactive_counts_follow_syn_fin_and_expiry(lab):
 def test_rst_closes_at_once(lab):
     service(lab, servers=RS[:1])
     lab.connect(C1, 41250)
-    lab.syn(C1, 41250, flags="R")
+    lab.syn(C1, 41250, flags="RA")         # an established client's RST carries ACK
     assert lab.counts("10.0.0.11") == (0, 1, 0)
 
 
@@ -57,7 +57,7 @@ def test_timeouts_set_the_connection_flows(lab):
     lab.lvsadm("--set 30 10 20")
     lab.connect(C1, 41300)
     [flow] = [f for f in lab.sw.flows(table_id=pl.SERVICE) if f.match.get("tcp_src") == 41300]
-    assert flow.idle_timeout == 30
+    assert flow.idle_timeout == 30         # SYN_RECV's 60 s, but no longer than tcp's
 
 
 def test_lc_uses_the_live_counts(lab):
@@ -80,7 +80,7 @@ def test_upper_threshold_overloads_a_server(lab):
     # 10.0.0.11 now holds 1 >= its upper threshold: skipped although heavier
     assert lab.connect(C1, 41502) == "10.0.0.12"
     assert lab.connect(C1, 41503) == "10.0.0.12"
-    lab.syn(C1, 41501, flags="R")          # its connection closes...
+    lab.syn(C1, 41501, flags="RA")         # its connection closes...
     assert lab.connect(C1, 41504) == "10.0.0.12"     # ...but still counts (CLOSE, 10 s)
     lab.advance(11)                        # gone: 0 < 3/4 of -x, no longer overloaded
     assert lab.connect(C1, 41505) == "10.0.0.11"
@@ -155,8 +155,9 @@ def test_connection_listing(lab):
     lab.connect(C1, 42000)
     lab.advance(100)
     text = lab.lvsadm("-L -c -n")
+    # its flow carried the handshake's ACK: ESTABLISHED, 900 s after that packet
     assert text.splitlines()[2] == \
-        "TCP 13:20  SYN_RECV    10.0.0.1:42000     10.0.0.100:80      10.0.0.11:80"
+        "TCP 13:20  ESTABLISHED 10.0.0.1:42000     10.0.0.100:80      10.0.0.11:80"
     assert lab.lvsadm("-L -n").splitlines()[4].split()[4:6] == ["1", "0"]   # Active, InAct
 
 

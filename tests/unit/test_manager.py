@@ -56,6 +56,8 @@ def test_the_shim_builds_a_manager_and_hands_it_every_event():
     wsgi = FakeWsgi()
     app = LVSDirector(wsgi=wsgi)
     assert isinstance(app.manager, Manager)
+    clock = FakeClock()
+    app.manager.clock = lambda: clock.now        # the shim's manager, on a fake clock
     assert wsgi.registory["IpvsController"].api is app.manager.api   # REST serves its API
     web_service(app.manager, method="droute")
     datapath = RecordingDatapath()
@@ -77,8 +79,10 @@ def test_the_shim_builds_a_manager_and_hands_it_every_event():
     assert [r["client"] for r in app.manager.connection_rows()] == ["10.0.1.1"]
 
     flow = new[0]
+    clock.advance(60)                            # a half-open connection's SYN_RECV ends
     app._flow_removed(event(datapath=datapath, cookie=flow.cookie, match=flow.match,
-                            duration_sec=900, duration_nsec=0, reason=ofp.OFPRR_IDLE_TIMEOUT))
+                            duration_sec=60, duration_nsec=0, reason=ofp.OFPRR_IDLE_TIMEOUT,
+                            packet_count=0))
     assert app.manager.connection_rows() == []
 
     other = RecordingDatapath()
