@@ -51,6 +51,7 @@ class Connection:
     expires_at: float
     template: Template = None
     service_id: int = 0         # the service's number in cookies
+    nat: bool = False           # its server's replies cross the switch (NAT)
     seen: float = 0.0           # when its last packet is known to have passed
     flow_idle: int = 0          # the idle timeout its SERVICE flow was given
     nodest: bool = False        # its real server was deleted (expire_nodest_conn=0)
@@ -77,6 +78,8 @@ class Switch:
     ports: dict = field(default_factory=dict)        # port no -> name
     tunnel_port: int = None
     vips: set = field(default_factory=set)           # VIP flows installed: (vip, tcp?, udp?)
+    fragment_flows: set = field(default_factory=set)  # (table, address) fragment punts
+    nat_replies: dict = field(default_factory=dict)   # (proto, rs, rs port, client, cport)
     conns: dict = field(default_factory=dict)        # 5-tuple -> Connection
     templates: dict = field(default_factory=dict)    # template key -> Template
     ftp_controls: dict = field(default_factory=dict)  # (rs, rs port, client, cport) -> Connection
@@ -111,9 +114,20 @@ class ConnectionTable:
             self.forget_template(sw, template)
 
     # -- connections -----------------------------------------------------------------
+    @staticmethod
+    def _reply_key(conn):
+        proto, client, cport, _, _ = conn.key
+        return (proto, int(conn.dest.address), conn.dport, client, cport)
+
+    def nat_reply(self, sw, proto, src, sport, dst, dport):
+        """The NAT connection a server -> client packet belongs to, or None."""
+        return sw.nat_replies.get((proto, src, sport, dst, dport))
+
     def add(self, sw, conn):
         """Enter ``conn`` into the switch's table; it counts on its Dest."""
         sw.conns[conn.key] = conn
+        if conn.nat:
+            sw.nat_replies[self._reply_key(conn)] = conn
         conn.dest.bind(conn.active)
         if conn.template is not None:
             conn.template.n_control += 1
@@ -134,6 +148,8 @@ class ConnectionTable:
         """Take ``conn`` out of the table.  Returns its template when that
         template was only waiting for its last connection (drop it now)."""
         sw.conns.pop(conn.key, None)
+        if conn.nat and sw.nat_replies.get(self._reply_key(conn)) is conn:
+            del sw.nat_replies[self._reply_key(conn)]
         conn.dest.unbind(conn.active)
         template = conn.template
         if template is not None:
@@ -147,11 +163,14 @@ class ConnectionTable:
         Dests go with it)."""
         for ckey in [k for k, c in sw.conns.items() if c.service == key]:
             del sw.conns[ckey]
+        for rkey in [k for k, c in sw.nat_replies.items() if c.service == key]:
+            del sw.nat_replies[rkey]
         for tkey in [k for k, t in sw.templates.items() if t.service == key]:
             del sw.templates[tkey]
 
     def clear(self, sw):
         sw.conns.clear()
+        sw.nat_replies.clear()
         sw.templates.clear()
 
     # -- templates ---------------------------------------------------------------------

@@ -35,6 +35,7 @@ from lvs_app.conntable import EXPIRE_LATER, Connection, ConnectionTable
 from lvs_app.flows import Flows
 from lvs_app.forwarding import method_of
 from lvs_app.ftp import LISTEN_TIMEOUT
+from lvs_app.fragments import Fragments
 from lvs_app.ftpconn import FtpTracker
 from lvs_app.hosts import Hosts
 from lvs_app.model import FTP_CONTROL
@@ -65,6 +66,7 @@ class Director:
         self.hosts = Hosts()
         self.flows = Flows(self.hosts)
         self.ftp = FtpTracker()
+        self.fragments = Fragments()
         self.templates = Templates(config, self.ids, self.conns, self.flows, lambda: self.index)
         self._index = None
 
@@ -96,6 +98,7 @@ class Director:
     def switch_disconnected(self, dpid):
         self.conns.remove_switch(dpid)
         self.hosts.forget_switch(dpid)
+        self.fragments.forget_switch(dpid)
 
     def ports_changed(self, dpid, ports):
         sw = self.switches.get(dpid)
@@ -119,7 +122,33 @@ class Director:
                     inst = ofmsg.apply(ofmsg.to_controller())
                 out.append(table.flow(prio, match, inst, cookie))
         sw.vips = wanted
+        return [(sw.dpid, m) for m in out] + self._sync_fragments(sw)
+
+    def _sync_fragments(self, sw):
+        """Fragments to each VIP and from each NAT real server go to the
+        controller (see fragments.py), above every flow that matches ports."""
+        wanted = {(pl.SERVICE, vip) for vip in self.index.vips}
+        wanted |= {(pl.REVERSE, int(server.address))
+                   for service in self.config.table.services.values()
+                   for server in service.servers
+                   if method_of(server).reverse_nat and server.address.version == 4}
+        out = []
+        cookie = idmod.Cookie(idmod.KIND_FRAG).value
+        for table_id, ip in sw.fragment_flows - wanted:
+            out.append(pl.TABLES[table_id].delete(idmod.cookie_mask(idmod.KIND_FRAG),
+                                                  self._fragment_match(table_id, ip),
+                                                  pl.PRIO_FRAG))
+        for table_id, ip in wanted - sw.fragment_flows:
+            out.append(pl.TABLES[table_id].flow(pl.PRIO_FRAG, self._fragment_match(table_id, ip),
+                                                ofmsg.apply(ofmsg.to_controller()), cookie))
+        sw.fragment_flows = wanted
         return [(sw.dpid, m) for m in out]
+
+    @staticmethod
+    def _fragment_match(table_id, ip):
+        side = "ipv4_dst" if table_id == pl.SERVICE else "ipv4_src"
+        return ofmsg.match(eth_type=pkt.ETH_IP, ip_frag=(pkt.IP_FRAG_ANY, pkt.IP_FRAG_ANY),
+                           **{side: pkt.ip_text(ip)})
 
     @staticmethod
     def _vip_matches(vip, tcp, udp):
@@ -157,12 +186,37 @@ class Director:
         if p.eth_type == pkt.ETH_ARP:
             return out + self._arp_in(sw, in_port, data, p, now)
         if table_id == pl.SERVICE and p.eth_type == pkt.ETH_IP:
+            if p.frag:
+                return out + self._fragment_in(sw, in_port, data, p, now, self._service_in)
             return out + self._service_in(sw, in_port, data, p, now)
         if table_id == pl.REVERSE and p.eth_type == pkt.ETH_IP:
+            if p.frag:
+                return out + self._fragment_in(sw, in_port, data, p, now, self._reply_fragment)
             if self.ftp.is_control_reply(sw, p):
                 return out + self._ftp_from_server(sw, in_port, data, p, now)
             return out + self._conn_out(sw, in_port, data, p, now)
         return out + self._l2_in(sw, in_port, data, p, now)
+
+    def _fragment_in(self, sw, in_port, data, p, now, first):
+        """An IP fragment (see fragments.py): the first decides, the rest follow."""
+        if p.frag == pkt.FIRST_FRAGMENT:
+            out = first(sw, in_port, data, p, now)
+            self.fragments.first(sw.dpid, p, data, out, now)
+            return out
+        actions = self.fragments.later(sw.dpid, p, now)
+        if actions is None:
+            return []
+        return [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
+
+    def _reply_fragment(self, sw, in_port, data, p, now):
+        """A first fragment from a NAT real server: rewritten back if it belongs
+        to a connection, else forwarded as it is."""
+        conn = self.conns.nat_reply(sw, PROTO_NAMES.get(p.proto), p.ip_src, p.sport, p.ip_dst,
+                                    p.dport)
+        if conn is None or conn.nodest:
+            return self._l2_in(sw, in_port, data, p, now)
+        return [(sw.dpid, ofmsg.packet_out(in_port, self.flows.reverse_packet_actions(conn),
+                                           data))]
 
     def _learn_host(self, ip, mac, now):
         """Remember where an address lives; send on the packets that waited for it."""
@@ -310,7 +364,8 @@ class Director:
         timeout = self.tcp_timeout("SYN_RECV") if proto == "tcp" else self.timeout("udp")
         conn = Connection(key, service.key, dest, rid, dport,
                           "SYN_RECV" if proto == "tcp" else "UDP", proto == "tcp",
-                          now + timeout, template, self.ids.service(service.key), now)
+                          now + timeout, template, self.ids.service(service.key),
+                          method_of(dest).reverse_nat, now)
         if proto == "tcp" and key[4] == FTP_CONTROL and method_of(dest).ftp_helper:
             self.ftp.watch(sw, conn)
         state.stats.conns += 1

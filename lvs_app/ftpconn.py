@@ -67,7 +67,7 @@ class FtpTracker:
         return data, Connection(("tcp", client, data_port, vip, vport - 1), conn.service,
                                 conn.dest, conn.server_id, conn.dport - 1, "LISTEN", False,
                                 now + ftp.LISTEN_TIMEOUT, control=conn,
-                                service_id=conn.service_id, seen=now)
+                                service_id=conn.service_id, nat=conn.nat, seen=now)
 
     @staticmethod
     def from_server(sw, p, data, now):
@@ -103,7 +103,7 @@ class FtpTracker:
             return None
         return Connection(key, ctl.service, ctl.dest, ctl.server_id, expected.port,
                           "SYN_RECV", True, now + timeout, control=ctl,
-                          service_id=ctl.service_id, seen=now)
+                          service_id=ctl.service_id, nat=ctl.nat, seen=now)
 
     @staticmethod
     def controls_data(sw, conn):

@@ -29,10 +29,12 @@ KIND_TEMPLATE = 4            # persistence template
 KIND_REVERSE = 5             # NAT reverse flow of a connection
 KIND_REVERSE_TEMPLATE = 6    # NAT reverse flow of a template
 KIND_L2 = 7                  # learned MAC
+KIND_FRAG = 8                # IP fragments to a VIP or from a NAT server -> controller
 
 KIND_NAMES = {KIND_BASE: "base", KIND_VIP: "vip", KIND_CONN: "conn",
               KIND_TEMPLATE: "template", KIND_REVERSE: "reverse",
-              KIND_REVERSE_TEMPLATE: "reverse-template", KIND_L2: "l2"}
+              KIND_REVERSE_TEMPLATE: "reverse-template", KIND_L2: "l2",
+              KIND_FRAG: "fragment"}
 
 TAG_MASK = 0xFF << 56
 KIND_MASK = 0xFF << 48

@@ -34,6 +34,7 @@ LOG = logging.getLogger("lvs_app")
 SENT_LOG_SIZE = 4096        # messages remembered per switch, for OpenFlow errors
 SCHEDULER_AGEING = 60.0     # s: lblc/lblcr clean-up (the kernel's 60 s timer)
 HOST_REFRESH = 1.0          # s: ARP retries and stale-MAC probes
+FRAGMENT_EXPIRY = 5.0       # s: forget datagrams whose fragments stopped coming
 
 
 def ids_path(rules_path):
@@ -55,6 +56,7 @@ class Manager:
         self.jobs = JobTable([
             TimedJob("scheduler-ageing", SCHEDULER_AGEING, self.director.age_schedulers),
             TimedJob("host-refresh", HOST_REFRESH, self.director.refresh_hosts),
+            TimedJob("fragment-expiry", FRAGMENT_EXPIRY, self.director.fragments.expire),
         ], start=clock())
         self.datapaths = {}           # dpid -> object with send_msg(msg)
         self._xid = 0

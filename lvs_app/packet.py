@@ -13,6 +13,8 @@ from typing import NamedTuple
 ETH_IP, ETH_ARP, ETH_VLAN, ETH_IPV6 = 0x0800, 0x0806, 0x8100, 0x86DD
 PROTO_TCP, PROTO_UDP = 6, 17
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x001, 0x002, 0x004, 0x010
+NOT_FRAGMENT, FIRST_FRAGMENT, LATER_FRAGMENT = 0, 1, 2
+IP_FRAG_ANY, IP_FRAG_LATER = 1, 2          # OVS's ip_frag match bits
 ARP_REQUEST, ARP_REPLY = 1, 2
 BROADCAST = b"\xff" * 6
 
@@ -30,6 +32,8 @@ class Packet(NamedTuple):
     l4_offset: int = 0         # where the TCP/UDP header starts in the frame
     payload_offset: int = 0    # where the TCP/UDP payload starts
     arp_sha: bytes = b""
+    frag: int = 0              # NOT_FRAGMENT, FIRST_FRAGMENT or LATER_FRAGMENT
+    ip_id: int = 0             # the IPv4 identification (read for fragments only)
 
 
 def parse(data):
@@ -57,8 +61,21 @@ def parse(data):
     src = int.from_bytes(data[offset + 12:offset + 16], "big")
     dst = int.from_bytes(data[offset + 16:offset + 20], "big")
     l4 = offset + ihl
-    frag = ((data[offset + 6] & 0x1F) << 8) | data[offset + 7]
-    if frag or len(data) < l4 + 4 or proto not in (PROTO_TCP, PROTO_UDP):
+    flags_offset = (data[offset + 6] << 8) | data[offset + 7]
+    if flags_offset & 0x3FFF:             # MF or an offset: a fragment
+        ip_id = (data[offset + 4] << 8) | data[offset + 5]
+        if flags_offset & 0x1FFF:
+            # no transport header: its ports are in the first fragment
+            return Packet(eth_dst, eth_src, eth_type, src, dst, proto, l4_offset=l4,
+                          frag=LATER_FRAGMENT, ip_id=ip_id)
+        first = parse_transport(data, eth_dst, eth_src, eth_type, src, dst, proto, l4)
+        return first._replace(frag=FIRST_FRAGMENT, ip_id=ip_id)
+    return parse_transport(data, eth_dst, eth_src, eth_type, src, dst, proto, l4)
+
+
+def parse_transport(data, eth_dst, eth_src, eth_type, src, dst, proto, l4):
+    """The TCP/UDP part of :func:`parse`."""
+    if len(data) < l4 + 4 or proto not in (PROTO_TCP, PROTO_UDP):
         return Packet(eth_dst, eth_src, eth_type, src, dst, proto, l4_offset=l4)
     sport = (data[l4] << 8) | data[l4 + 1]
     dport = (data[l4 + 2] << 8) | data[l4 + 3]

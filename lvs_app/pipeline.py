@@ -13,11 +13,13 @@ Tables (OpenFlow 1.3, Open vSwitch)::
 
   0 CLASSIFY   ARP for a VIP and ARP replies to the director -> controller;
                IPv4 to a VIP's virtual MAC -> SERVICE; the rest -> REVERSE
-  1 SERVICE    TCP SYN/FIN/RST and new UDP flows -> controller;
+  1 SERVICE    IP fragments to a VIP -> controller (it maps them by IP id);
+               TCP SYN/FIN/RST and new UDP flows -> controller;
                per-connection flows (5-tuple) -> rewrite -> FORWARD / tunnel;
                persistence templates (client/netmask wildcard) -> same;
                miss: drop (IPVS drops a non-SYN packet it has no entry for)
-  2 REVERSE    NAT replies: real server -> client rewritten back to VIP:port
+  2 REVERSE    NAT replies: real server -> client rewritten back to VIP:port;
+               IP fragments from a NAT server -> controller
   3 FORWARD    L2 learning by destination MAC; miss -> controller + flood
 """
 
@@ -32,6 +34,7 @@ CLASSIFY, SERVICE, REVERSE, FORWARD = 0, 1, 2, 3
 # priorities, by table (named in each table's declaration below)
 PRIO_ARP = 300          # CLASSIFY: ARP for a VIP / replies to the director
 PRIO_VIP = 200          # CLASSIFY: IPv4 to VIP + virtual MAC
+PRIO_FRAG = 500         # SERVICE/REVERSE: IP fragments to a VIP / from a NAT server
 PRIO_PUNT_TCP = 400     # SERVICE: SYN / FIN / RST to a VIP (+ the flag bit)
 PRIO_CONN = 300         # SERVICE/REVERSE: one connection (exact 5-tuple)
 PRIO_PUNT_UDP = 250     # SERVICE: a UDP datagram with no connection flow
@@ -42,7 +45,7 @@ PRIO_MISS = 0
 _L2 = frozenset({"in_port", "eth_src", "eth_dst", "eth_type"})
 _ARP = frozenset({"arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"})
 _IP = frozenset({"ip_proto", "ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst", "udp_src",
-                 "udp_dst", "tcp_flags"})
+                 "udp_dst", "tcp_flags", "ip_frag"})
 
 
 class PipelineError(Exception):
@@ -147,18 +150,21 @@ TABLES = {
         frozenset({ids.KIND_BASE, ids.KIND_VIP}), REVERSE),
     SERVICE: Table(
         SERVICE, "service", _L2 | _IP,
-        frozenset({"ipv4_src", "tcp_dst", "udp_dst", "tcp_flags"}),
+        frozenset({"ipv4_src", "tcp_dst", "udp_dst", "tcp_flags", "ip_frag"}),
         frozenset({"eth_dst", "ipv4_dst", "tcp_dst", "udp_dst", "tun_ipv4_dst"}),
         frozenset({FORWARD}),
         {"punt-fin": PRIO_PUNT_TCP + pkt.TCP_FIN, "punt-syn": PRIO_PUNT_TCP + pkt.TCP_SYN,
          "punt-rst": PRIO_PUNT_TCP + pkt.TCP_RST, "conn": PRIO_CONN,
-         "punt-udp": PRIO_PUNT_UDP, "template": PRIO_TEMPLATE, "miss": PRIO_MISS},
-        frozenset({ids.KIND_BASE, ids.KIND_VIP, ids.KIND_CONN, ids.KIND_TEMPLATE}), "drop"),
+         "punt-udp": PRIO_PUNT_UDP, "template": PRIO_TEMPLATE, "frag": PRIO_FRAG,
+         "miss": PRIO_MISS},
+        frozenset({ids.KIND_BASE, ids.KIND_VIP, ids.KIND_CONN, ids.KIND_TEMPLATE,
+                   ids.KIND_FRAG}), "drop"),
     REVERSE: Table(
-        REVERSE, "reverse-nat", _L2 | _IP, frozenset({"ipv4_dst", "tcp_flags"}),
+        REVERSE, "reverse-nat", _L2 | _IP, frozenset({"ipv4_dst", "tcp_flags", "ip_frag"}),
         frozenset({"ipv4_src", "tcp_src", "udp_src", "eth_src"}), frozenset({FORWARD}),
-        {"conn": PRIO_CONN, "template": PRIO_TEMPLATE, "miss": PRIO_MISS},
-        frozenset({ids.KIND_BASE, ids.KIND_REVERSE, ids.KIND_REVERSE_TEMPLATE}), FORWARD),
+        {"conn": PRIO_CONN, "template": PRIO_TEMPLATE, "frag": PRIO_FRAG, "miss": PRIO_MISS},
+        frozenset({ids.KIND_BASE, ids.KIND_REVERSE, ids.KIND_REVERSE_TEMPLATE,
+                   ids.KIND_FRAG}), FORWARD),
     FORWARD: Table(
         FORWARD, "forward", _L2, frozenset(), frozenset(), frozenset(),
         {"l2": PRIO_L2, "miss": PRIO_MISS}, frozenset({ids.KIND_BASE, ids.KIND_L2}),

@@ -138,6 +138,7 @@ _def('ipv4_dst', _IP4, 32, True)
 _def('ipv6_src', _IP6, 128, True)
 _def('ipv6_dst', _IP6, 128, True)
 _def('ipv6_flabel', _INT, 20, True, hex_=True)
+_def('ip_frag', _INT, 8, True, writable=False)   # OVS's NXM ip_frag: 1 any, 2 later
 _def('tcp_src', _INT, 16, True)
 _def('tcp_dst', _INT, 16, True)
 _def('tcp_flags', _INT, 12, True, writable=False, hex_=True)
@@ -195,7 +196,7 @@ _L4 = [('eth_type', _IP_TYPES)]
 # extensions): each entry must be matched exactly with one of the values.
 _PREREQ = {
     'vlan_pcp': [('vlan_vid', 'present')],
-    'ip_dscp': _L4, 'ip_ecn': _L4, 'ip_proto': _L4, 'nw_ttl': _L4,
+    'ip_dscp': _L4, 'ip_ecn': _L4, 'ip_proto': _L4, 'nw_ttl': _L4, 'ip_frag': _L4,
     'ipv4_src': [('eth_type', (0x0800,))],
     'ipv4_dst': [('eth_type', (0x0800,))],
     'ipv6_src': [('eth_type', (0x86dd,))],
@@ -453,7 +454,8 @@ def _flags_text(v):
 
 
 # Keys of a packet dict that are not match fields.
-_EXTRA_KEYS = ('len', 'payload', 'tcp_seq', 'tcp_ack', 'tcp_window', 'ip_id')
+_EXTRA_KEYS = ('len', 'payload', 'tcp_seq', 'tcp_ack', 'tcp_window', 'ip_id',
+               'frag_offset', 'frag_more')
 
 
 class _Packet(object):
@@ -582,10 +584,19 @@ def _frame(p):
         src, dst = f.get('ipv4_src', 0), f.get('ipv4_dst', 0)
         proto = f.get('ip_proto', 0)
         sb, db = src.to_bytes(4, 'big'), dst.to_bytes(4, 'big')
-        l4 = _l4(f, x, proto, lambda n: sb + db + struct.pack('!BBH', 0, proto, n))
+        frag = f.get('ip_frag', 0)
+        if frag & 2:            # a later fragment: no transport header of its own
+            l4 = x.get('payload', b'') or b''
+        else:
+            l4 = _l4(f, x, proto, lambda n: sb + db + struct.pack('!BBH', 0, proto, n))
+        if frag:
+            more = frag == 1 or x.get('frag_more', False)
+            flags_offset = (0x2000 if more else 0) | x.get('frag_offset', 0) // 8
+        else:
+            flags_offset = 0x4000                       # DF
         tos = f.get('ip_dscp', 0) << 2 | f.get('ip_ecn', 0)
         hdr = struct.pack('!BBHHHBBH4s4s', 0x45, tos, 20 + len(l4),
-                          x.get('ip_id', 0), 0x4000, f.get('nw_ttl', 64), proto,
+                          x.get('ip_id', 0), flags_offset, f.get('nw_ttl', 64), proto,
                           0, sb, db)
         hdr = hdr[:10] + struct.pack('!H', _csum(hdr)) + hdr[12:]
         out += hdr + l4
@@ -634,7 +645,7 @@ def packet_from_bytes(data, in_port=None):
     d['eth_type'] = eth_type
     proto, l4 = None, None
     if eth_type == 0x0800:
-        vihl, tos, total, ip_id, _, ttl, proto = struct.unpack_from(
+        vihl, tos, total, ip_id, flags_offset, ttl, proto = struct.unpack_from(
             '!BBHHHBB', data, off)
         ihl = (vihl & 0xf) * 4
         d.update(ip_dscp=tos >> 2, ip_ecn=tos & 3, nw_ttl=ttl, ip_proto=proto,
@@ -643,6 +654,12 @@ def packet_from_bytes(data, in_port=None):
         if ip_id:
             d['ip_id'] = ip_id
         l4 = data[off + ihl:off + total]
+        frag_offset = (flags_offset & 0x1fff) * 8
+        if flags_offset & 0x2000 or frag_offset:
+            d['ip_frag'] = 3 if frag_offset else 1
+            if frag_offset:
+                d['frag_offset'], d['frag_more'] = frag_offset, bool(flags_offset & 0x2000)
+                d['payload'], l4 = bytes(l4), None
     elif eth_type == 0x86dd:
         vtf, plen, proto, hlim = struct.unpack_from('!IHBB', data, off)
         d.update(ip_dscp=(vtf >> 20 & 0xff) >> 2, ip_ecn=vtf >> 20 & 3,

@@ -258,3 +258,45 @@ def test_lblcr_shrinks_an_old_set_on_the_clock(lab):
     lab.advance(121)
     lab.connect(C1, 46110)
     assert len(entry.members) == 1
+
+
+# 12. ip_vs_gather_frags(): fragments follow their first fragment, never port 0
+
+def fragment(src, dst, ip_id, first, sport=5353, dport=53, in_port=1, eth_dst=VMAC,
+             payload=b"x" * 64):
+    packet = {"in_port": in_port, "eth_src": mac_of(src), "eth_dst": eth_dst,
+              "eth_type": 0x0800, "ip_proto": 17, "ipv4_src": src, "ipv4_dst": dst,
+              "ip_id": ip_id, "payload": payload}
+    if first:
+        packet.update(ip_frag=1, udp_src=sport, udp_dst=dport)
+    else:
+        packet.update(ip_frag=3, frag_offset=1480)
+    return packet
+
+
+def test_fragments_through_nat_follow_their_first_fragment_both_ways(lab):
+    service(lab, "-s rr -p 60", servers=RS[:2], method="-m", vport=0, proto="-u")   # port 0
+    [(port, first)] = lab.send(fragment(C1, VIP, 77, first=True))
+    server = first["ipv4_dst"]
+    assert (port, first["udp_dst"]) == (lab.hosts[server], 53)
+    [(port2, later)] = lab.send(fragment(C1, VIP, 77, first=False))
+    assert (port2, later["ipv4_dst"], later["ip_frag"]) == (port, server, 3)
+    assert [(c.key[2], c.key[4]) for c in lab.director.switches[1].conns.values()] == \
+        [(5353, 53)]                                       # no connection from port 0
+    # a later fragment whose first fragment never came is dropped
+    assert lab.send(fragment(C1, VIP, 78, first=False)) == []
+    assert lab.director.fragments.dropped == 1
+    # the server's fragmented reply is rewritten back, every fragment of it
+    [(port, reply)] = lab.send(fragment(server, C1, 900, first=True, sport=53, dport=5353,
+                                        in_port=lab.hosts[server], eth_dst=mac_of(C1)))
+    assert (port, reply["ipv4_src"], reply["udp_src"]) == (1, VIP, 53)
+    [(port, reply)] = lab.send(fragment(server, C1, 900, first=False,
+                                        in_port=lab.hosts[server], eth_dst=mac_of(C1)))
+    assert (port, reply["ipv4_src"], reply["eth_src"]) == (1, VIP, VMAC)
+
+
+def test_fragment_memory_is_bounded_in_time(lab):
+    service(lab, "-s rr", servers=RS[:1], method="-m", vport=53, proto="-u")
+    lab.send(fragment(C1, VIP, 79, first=True))
+    lab.advance(31)
+    assert lab.send(fragment(C1, VIP, 79, first=False)) == []
