@@ -147,8 +147,8 @@ class Director:
     @staticmethod
     def _fragment_match(table_id, ip):
         side = "ipv4_dst" if table_id == pl.SERVICE else "ipv4_src"
-        return ofmsg.match(eth_type=pkt.ETH_IP, ip_frag=(pkt.IP_FRAG_ANY, pkt.IP_FRAG_ANY),
-                           **{side: pkt.ip_text(ip)})
+        return ofmsg.ordered_match(("eth_type", pkt.ETH_IP), (side, pkt.ip_text(ip)),
+                                   ("ip_frag", (pkt.IP_FRAG_ANY, pkt.IP_FRAG_ANY)))
 
     @staticmethod
     def _vip_matches(vip, tcp, udp):
@@ -203,9 +203,10 @@ class Director:
             out = first(sw, in_port, data, p, now)
             self.fragments.first(sw.dpid, p, data, out, now)
             return out
-        actions = self.fragments.later(sw.dpid, p, now)
-        if actions is None:
+        later = self.fragments.later(sw.dpid, p, data, now)
+        if later is None:
             return []
+        data, actions = later
         return [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
 
     def _reply_fragment(self, sw, in_port, data, p, now):

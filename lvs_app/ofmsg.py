@@ -71,6 +71,13 @@ def match(**fields):
     return parser.OFPMatch(**fields)
 
 
+def ordered_match(*pairs):
+    """A match whose fields are encoded in the order given.  Ryu sorts keyword
+    fields by OXM type, which puts Nicira extensions (``ip_frag``) before
+    ``eth_type``; OVS checks prerequisites in encoding order and refuses that."""
+    return parser.OFPMatch(_ordered_fields=list(pairs))
+
+
 # -- messages ----------------------------------------------------------------------
 
 def flow_mod(table, priority, match_, instructions, cookie, idle=0, hard=0, notify=False,

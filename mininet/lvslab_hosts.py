@@ -34,6 +34,8 @@ HERE = Path(__file__).resolve().parent
 # the hosts.
 SYSTEM_PYTHON = "/usr/bin/python3"
 HTTP_SERVER = HERE / "http_name_server.py"
+UDP_SERVER = HERE / "udp_name_server.py"
+PROBE_CLIENT = HERE / "probe_client.py"
 # The FTP server needs pyftpdlib (requirements.txt), so it runs with the
 # venv's interpreter; the TLS server is ``openssl s_server``.
 VENV_PYTHON = VENV / "bin" / "python"
@@ -149,10 +151,12 @@ class HostServers:
 
     _ftp_started = False          # start_ftp_servers() ran in this run
     _tls_started = False          # start_tls_servers() ran in this run
+    _udp_ports = frozenset()      # ports start_udp_servers() serves in this run
 
     def _forget_servers(self):
-        """The lab stopped: the next run starts its FTP and TLS servers again."""
+        """The lab stopped: the next run starts its FTP, TLS and UDP servers again."""
         self._ftp_started = self._tls_started = False
+        self._udp_ports = frozenset()
 
     def _start_server(self, name, kind, argv):
         """Start ``argv`` in host ``name``, output to ``<log_dir>/<name>-<kind>.log``,
@@ -187,6 +191,20 @@ class HostServers:
             name, "http",
             [SYSTEM_PYTHON, "-u", str(HTTP_SERVER), body or name] + [str(p) for p in ports])
         return proc
+
+    def start_udp_servers(self, port):
+        """Start the name-answering UDP server (udp_name_server.py) on ``port``
+        in every real server (once a run); returns when all are bound."""
+        if port in self._udp_ports:
+            return
+        self._udp_ports = self._udp_ports | {port}
+        for spec in self.topology["servers"]:
+            self._start_server(spec["name"], f"udp{port}",
+                               [SYSTEM_PYTHON, "-u", str(UDP_SERVER), spec["name"], str(port)])
+        for spec in self.topology["servers"]:
+            log = self.log_dir / f"{spec['name']}-udp{port}.log"
+            wait_or_raise(lambda log=log: "ready" in log.read_text(), 10,
+                          f"the UDP server of {spec['name']} ({log})")
 
     def wait_listening(self, name, port, timeout=10.0, proc=None, log=None):
         """Wait until something in host ``name`` listens on TCP ``port`` (``ss``).
@@ -294,6 +312,13 @@ class HostClients:
             stop_process(proc, 1)
             raise CommandError(f"{name}: {hung}") from None
         return proc.returncode, out, err
+
+    def probe(self, client, *args, timeout=20, check=True):
+        """Run probe_client.py ARGS in host ``client`` (udp, tcp-idle, syn);
+        returns its output, stripped."""
+        cmd = " ".join([SYSTEM_PYTHON, str(PROBE_CLIENT)] + [shlex.quote(str(a)) for a in args])
+        _, out, _ = self.host_run(client, cmd, timeout, check=check)
+        return out.strip()
 
     def curl(self, client, url, timeout=5, check=True):
         """GET ``url`` from host ``client``; return the body (str).

@@ -471,3 +471,20 @@ def test_unknown_packet_fields_and_unmodelled_actions_are_loud(sw):
         sw.apply(flow({}, [parser.NXActionCT(
             flags=0, zone_src='', zone_ofs_nbits=0, recirc_table=255,
             alg=0, actions=[])]))
+
+
+def test_ip_fragments_match_ip_frag_and_only_a_first_fragment_has_ports(sw):
+    sw.apply(flow(dict(eth_type=0x0800, ip_frag=(1, 1)), [out(3)], priority=200))
+    sw.apply(flow(dict(eth_type=0x0800, ip_proto=17, udp_dst=53), [out(4)]))
+    base = dict(in_port=1, eth_src='02:00:00:00:00:01', eth_dst='02:00:00:00:00:02',
+                eth_type=0x0800, ip_proto=17, ipv4_src='10.0.0.1', ipv4_dst=VIP,
+                ip_id=9, payload=b'x' * 40)
+    first = dict(base, ip_frag=1, udp_src=5353, udp_dst=53)
+    later = dict(base, ip_frag=3, frag_offset=1480)
+    assert [p for p, _ in sw.send(first)] == [3]
+    assert [p for p, _ in sw.send(later)] == [3]
+    assert [p for p, _ in sw.send(udp('10.0.0.1', VIP, 5353, 53))] == [4]
+    back = packet_from_bytes(packet_to_bytes(later))
+    assert (back['ip_frag'], back['frag_offset'], back['frag_more']) == (3, 1480, False)
+    assert 'udp_dst' not in back and back['payload'] == b'x' * 40
+    assert packet_from_bytes(packet_to_bytes(first))['udp_dst'] == 53

@@ -1,0 +1,102 @@
+"""Small clients for the end-to-end tests, run inside a lab host.
+
+    /usr/bin/python3 mininet/probe_client.py udp HOST PORT --sport S [--size N] [--echo]
+    /usr/bin/python3 mininet/probe_client.py tcp-idle HOST PORT --sport S --idle SECONDS
+    /usr/bin/python3 mininet/probe_client.py syn HOST PORT --sport S
+
+``udp`` sends one datagram of ``--size`` bytes (a size above the MTU is
+fragmented by the sending kernel) from source port S and prints the first
+line of the answer (with ``--echo`` it also checks that the answer carries
+the datagram back whole, and prints ``echo-ok``); ``tcp-idle`` connects from
+port S, stays idle ``--idle`` seconds, then sends an HTTP request and prints
+the answer's body; ``syn`` sends one bare TCP SYN from port S with a raw
+socket (no handshake follows: a half-open connection).  Exit 1 with a
+one-line reason on a timeout or an error.  Standard library only.
+"""
+
+import argparse
+import hashlib
+import random
+import socket
+import struct
+import sys
+import time
+
+
+def udp(args):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", args.sport))
+    sock.settimeout(args.timeout)
+    payload = (b"ECHO" if args.echo else b"DATA") + bytes(
+        random.Random(args.sport).randrange(256) for _ in range(max(0, args.size - 4)))
+    sock.sendto(payload, (args.host, args.port))
+    answer, _ = sock.recvfrom(65535)
+    line, _, rest = answer.partition(b"\n")
+    name, length, digest = line.decode().split()
+    if int(length) != len(payload) or digest != hashlib.sha1(payload).hexdigest()[:12]:
+        raise SystemExit(f"the server got {length} bytes {digest}, not {len(payload)}")
+    if args.echo and rest != payload:
+        raise SystemExit(f"the echo came back with {len(rest)} bytes, not {len(payload)}")
+    print(name, "echo-ok" if args.echo else "")
+
+
+def tcp_idle(args):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", args.sport))
+    sock.settimeout(args.timeout)
+    sock.connect((args.host, args.port))
+    time.sleep(args.idle)
+    sock.sendall(f"GET / HTTP/1.0\r\nHost: {args.host}\r\n\r\n".encode())
+    data = b""
+    while True:
+        chunk = sock.recv(65535)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    print(data.partition(b"\r\n\r\n")[2].decode())
+
+
+def _checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def syn(args):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    sock.connect((args.host, args.port))
+    src = sock.getsockname()[0]
+    header = struct.pack("!HHIIBBHHH", args.sport, args.port, random.getrandbits(32), 0,
+                         5 << 4, 0x02, 64240, 0, 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(args.host) + struct.pack(
+        "!BBH", 0, socket.IPPROTO_TCP, len(header))
+    header = header[:16] + struct.pack("!H", _checksum(pseudo + header)) + header[18:]
+    sock.send(header)
+    print("sent")
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=("udp", "tcp-idle", "syn"))
+    ap.add_argument("host")
+    ap.add_argument("port", type=int)
+    ap.add_argument("--sport", type=int, required=True)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--echo", action="store_true")
+    ap.add_argument("--idle", type=float, default=0.0)
+    ap.add_argument("--timeout", type=float, default=5.0)
+    args = ap.parse_args(argv[1:])
+    try:
+        {"udp": udp, "tcp-idle": tcp_idle, "syn": syn}[args.mode](args)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"{args.mode} {args.host}:{args.port}: {err}") from None
+
+
+if __name__ == "__main__":
+    main(sys.argv)
