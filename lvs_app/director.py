@@ -40,6 +40,7 @@ from lvs_app.ftpconn import FtpTracker
 from lvs_app.hosts import Hosts
 from lvs_app.model import FTP_CONTROL
 from lvs_app.persistence import Templates
+from lvs_app.recovery import Recovery, flow_stats_request
 from lvs_app.schedulers import SchedKey
 from lvs_app.services import ServiceIndex
 from lvs_app.state import RuntimeState
@@ -67,6 +68,7 @@ class Director:
         self.flows = Flows(self.hosts)
         self.ftp = FtpTracker()
         self.fragments = Fragments()
+        self.recovery = Recovery(self)
         self.templates = Templates(config, self.ids, self.conns, self.flows, lambda: self.index)
         self._index = None
 
@@ -87,13 +89,17 @@ class Director:
 
     # -- switch lifecycle ------------------------------------------------------------
     def switch_connected(self, dpid, ports, now):
-        """A switch connected: wipe our old flows, install the pipeline."""
-        sw = self.conns.add_switch(dpid, ports)
-        out = [(dpid, ofmsg.flow_delete(idmod.cookie_mask()))]
-        out += [(dpid, m) for m in pl.base_flows()]
-        out += self.sync_vips(sw)
-        out += self.resolve_servers([sw], now)
-        return out
+        """A switch connected: ask for its flows; :meth:`recover` goes on from them."""
+        self.conns.add_switch(dpid, ports)
+        return [(dpid, flow_stats_request())]
+
+    def recover(self, dpid, flows, now):
+        """The switch's flows, read back: rebuild its state and reconcile it
+        with the service table (see recovery.py)."""
+        sw = self.switches.get(dpid)
+        if sw is None:
+            return []
+        return self.recovery.recover(sw, flows, now)
 
     def switch_disconnected(self, dpid):
         self.conns.remove_switch(dpid)

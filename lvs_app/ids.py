@@ -2,7 +2,8 @@
 
 Every flow the app installs carries a cookie::
 
-    | 63..56 app tag | 55..48 kind | 47..24 service id | 23..0 server id |
+    | 63..56 app tag | 55..52 pipeline version | 51..48 kind |
+    | 47..24 service id | 23..0 server id |
 
 so that a service's flows, or one server's, are found, counted and deleted by
 cookie mask.  The ids in it must mean the same after a controller restart (a
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 LOG = logging.getLogger(__name__)
 
 APP_TAG = 0x4C               # 'L'
+PIPELINE_VERSION = 0         # raised when the tables change: older flows are rebuilt
 KIND_BASE = 1                # pipeline skeleton (misses, classifier defaults)
 KIND_VIP = 2                 # per-VIP classifier and punt flows
 KIND_CONN = 3                # per-connection forward flow
@@ -37,7 +39,7 @@ KIND_NAMES = {KIND_BASE: "base", KIND_VIP: "vip", KIND_CONN: "conn",
               KIND_FRAG: "fragment"}
 
 TAG_MASK = 0xFF << 56
-KIND_MASK = 0xFF << 48
+KIND_MASK = 0x0F << 48       # the kind, whatever the pipeline version
 SERVICE_MASK = 0xFFFFFF << 24
 SERVER_MASK = 0xFFFFFF
 MAX_ID = 0xFFFFFF
@@ -50,17 +52,20 @@ class Cookie:
     kind: int
     service: int = 0
     server: int = 0
+    version: int = PIPELINE_VERSION
 
     @property
     def value(self):
-        return (APP_TAG << 56) | (self.kind << 48) | (self.service << 24) | self.server
+        return ((APP_TAG << 56) | (self.version << 52) | (self.kind << 48)
+                | (self.service << 24) | self.server)
 
     @classmethod
     def parse(cls, value):
         """The Cookie of one of our flows, or None for a foreign cookie."""
         if value >> 56 != APP_TAG:
             return None
-        return cls((value >> 48) & 0xFF, (value >> 24) & MAX_ID, value & MAX_ID)
+        return cls((value >> 48) & 0x0F, (value >> 24) & MAX_ID, value & MAX_ID,
+                   (value >> 52) & 0x0F)
 
 
 def cookie_mask(kind=None, service=None, server=None):

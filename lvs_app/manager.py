@@ -35,6 +35,24 @@ SENT_LOG_SIZE = 4096        # messages remembered per switch, for OpenFlow error
 SCHEDULER_AGEING = 60.0     # s: lblc/lblcr clean-up (the kernel's 60 s timer)
 HOST_REFRESH = 1.0          # s: ARP retries and stale-MAC probes
 FRAGMENT_EXPIRY = 5.0       # s: forget datagrams whose fragments stopped coming
+RECOVERY_TIMEOUT = 10       # s: a switch that does not send its flows back
+CLAIM_WAIT = 3.0            # s: the first connection of a datapath id may answer
+CLAIM_ECHO = b"lvs_app: are you there?"
+EVENT_QUEUE_LIMIT = 4096    # PacketIns/FlowRemoveds held while a switch recovers
+
+
+class _Recovering:
+    """A switch whose flows are being read back; its events wait."""
+
+    def __init__(self, deadline):
+        self.deadline, self.flows, self.queue = deadline, [], []
+
+
+class _Claim:
+    """A second connection for a connected datapath id, waiting for a verdict."""
+
+    def __init__(self, datapath, ports, deadline):
+        self.datapath, self.ports, self.deadline, self.queue = datapath, ports, deadline, []
 
 
 def ids_path(rules_path):
@@ -57,8 +75,11 @@ class Manager:
             TimedJob("scheduler-ageing", SCHEDULER_AGEING, self.director.age_schedulers),
             TimedJob("host-refresh", HOST_REFRESH, self.director.refresh_hosts),
             TimedJob("fragment-expiry", FRAGMENT_EXPIRY, self.director.fragments.expire),
+            TimedJob("switch-recovery", 1.0, self._recovery_timeouts),
         ], start=clock())
         self.datapaths = {}           # dpid -> object with send_msg(msg)
+        self.recovering = {}          # dpid -> _Recovering: flows being read back
+        self.claims = {}              # dpid -> _Claim: a second connection waiting
         self._xid = 0
         self._sent = {}               # dpid -> {xid: message}
         self.api.listeners.append(self._table_changed)
@@ -77,25 +98,111 @@ class Manager:
     def connection_rows(self):
         return self.director.connections(self.clock())
 
-    # -- events ----------------------------------------------------------------------
+    # -- switches ----------------------------------------------------------------------
     def switch_connected(self, dpid, datapath, ports=None):
+        """A switch connected.  Its flows are read back before anything else
+        (see recovery.py); a second connection claiming a connected datapath
+        id waits until the first one is known to be gone."""
+        current = self.datapaths.get(dpid)
+        if current is not None and current is not datapath:
+            self._claim(dpid, current, datapath, ports)
+            return
+        self._adopt(dpid, datapath, ports)
+
+    def _adopt(self, dpid, datapath, ports):
         self.datapaths[dpid] = datapath
         self._sent[dpid] = [None] * SENT_LOG_SIZE
+        self.recovering[dpid] = _Recovering(self.clock() + RECOVERY_TIMEOUT)
         self._handle(self.director.switch_connected, dpid, ports or {}, self.clock())
+
+    def flow_stats(self, dpid, body, more=False):
+        """A part of a flow statistics reply (``more``: further parts follow)."""
+        recovering = self.recovering.get(dpid)
+        if recovering is None:
+            return
+        recovering.flows += body
+        if not more:
+            self._recovered(dpid)
+
+    def _recovered(self, dpid):
+        recovering = self.recovering.pop(dpid)
+        self._handle(self.director.recover, dpid, recovering.flows, self.clock())
+        for event in recovering.queue:          # what came meanwhile, in order
+            event()
+
+    def _recovery_timeouts(self, now):
+        """Timed job: a switch that does not answer the flow statistics request
+        is handled from nothing (its flows stay; their FlowRemoveds are ignored)."""
+        for dpid in [d for d, r in self.recovering.items() if r.deadline <= now]:
+            LOG.warning("lvs_app: switch %016x did not send its flows within %ds: "
+                        "starting without them", dpid, RECOVERY_TIMEOUT)
+            self._recovered(dpid)
+        for dpid in [d for d, c in self.claims.items() if c.deadline <= now]:
+            claim = self.claims.pop(dpid)
+            LOG.warning("lvs_app: switch %016x: the first connection did not answer: the "
+                        "second one takes over", dpid)
+            self.switch_disconnected(dpid)
+            self._adopt(dpid, claim.datapath, claim.ports)
+            for event in claim.queue:
+                event()
+        return []
+
+    def _claim(self, dpid, current, datapath, ports):
+        """A second connection for a connected datapath id: ask the first one
+        (an echo request); it is refused if the first one answers in time."""
+        LOG.warning("lvs_app: switch %016x: a second connection claims this datapath id; "
+                    "asking the first one", dpid)
+        self.claims[dpid] = _Claim(datapath, ports, self.clock() + CLAIM_WAIT)
+        self.send([(dpid, parser.OFPEchoRequest(None, data=CLAIM_ECHO))])
+
+    def echo_reply(self, dpid, datapath, data):
+        """An echo reply: the first connection of a claimed datapath id lives."""
+        claim = self.claims.get(dpid)
+        if claim is None or data != CLAIM_ECHO or datapath is not self.datapaths.get(dpid):
+            return
+        del self.claims[dpid]
+        LOG.warning("lvs_app: switch %016x: the first connection answers: the second one is "
+                    "refused", dpid)
+        close = getattr(claim.datapath, "close", None)
+        if close is not None:
+            close()
 
     def switch_disconnected(self, dpid, datapath=None):
         """A switch went away (``datapath``: only if it is still the current one)."""
+        claim = self.claims.get(dpid)
+        if claim is not None and datapath is claim.datapath:
+            del self.claims[dpid]
+            return False
         if datapath is not None and self.datapaths.get(dpid) is not datapath:
             return False
         self.datapaths.pop(dpid, None)
         self._sent.pop(dpid, None)
+        self.recovering.pop(dpid, None)
         self.director.switch_disconnected(dpid)
         return True
+
+    def _queued(self, dpid, datapath, event):
+        """True when the event must wait (recovery or a claim) and was queued."""
+        claim = self.claims.get(dpid)
+        if claim is not None and datapath is claim.datapath:
+            if len(claim.queue) < EVENT_QUEUE_LIMIT:
+                claim.queue.append(event)
+            return True
+        recovering = self.recovering.get(dpid)
+        if recovering is not None:
+            if len(recovering.queue) < EVENT_QUEUE_LIMIT:
+                recovering.queue.append(event)
+            return True
+        return False
 
     def ports_changed(self, dpid, ports):
         self.director.ports_changed(dpid, ports)
 
-    def packet_in(self, dpid, in_port, data, table_id):
+    def packet_in(self, dpid, in_port, data, table_id, datapath=None):
+        """A PacketIn (``datapath``: the connection it came on, when known)."""
+        if (self.recovering or self.claims) and self._queued(
+                dpid, datapath, lambda: self.packet_in(dpid, in_port, data, table_id)):
+            return
         # the hot path: _handle's work, without its generic call
         try:
             messages = self.director.packet_in(dpid, in_port, data, table_id, self.clock())
@@ -104,7 +211,12 @@ class Manager:
             return
         self.send(messages)
 
-    def flow_removed(self, dpid, cookie, match, duration, reason, packet_count=0):
+    def flow_removed(self, dpid, cookie, match, duration, reason, packet_count=0,
+                     datapath=None):
+        if (self.recovering or self.claims) and self._queued(
+                dpid, datapath, lambda: self.flow_removed(dpid, cookie, match, duration,
+                                                          reason, packet_count)):
+            return
         self._handle(self.director.flow_removed, dpid, cookie, match, duration, self.clock(),
                      reason, packet_count)
 

@@ -94,6 +94,11 @@ def mac_text(raw):
     return ":".join(f"{b:02x}" for b in raw)
 
 
+def mac_bytes(text):
+    """``02:00:0a:00:00:01`` -> 6 bytes."""
+    return bytes.fromhex(text.replace(":", ""))
+
+
 def ip_text(value):
     return str(ipaddress.IPv4Address(value))
 

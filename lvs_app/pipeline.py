@@ -101,10 +101,11 @@ class Table:
     # -- checking ----------------------------------------------------------------
     def check(self, priority, match, instructions, cookie):
         """Raise PipelineError if a flow with these parts breaks the declaration."""
-        if cookie >> 56 != ids.APP_TAG or (cookie >> 48) & 0xFF not in ids.KIND_NAMES:
+        if (cookie >> 56 != ids.APP_TAG or (cookie >> 48) & 0x0F not in ids.KIND_NAMES
+                or (cookie >> 52) & 0x0F != ids.PIPELINE_VERSION):
             raise PipelineError(f"table {self.name}: cookie {cookie:#x} is not in the app's "
                                 "cookie layout")
-        kind = (cookie >> 48) & 0xFF
+        kind = (cookie >> 48) & 0x0F
         if kind not in self.kinds:
             raise PipelineError(f"table {self.name} does not hold {ids.KIND_NAMES[kind]} flows")
         if priority not in self._priority_values:

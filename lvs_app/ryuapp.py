@@ -86,17 +86,28 @@ class LVSDirector(app_manager.RyuApp):
         if datapath.id is not None and self.manager.switch_disconnected(datapath.id, datapath):
             LOG.info("lvs_app: switch %016x disconnected", datapath.id)
 
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats(self, ev):
+        msg = ev.msg
+        self.manager.flow_stats(msg.datapath.id, msg.body,
+                                bool(msg.flags & ofproto_v1_3.OFPMPF_REPLY_MORE))
+
+    @set_ev_cls(ofp_event.EventOFPEchoReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _echo_reply(self, ev):
+        self.manager.echo_reply(ev.msg.datapath.id, ev.msg.datapath, ev.msg.data)
+
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev):
         msg = ev.msg
-        self.manager.packet_in(msg.datapath.id, msg.match["in_port"], msg.data, msg.table_id)
+        self.manager.packet_in(msg.datapath.id, msg.match["in_port"], msg.data, msg.table_id,
+                               msg.datapath)
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev):
         msg = ev.msg
         self.manager.flow_removed(msg.datapath.id, msg.cookie, msg.match,
                                   msg.duration_sec + msg.duration_nsec / 1e9, msg.reason,
-                                  msg.packet_count)
+                                  msg.packet_count, msg.datapath)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev):

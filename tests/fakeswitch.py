@@ -2239,6 +2239,22 @@ class FakeSwitch(object):
                 out.append(f)
         return out
 
+    def flow_stats(self, request):
+        """The body of the reply to an OFPFlowStatsRequest: OFPFlowStats
+        objects for the flows it selects (table, cookie/mask), durations and
+        counters on the switch clock, as OVS answers."""
+        table_id = None if request.table_id == ofp.OFPTT_ALL else request.table_id
+        out = []
+        for f in self.flows(table_id, request.cookie, request.cookie_mask):
+            dur = max(0.0, self.now - f.installed_at)
+            out.append(parser.OFPFlowStats(
+                table_id=f.table_id, duration_sec=int(dur),
+                duration_nsec=int(round((dur - int(dur)) * 1e9)), priority=f.priority,
+                idle_timeout=f.idle_timeout, hard_timeout=f.hard_timeout, flags=f.flags,
+                cookie=f.cookie, packet_count=f.packet_count, byte_count=f.byte_count,
+                match=parser.OFPMatch(**f.match), instructions=list(f.instructions)))
+        return out
+
     def find_flow(self, table_id=None, cookie=None, cookie_mask=None,
                   priority=None, match=None, **fields):
         """The first flow of :meth:`flows` (keyword fields join ``match``)."""

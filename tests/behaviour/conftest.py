@@ -60,28 +60,56 @@ class LabDatapath:
 
     def __init__(self, lab, dpid=1):
         self.lab, self.id = lab, dpid
+        self.closed = False
+        self.echoes = []           # echo requests the manager sent on this connection
+
+    def close(self):
+        self.closed = True
 
     def send_msg(self, msg):
         if type(msg).__name__ == "OFPFlowMod":
             pl.check(msg)
+        if type(msg).__name__ == "OFPFlowStatsRequest":
+            self.lab.replies.append((self.id, self.lab.sw.flow_stats(msg)))
+            return
+        if type(msg).__name__ == "OFPEchoRequest":
+            self.echoes.append(msg)
+            return
         self.lab.outbox += self.lab.sw.apply(msg)
 
 
 class DirectorLab:
-    def __init__(self, n_ports=24):
+    def __init__(self, n_ports=24, rules_path=None):
         self.clock = FakeClock()
-        self.manager = Manager(clock=lambda: self.clock.now, strict=True)
-        self.api = self.manager.api
-        self.director = self.manager.director
-        self.client = InProcessClient(RestApp(self.api), self._settle)
+        self.rules_path = rules_path
         self.sw = FakeSwitch(dpid=1, n_tables=pl.N_TABLES, ports=range(1, n_ports + 1),
                              clock=self.clock)
         self.hosts = {}            # ip -> port (hosts that answer ARP)
         self.outbox = []           # (port, packet) that left the switch, not yet read
-        self.manager.switch_connected(1, LabDatapath(self), {TUNNEL_PORT: "vxlan0"})
-        self._settle()
+        self.replies = []          # (dpid, flow stats) the switch owes the manager
+        self._start_controller()
         for ip, port in SERVERS.items():
             self.add_host(ip, port)
+
+    def _start_controller(self):
+        """A controller (the Manager the shim builds) and the switch connecting to it."""
+        self.manager = Manager(rules_path=self.rules_path, clock=lambda: self.clock.now,
+                               strict=True)
+        self.manager.load_rules()
+        self.api = self.manager.api
+        self.director = self.manager.director
+        self.client = InProcessClient(RestApp(self.api), self._settle)
+        self.datapath = LabDatapath(self)
+        self.manager.switch_connected(1, self.datapath, {TUNNEL_PORT: "vxlan0"})
+        self._settle()
+
+    def restart_controller(self):
+        """kill -9 of the controller and a new one with the same rules file:
+        the switch keeps its flows and connects to the new controller."""
+        self.outbox, self.replies = [], []
+        self.sw.packet_ins.clear()
+        self.sw.flow_removed.clear()
+        self._start_controller()
 
     @property
     def now(self):
@@ -106,6 +134,10 @@ class DirectorLab:
         while True:
             outputs += self.outbox
             self.outbox = []
+            if self.replies:
+                dpid, body = self.replies.pop(0)
+                self.manager.flow_stats(dpid, body)
+                continue
             if not (self.sw.packet_ins or self.sw.flow_removed):
                 break
             for rec in self.sw.take_packet_ins():

@@ -33,6 +33,12 @@ class RecordingDatapath:
         self.sent.append(msg)
 
 
+def connect(manager, datapath, flows=()):
+    """A switch connects and sends back ``flows`` (its flow statistics)."""
+    manager.switch_connected(datapath.id, datapath)
+    manager.flow_stats(datapath.id, list(flows))
+
+
 def web_service(manager, method="masq"):
     manager.api.add_service({"protocol": "tcp", "address": "10.0.0.100", "port": 80,
                              "scheduler": "rr"})
@@ -65,7 +71,10 @@ def test_the_shim_builds_a_manager_and_hands_it_every_event():
     app._switch_features(event(datapath=datapath))
     assert app.manager.datapaths[1] is datapath
     kinds = [type(m).__name__ for m in datapath.sent]
-    assert kinds[0] == "OFPPortDescStatsRequest" and "OFPFlowMod" in kinds
+    assert kinds == ["OFPPortDescStatsRequest", "OFPFlowStatsRequest"]   # flows first
+    app._flow_stats(event(datapath=datapath, body=[], flags=0))
+    kinds = [type(m).__name__ for m in datapath.sent]
+    assert "OFPFlowMod" in kinds
     app._port_desc(event(datapath=datapath, body=[SimpleNamespace(port_no=5, name=b"vxlan0")]))
     assert app.manager.director.switches[1].tunnel_port == 5
 
@@ -97,6 +106,7 @@ def test_the_shim_logs_an_openflow_error_with_the_message_that_caused_it(caplog)
     app = LVSDirector(wsgi=FakeWsgi())
     datapath = RecordingDatapath()
     app._switch_features(event(datapath=datapath))
+    app._flow_stats(event(datapath=datapath, body=[], flags=0))
     flow = next(m for m in datapath.sent if type(m).__name__ == "OFPFlowMod"
                 and m.command == ofp.OFPFC_ADD)
     with caplog.at_level(logging.ERROR, logger="lvs_app"):
@@ -128,7 +138,7 @@ def test_a_flow_that_breaks_the_pipeline_is_not_sent_and_the_controller_goes_on(
 
     manager = Manager()
     datapath = RecordingDatapath()
-    manager.switch_connected(1, datapath)
+    connect(manager, datapath)
     manager.director.packet_in = breaks
     before = len(datapath.sent)
     with caplog.at_level(logging.ERROR, logger="lvs_app"):
@@ -176,7 +186,8 @@ def test_a_timed_job_declaration_is_checked():
 def test_the_manager_declares_its_jobs_and_ticks_them_on_its_clock():
     clock = FakeClock()
     manager = Manager(clock=lambda: clock.now)
-    assert set(manager.jobs.jobs) == {"scheduler-ageing", "host-refresh", "fragment-expiry"}
+    assert set(manager.jobs.jobs) == {"scheduler-ageing", "host-refresh", "fragment-expiry",
+                                      "switch-recovery"}
     datapath = RecordingDatapath()
     manager.switch_connected(1, datapath)
     web_service(manager)                           # 10.0.0.11's MAC is asked for once
@@ -198,7 +209,7 @@ def test_servers_configured_before_any_switch_are_asked_for_when_one_connects(ca
     manager.tick()                                 # no switch yet: nothing to do, no error
     assert "failed" not in caplog.text
     datapath = RecordingDatapath()
-    manager.switch_connected(1, datapath)
+    connect(manager, datapath)
     probes = [m for m in datapath.sent if type(m).__name__ == "OFPPacketOut"]
     assert len(probes) == 1
 
@@ -245,7 +256,7 @@ def test_an_unreadable_ids_file_numbers_afresh(tmp_path, caplog):
 def test_cookies_name_the_service_and_server_numbers():
     manager = Manager()
     datapath = RecordingDatapath()
-    manager.switch_connected(1, datapath)
+    connect(manager, datapath)
     web_service(manager, method="droute")
     manager.director.hosts.macs[0x0A00000B] = bytes.fromhex("02000a00000b")
     manager.packet_in(1, 1, packet_to_bytes(tcp("10.0.1.1", "10.0.0.100", 40000, 80)), 1)
