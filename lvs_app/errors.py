@@ -35,3 +35,13 @@ class NotFound(LvsError):
 class Conflict(LvsError):
     status = 409
     kind = "conflict"
+
+
+class TooLarge(LvsError):
+    status = 413
+    kind = "too-large"
+
+
+class UnsupportedMediaType(LvsError):
+    status = 415
+    kind = "unsupported-media-type"
