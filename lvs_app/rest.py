@@ -5,10 +5,13 @@ tests drive it with webob requests; :func:`register` mounts it on Ryu's WSGI
 server under ``/ipvs``.  The resource layout is documented in the README.
 
 Errors: ``{"error": {"status": 404, "kind": "not-found", "message": "..."}}``
-with 400 (malformed), 404 (unknown object), 405 (method), 409 (duplicate or
-in use), 413 (body too large).  A malformed request -- a path that is not
-UTF-8, a body over its limit, JSON nested too deeply or holding lone
-surrogates -- is a 4xx in this envelope, never a traceback.
+with 400 (malformed), 401 (no or wrong token), 403 (a write from a web
+page), 404 (unknown object), 405 (method), 409 (duplicate or in use), 413
+(body too large), 415 (a write's Content-Type), 421 (a Host that is not
+loopback).  A malformed request -- a path that is not UTF-8, a body over its
+limit, JSON nested too deeply or holding lone surrogates -- is a 4xx in this
+envelope, never a traceback.  Who may call is :mod:`lvs_app.access`'s
+business; this module only applies it.
 """
 
 import json
@@ -17,7 +20,8 @@ import re
 
 import webob
 
-from lvs_app.errors import TooLarge
+from lvs_app.access import READ_METHODS, Access
+from lvs_app.errors import TooLarge, UnsupportedMediaType
 from lvs_app.model import BadRequest, LvsError, NotFound
 
 LOG = logging.getLogger(__name__)
@@ -26,6 +30,10 @@ MAX_JSON_BODY = 1 << 20      # bytes: a JSON request body
 MAX_RULES_BODY = 16 << 20    # bytes: rules text (PUT/POST /ipvs/rules)
 MAX_JSON_DEPTH = 32          # nested arrays/objects; the API's bodies use 2
 BODY_LIMITS = {"json": MAX_JSON_BODY, "text": MAX_RULES_BODY, None: MAX_JSON_BODY}  # None: no body
+# What a write must say its body is; a form (what a cross-origin web page can
+# post without asking) is never accepted.  A route without a body takes none.
+MEDIA_TYPES = {"json": ("application/json",), "text": ("text/plain",),
+               None: ("", "application/json")}
 
 SID = r"(?P<sid>[^/]+)"
 RID = r"(?P<rid>[^/]+)"
@@ -64,7 +72,9 @@ def _json_response(status, payload):
 
 
 def _error_response(err):
-    return _json_response(err.status, err.to_dict())
+    response = _json_response(err.status, err.to_dict())
+    response.headers.update(err.headers)
+    return response
 
 
 class MethodNotAllowed(LvsError):
@@ -75,8 +85,9 @@ class MethodNotAllowed(LvsError):
 class RestApp:
     """WSGI application for the ``/ipvs`` resources of one DirectorAPI."""
 
-    def __init__(self, api):
+    def __init__(self, api, access=None):
         self.api = api
+        self.access = access or Access()     # loopback Host check, no token
 
     def __call__(self, environ, start_response):
         request = webob.Request(environ)
@@ -84,6 +95,7 @@ class RestApp:
 
     def handle(self, request):
         try:
+            self.access.check(request.environ)
             return self._dispatch(request)
         except LvsError as err:
             return _error_response(err)
@@ -104,6 +116,8 @@ class RestApp:
                                        f"use {', '.join(sorted(methods))}")
             name, takes = methods[request.method]
             what = f"{request.method} {path}"
+            if request.method not in READ_METHODS:
+                _check_media_type(request, takes, what)
             args = {k: v for k, v in match.groupdict().items() if v is not None}
             raw = _read_body(request, BODY_LIMITS[takes], what)
             if takes == "json":
@@ -145,6 +159,25 @@ def _request_path(request):
     except UnicodeError:
         shown = raw.encode("latin-1", "replace").decode("utf-8", "backslashreplace")
         raise BadRequest(f"request path {shown} is not UTF-8 once percent-decoded") from None
+
+
+def _media_type(environ):
+    """The Content-Type sent, without parameters; "" when none was sent."""
+    raw = environ.get("headers_raw")        # eventlet: the headers as they came
+    if raw is not None and not any(name.lower() == "content-type" for name, _ in raw):
+        return ""                           # eventlet says "text/plain" for none
+    return (environ.get("CONTENT_TYPE") or "").partition(";")[0].strip().lower()
+
+
+def _check_media_type(request, takes, what):
+    media = _media_type(request.environ)
+    if media in MEDIA_TYPES[takes]:
+        return
+    if takes is None:
+        raise UnsupportedMediaType(f"{what} takes no body; got Content-Type {media!r}")
+    got = f"Content-Type {media!r}" if media else "no Content-Type"
+    raise UnsupportedMediaType(f"{what}: send the body as Content-Type: "
+                               f"{MEDIA_TYPES[takes][0]} (got {got})")
 
 
 def _read_body(request, limit, what):
@@ -211,7 +244,7 @@ def _text_body(raw, what):
         raise BadRequest(f"{what}: rules text must be UTF-8") from None
 
 
-def register(wsgi_app, api):
+def register(wsgi_app, api, access=None):
     """Mount a RestApp for ``api`` on Ryu's WSGIApplication under ``/ipvs``."""
     from ryu.app.wsgi import ControllerBase
 
@@ -223,7 +256,7 @@ def register(wsgi_app, api):
         def dispatch(self, req, **_):
             return self.rest.handle(req)
 
-    rest = RestApp(api)
+    rest = RestApp(api, access)
     wsgi_app.registory[IpvsController.__name__] = rest
     wsgi_app.mapper.connect("ipvs", "/ipvs{tail:(/.*)?}",
                             controller=IpvsController, action="dispatch")

@@ -41,8 +41,10 @@ class InProcessClient:
         req = webob.Request.blank(path, method=method)
         if isinstance(body, str):
             req.body = body.encode()
+            req.content_type = "text/plain"
         elif body is not None:
             req.body = json.dumps(body).encode()
+            req.content_type = "application/json"
         resp = req.get_response(self.app)
         self.settle()
         if resp.status_int >= 400:

@@ -124,3 +124,24 @@ def test_garbage_on_the_socket_gets_no_traceback(ctl):
         else:
             assert b"Error code: 400" in answer, answer
     assert http(ctl, "GET", "/ipvs")[0] == 200
+
+
+def test_dns_rebinding_form_posts_and_web_pages_are_refused_through_ryu(ctl):
+    before = table(ctl)
+    assert error(http(ctl, "GET", "/ipvs", headers={"Host": "rebound.example:8080"}), 421) == (
+        "Host 'rebound.example:8080' is not this controller: REST listens on loopback and "
+        "answers localhost, 127.0.0.1 or [::1] only")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert error(http(ctl, "POST", "/ipvs/services", "protocol=tcp", form), 415).startswith(
+        "POST /ipvs/services: send the body as Content-Type: application/json")
+    assert error(http(ctl, "POST", "/ipvs/rules", "-C #=", form), 415).startswith(
+        "POST /ipvs/rules: send the body as Content-Type: text/plain")
+    # no Content-Type at all: eventlet passes "text/plain" on; it is still refused
+    assert error(http(ctl, "POST", "/ipvs/services", "{}"), 415).endswith("(got no Content-Type)")
+    assert error(http(ctl, "POST", "/ipvs/zero", "", form), 415) == \
+        "POST /ipvs/zero takes no body; got Content-Type 'application/x-www-form-urlencoded'"
+    page = {"Content-Type": "text/plain", "Origin": "http://attacker.example"}
+    assert error(http(ctl, "POST", "/ipvs/rules", "-C #=", page), 403).startswith(
+        "changes from web pages are refused")
+    assert table(ctl) == before
+    assert http(ctl, "POST", "/ipvs/zero")[0] == 204          # bodyless, no Content-Type

@@ -139,7 +139,8 @@ def test_errors_are_json_and_change_nothing(client, method, path, body, status, 
 
 
 def test_malformed_json_is_400(client):
-    req = webob.Request.blank("/ipvs/services", method="POST", body=b"{nope")
+    req = webob.Request.blank("/ipvs/services", method="POST", body=b"{nope",
+                              content_type="application/json")
     resp = req.get_response(client.app)
     assert resp.status_int == 400
     assert json.loads(resp.body)["error"]["message"].startswith(
