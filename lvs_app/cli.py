@@ -52,6 +52,10 @@ class Unreachable(Exception):
     """The controller could not be reached."""
 
 
+class Unusable(Exception):
+    """lvsadm's own settings (server URL, token) cannot be used."""
+
+
 class Client:
     """A minimal JSON/text client for the lvs_app REST API.
 
@@ -152,10 +156,6 @@ def _pop_own_options(argv):
     return found, rest
 
 
-class Unusable(Exception):
-    """lvsadm's own settings (server URL, token) cannot be used."""
-
-
 def server_url(given):
     """The controller's URL, checked: from ``--server``, $LVSADM_SERVER or the default."""
     if given is not None:
@@ -167,7 +167,7 @@ def server_url(given):
     rule = "must be http://HOST[:PORT] or https://HOST[:PORT]"
     try:
         parts = urllib.parse.urlsplit(url)
-        parts.port                           # ValueError: not a number, out of range
+        _ = parts.port                       # ValueError: not a number, out of range
     except ValueError as err:
         raise Unusable(f"{source} {url!r}: {err}; the URL {rule}") from None
     if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query

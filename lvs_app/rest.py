@@ -187,10 +187,11 @@ def _read_body(request, limit, what):
     if length:
         if not re.fullmatch(r"[0-9]+", length):
             raise BadRequest(f"{what}: Content-Length {length[:40]!r} is not a number")
-        if len(length) > 12 or int(length) > limit:
+        if len(length) > 18 or int(length) > limit:      # 18 digits: int() stays cheap
             raise TooLarge(f"{what}: request body of {length[:40]} bytes is over the "
                            f"limit of {limit} bytes")
-        return environ["wsgi.input"].read(int(length)) if int(length) else b""
+        size = int(length)
+        return environ["wsgi.input"].read(size) if size else b""
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     if not (chunked or environ.get("wsgi.input_terminated")):
         return b""

@@ -1,6 +1,5 @@
 """The rules file and its ids file: durable rewrites, the previous version, clean-up."""
 
-import ipaddress
 import os
 import stat
 import subprocess
@@ -172,6 +171,6 @@ def test_keeping_the_previous_version_works_without_hard_links(rules, monkeypatc
     api = DirectorAPI(rules_path=str(rules))
     api.add_service(dict(SERVICE))
     monkeypatch.setattr(atomicfile.os, "link", no_links)
-    api.add_server("tcp-10.0.0.100-80", {"address": ipaddress.ip_address("10.0.0.11").exploded})
+    api.add_server("tcp-10.0.0.100-80", {"address": "10.0.0.11"})
     assert (rules.parent / "lvs.rules.prev").read_text() == "-A -t 10.0.0.100:80 -s wlc\n"
     assert [p.name for p in rules.parent.iterdir() if p.name.startswith(".lvs-")] == []
