@@ -13,10 +13,10 @@ Stdlib only, plus the model and the ipvsadm text module.
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 
 from lvs_app import ipvsadm
+from lvs_app.atomicfile import previous_path, remove_stale_temporaries, write_atomic
 from lvs_app.model import (CONN_TAB_SIZE, IPVS_VERSION, BadRequest, LvsError, ServiceKey, parse_ip,
                            parse_service_id, service_key)
 
@@ -27,6 +27,10 @@ SETTINGS = {
     "expire_quiescent_template": (False, "a template to a weight-0 server is not used"),
     "expire_nodest_conn": (False, "connections of a deleted real server are removed at once"),
 }
+
+# What the rules file holds for an empty table: never zero bytes, so that a
+# zero-length file can only be a truncated one (see load_rules).
+EMPTY_RULES = "# lvs_app: no virtual services\n"
 
 
 @dataclass
@@ -76,6 +80,7 @@ class DirectorAPI:
         from lvs_app.model import ServiceTable
         self.table = ServiceTable()
         self.rules_path = rules_path
+        self._saved_text = None       # what the rules file holds, when known
         self.settings = {name: default for name, (default, _) in SETTINGS.items()}
         self.settings.update(settings or {})
         self.listeners = []
@@ -85,20 +90,47 @@ class DirectorAPI:
 
     # -- start-up ------------------------------------------------------
     def load_rules(self):
-        """Load the rules file, if it exists; a bad file is refused whole."""
-        if not self.rules_path or not os.path.exists(self.rules_path):
+        """Load the rules file, if it exists; a bad file is refused whole.
+
+        Temporaries left by an interrupted rewrite are removed first.  A
+        zero-length file while ``FILE.prev`` has content is refused (it was
+        truncated, or emptied by hand): the operator decides which table is
+        meant, the controller does not come up empty or with old rules.
+        """
+        if not self.rules_path:
+            return False
+        remove_stale_temporaries(self.rules_path, "rules")
+        if not os.path.exists(self.rules_path):
             return False
         try:
             with open(self.rules_path, encoding="utf-8") as handle:
                 text = handle.read()
         except OSError as err:
             raise BadRequest(f"rules file {self.rules_path}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise BadRequest(f"rules file {self.rules_path}: not UTF-8 text") from None
+        if not text:
+            self._refuse_truncated()
         try:
             self.table = ipvsadm.restore(self.table, text, replace=True)
         except LvsError as err:
             raise type(err)(f"rules file {self.rules_path}: {err.message}") from None
+        self._saved_text = text
         self._notify(Change("table-replaced"))
         return True
+
+    def _refuse_truncated(self):
+        previous = previous_path(self.rules_path)
+        try:
+            size = os.path.getsize(previous)
+        except OSError:
+            return                        # no previous version: empty is empty
+        if size:
+            raise BadRequest(
+                f"rules file {self.rules_path} is empty but {previous} is not "
+                f"({size} bytes): it may have been truncated; copy {previous} to "
+                f"{self.rules_path} to start with it, or delete {previous} to start "
+                "with an empty table")
 
     # -- plumbing ------------------------------------------------------
     def _notify(self, change):
@@ -114,17 +146,22 @@ class DirectorAPI:
                                    self.marks())
 
     def save_rules(self):
-        """Rewrite the rules file atomically (write a temporary file, rename)."""
+        """Rewrite the rules file durably, keeping the version before as FILE.prev.
+
+        See :mod:`lvs_app.atomicfile`; an unchanged text is not rewritten, so
+        FILE.prev stays the table before the last real change.
+        """
         if not self.rules_path:
             return
-        directory = os.path.dirname(os.path.abspath(self.rules_path))
+        text = self.rules_text() or EMPTY_RULES
+        if text == self._saved_text:
+            return
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".lvs-rules-", dir=directory)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(self.rules_text())
-            os.replace(tmp, self.rules_path)
+            write_atomic(self.rules_path, text, "rules", keep_previous=True)
         except OSError as err:
             LOG.error("rules file %s could not be written: %s", self.rules_path, err)
+            return
+        self._saved_text = text
 
     # -- reading -------------------------------------------------------
     def snapshot(self):

@@ -5,7 +5,9 @@ command line locally first (a usage error is printed and nothing is sent),
 then makes one REST call and prints what ipvsadm would print.
 
 The controller: ``--server URL`` (anywhere on the command line), else the
-``LVSADM_SERVER`` environment variable, else ``http://127.0.0.1:8080``.
+``LVSADM_SERVER`` environment variable, else ``http://127.0.0.1:8080``.  The
+REST token, when the controller wants one: ``--token-file FILE`` (anywhere),
+else the ``LVSADM_TOKEN`` environment variable (the token itself).
 
 Exit codes follow ipvsadm 1.31:
 
@@ -16,9 +18,11 @@ Exit codes follow ipvsadm 1.31:
   -R, marks): ipvsadm prints ``ipvs_strerror()`` and returns -1 from main;
 * 1 when a listing fails (ipvsadm's ``list_service``/``list_all`` call
   ``exit(1)``, e.g. ``-L -t`` of a service that does not exist), and when the
-  controller cannot be reached or answers with something that is not the API.
+  controller cannot be reached or answers with something that is not the API,
+  and when the server URL or the token cannot be used (``lvsadm: ...``).
 """
 
+import http.client
 import json
 import os
 import sys
@@ -26,7 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from lvs_app import ipvsadm
+from lvs_app import access, ipvsadm
 from lvs_app.ipvsadm import DEFAULT_SERVER, UsageError
 
 TIMEOUT = 30            # seconds for one REST call
@@ -48,15 +52,27 @@ class Unreachable(Exception):
     """The controller could not be reached."""
 
 
-class Client:
-    """A minimal JSON/text client for the lvs_app REST API."""
+class Unusable(Exception):
+    """lvsadm's own settings (server URL, token) cannot be used."""
 
-    def __init__(self, base_url):
+
+class Client:
+    """A minimal JSON/text client for the lvs_app REST API.
+
+    :meth:`request` builds what lvsadm sends (the Content-Type of each body,
+    the bearer token); :meth:`exchange` carries it over HTTP, and is all a
+    test replaces to answer from an in-process REST app.
+    """
+
+    def __init__(self, base_url, token=None):
         self.base_url = base_url.rstrip("/")
+        self.token = token
 
     def request(self, method, path, body=None):
         """One call; returns decoded JSON, text, or None for an empty answer."""
         headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         data = None
         if isinstance(body, str):
             data = body.encode()
@@ -64,19 +80,25 @@ class Client:
         elif body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        status, content_type, raw = self.exchange(method, path, data, headers)
+        if status >= 400:
+            raise ApiError(status, _error_message(status, raw))
+        return _decode(raw, content_type)
+
+    def exchange(self, method, path, data, headers):
+        """Send one request; (status, Content-Type, body bytes) or Unreachable."""
         req = urllib.request.Request(self.base_url + path, data=data, method=method,
                                      headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
-                return _decode(resp.read(), resp.headers.get("Content-Type", ""))
+                return resp.status, resp.headers.get("Content-Type", ""), resp.read()
         except urllib.error.HTTPError as err:
-            raw = err.read()
-            raise ApiError(err.code, _error_message(err.code, raw, err.reason)) from None
+            return err.code, err.headers.get("Content-Type", ""), err.read()
         except urllib.error.URLError as err:
             reason = getattr(err.reason, "strerror", None) or err.reason
             raise Unreachable(f"cannot connect to the lvs_app controller at "
                               f"{self.base_url}: {reason}") from None
-        except (OSError, ValueError) as err:   # timeouts, resets, bad URLs
+        except (OSError, ValueError, http.client.HTTPException) as err:  # timeouts, resets
             raise Unreachable(f"cannot talk to the lvs_app controller at "
                               f"{self.base_url}: {err}") from None
 
@@ -90,7 +112,7 @@ def _decode(raw, content_type):
     return text
 
 
-def _error_message(status, raw, reason):
+def _error_message(status, raw):
     """The ``{"error": {"message": ...}}`` envelope's message, or something readable."""
     text = raw.decode("utf-8", "replace") if raw else ""
     try:
@@ -100,29 +122,72 @@ def _error_message(status, raw, reason):
             return message
     except (ValueError, KeyError, TypeError):
         pass
-    return f"HTTP {status} {reason}" + (f": {text.strip()}" if text.strip() else "")
+    reason = http.client.responses.get(status, "")
+    first = text.strip().splitlines()[0][:200] if text.strip() else ""
+    return f"HTTP {status} {reason}" + (f": {first}" if first else "")
 
 
-def _pop_server(argv):
-    """Take ``--server URL`` / ``--server=URL`` out of argv (before any ``--``)."""
-    server, rest, i = None, [], 0
+# lvsadm's own options, taken out of the command line wherever they are
+OWN_OPTIONS = ("--server", "--token-file")
+
+
+def _pop_own_options(argv):
+    """Take ``--server URL`` and ``--token-file FILE`` (or ``--opt=value``) out of argv.
+
+    Returns ({option: value}, the rest); stops at ``--``.
+    """
+    found, rest, i = {}, [], 0
     while i < len(argv):
         word = argv[i]
         if word == "--":
             rest.extend(argv[i:])
             break
-        if word == "--server":
+        name, eq, value = word.partition("=")
+        if name in OWN_OPTIONS and eq:
+            found[name] = value
+        elif word in OWN_OPTIONS:
             if i + 1 >= len(argv):
-                raise UsageError("--server: missing argument", exit_code=255)
-            server = argv[i + 1]
-            i += 2
-            continue
-        if word.startswith("--server="):
-            server = word[len("--server="):]
+                raise UsageError(f"{word}: missing argument", exit_code=255)
+            found[word] = argv[i + 1]
+            i += 1
         else:
             rest.append(word)
         i += 1
-    return server, rest
+    return found, rest
+
+
+def server_url(given):
+    """The controller's URL, checked: from ``--server``, $LVSADM_SERVER or the default."""
+    if given is not None:
+        url, source = given, "--server"
+    elif os.environ.get("LVSADM_SERVER"):
+        url, source = os.environ["LVSADM_SERVER"], "$LVSADM_SERVER"
+    else:
+        return DEFAULT_SERVER
+    rule = "must be http://HOST[:PORT] or https://HOST[:PORT]"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port                       # ValueError: not a number, out of range
+    except ValueError as err:
+        raise Unusable(f"{source} {url!r}: {err}; the URL {rule}") from None
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+            or parts.fragment or "@" in parts.netloc
+            or any(c.isspace() or not c.isprintable() for c in url)):
+        raise Unusable(f"{source} {url!r}: the URL {rule}")
+    return url
+
+
+def bearer_token(token_file):
+    """The REST token: from ``--token-file FILE``, else $LVSADM_TOKEN, else None."""
+    try:
+        if token_file is not None:
+            return access.read_token(token_file)
+        if os.environ.get("LVSADM_TOKEN"):
+            return access.check_token(os.environ["LVSADM_TOKEN"].encode("utf-8", "replace"),
+                                      "$LVSADM_TOKEN")
+    except access.AccessConfigError as err:
+        raise Unusable(err.message) from None
+    return None
 
 
 def _seg(text):
@@ -212,7 +277,7 @@ def main(argv=None):
     """The ``lvsadm`` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        server, argv = _pop_server(argv)
+        own, argv = _pop_own_options(argv)
         cmd = ipvsadm.parse_args(argv, prog="lvsadm")
     except UsageError as err:
         sys.stderr.write(err.message + "\n")
@@ -223,7 +288,11 @@ def main(argv=None):
     if cmd.command == "version":
         sys.stdout.write(ipvsadm.format_version())
         return 0
-    client = Client(server or os.environ.get("LVSADM_SERVER") or DEFAULT_SERVER)
+    try:
+        client = Client(server_url(own.get("--server")), bearer_token(own.get("--token-file")))
+    except Unusable as err:
+        sys.stderr.write(f"lvsadm: {err}\n")
+        return EXIT_FAILED
     try:
         return run(cmd, client, sys.stdin, sys.stdout)
     except UsageError as err:               # -R: a bad line on stdin

@@ -1,8 +1,7 @@
 """Ryu 4.34 on a current Python: the known fixes, in one place.
 
-Ryu is no longer maintained.  Two things stop ``ryu-manager lvs_app`` from
-starting on Python 3.11 with a current eventlet, and both happen before Ryu
-imports any application, so they cannot be fixed from the application itself:
+Ryu is no longer maintained.  These fixes must happen before Ryu imports any
+application, so they cannot be made from the application itself:
 
 1. ``ryu.app.wsgi`` imports ``eventlet.wsgi.ALREADY_HANDLED`` at module load;
    eventlet >= 0.30.3 removed it (and 0.30.2 does not run on Python 3.11).
@@ -11,15 +10,19 @@ imports any application, so they cannot be fixed from the application itself:
 2. ``ryu-manager`` parses its command line before it imports the apps named
    on it, so an application's own options (``--lvs-rules``) must already be
    registered by then.
-3. ``ryu.utils.import_module`` loads any existing path as a source file, so
+3. Ryu's REST server listens on 0.0.0.0 unless ``--wsapi-host`` is given;
+   the default must be loopback before the command line is parsed (and
+   before ``--help`` prints it), so it is changed when ``ryu.app.wsgi``,
+   which registers the option, is imported.
+4. ``ryu.utils.import_module`` loads any existing path as a source file, so
    ``ryu-manager lvs_app`` run in the repository (where ``lvs_app/`` is a
    directory) fails with IsADirectoryError; a directory is imported as the
    package it is.
 
 The install step (``python -m lvs_app.compat install``) writes a ``.pth`` file
 into the virtualenv's site-packages.  At interpreter start it adds a tiny
-import hook that applies the two fixes right after ``eventlet.wsgi`` or
-``ryu.flags`` is imported -- nothing is imported eagerly, so ordinary Python
+import hook that applies each fix right after its module (``eventlet.wsgi``,
+``ryu.flags``, ``ryu.app.wsgi``, ``ryu.utils``) is imported -- nothing is imported eagerly, so ordinary Python
 programs in the venv pay nothing.  The other two install problems (setuptools
 >= 68 and dnspython < 2) are handled by the install script's pins.
 """
@@ -46,6 +49,11 @@ def _register_ryu_options(module):
     register(module.CONF)
 
 
+def _rest_on_loopback(module):
+    from lvs_app.options import rest_on_loopback
+    rest_on_loopback(module.CONF)
+
+
 def _fix_import_module(module):
     original = module.import_module
     if getattr(original, "_lvs_compat", False):
@@ -61,7 +69,7 @@ def _fix_import_module(module):
 
 
 FIXES = {"eventlet.wsgi": _fix_eventlet_wsgi, "ryu.flags": _register_ryu_options,
-         "ryu.utils": _fix_import_module}
+         "ryu.app.wsgi": _rest_on_loopback, "ryu.utils": _fix_import_module}
 
 
 class _Loader(importlib.abc.Loader):

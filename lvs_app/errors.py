@@ -12,6 +12,7 @@ class LvsError(Exception):
 
     status = 400
     kind = "bad-request"
+    headers = {}          # extra HTTP response headers
 
     def __init__(self, message):
         super().__init__(message)
@@ -35,3 +36,29 @@ class NotFound(LvsError):
 class Conflict(LvsError):
     status = 409
     kind = "conflict"
+
+
+class Unauthorized(LvsError):
+    status = 401
+    kind = "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="lvs_app"'}
+
+
+class Forbidden(LvsError):
+    status = 403
+    kind = "forbidden"
+
+
+class TooLarge(LvsError):
+    status = 413
+    kind = "too-large"
+
+
+class UnsupportedMediaType(LvsError):
+    status = 415
+    kind = "unsupported-media-type"
+
+
+class Misdirected(LvsError):
+    status = 421
+    kind = "misdirected"

@@ -17,8 +17,9 @@ Stdlib only.
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
+
+from lvs_app.atomicfile import remove_stale_temporaries, write_atomic
 
 LOG = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class StableIds:
     number within its service even across delete and re-add (as the kernel
     keeps a deleted destination in its trash), so a flow left in a switch
     names the same server again.  Deleting a service frees its numbers.
-    ``path`` (JSON) is rewritten atomically whenever a number is handed out
+    ``path`` (JSON) is rewritten atomically and durably (fsynced) whenever a number is handed out
     or freed; None keeps them in memory.
     """
 
@@ -104,6 +105,8 @@ class StableIds:
         self._services = {}        # service id text -> number
         self._servers = {}         # service id text -> {server text: number}
         self._cache = {}           # ServiceKey / (ServiceKey, address, port) -> number
+        if path:
+            remove_stale_temporaries(path, "ids")
         if path and os.path.exists(path):
             self._load()
 
@@ -188,12 +191,8 @@ class StableIds:
     def _save(self):
         if not self.path:
             return
-        directory = os.path.dirname(os.path.abspath(self.path))
         doc = {"services": self._services, "servers": self._servers}
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".lvs-ids-", dir=directory)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(doc, handle, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(doc, indent=1, sort_keys=True), "ids")
         except OSError as err:
             LOG.error("ids file %s could not be written: %s", self.path, err)

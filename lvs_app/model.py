@@ -480,6 +480,10 @@ class ServiceTable:
             raise Conflict(f"{what} already exists")
         if not isinstance(name, str):
             raise BadRequest(f"{what}: name {name!r} must be a string")
+        if not name.isprintable():
+            # a line break would split its rules-file line: the next start fails
+            raise BadRequest(f"{what}: name {name!r} must be printable text "
+                             "(no line breaks or other control characters)")
         if not isinstance(matches, (list, tuple)) or not matches:
             raise BadRequest(f"{what} needs at least one match 'proto:VIP[:port[-port]]'")
         parsed = [m if isinstance(m, MarkMatch) else parse_mark_match(m) for m in matches]

@@ -1,4 +1,10 @@
-"""lvs_app's Ryu configuration options (``ryu-manager lvs_app --lvs-rules FILE``)."""
+"""lvs_app's Ryu configuration options (``ryu-manager lvs_app --lvs-rules FILE``).
+
+Also Ryu's own ``--wsapi-host``: Ryu listens for REST on every address by
+default; lvs_app makes the default loopback (an explicit option still wins).
+"""
+
+REST_HOST = "127.0.0.1"      # the default of Ryu's --wsapi-host under lvs_app
 
 OPTIONS = (
     ("lvs-rules", "str", None,
@@ -7,6 +13,8 @@ OPTIONS = (
      "IPVS expire_quiescent_template: a template to a weight-0 server is not used"),
     ("lvs-expire-nodest-conn", "bool", False,
      "IPVS expire_nodest_conn: connections of a deleted real server are removed at once"),
+    ("lvs-rest-token-file", "str", None,
+     "file holding the REST API's bearer token; required when --wsapi-host is not loopback"),
 )
 
 
@@ -22,3 +30,13 @@ def register(conf):
         opts.append(cls(name, default=default, help=help_text))
     if opts:
         conf.register_cli_opts(opts)
+    rest_on_loopback(conf)
+
+
+def rest_on_loopback(conf):
+    """Make loopback the default of Ryu's ``--wsapi-host``, once Ryu has registered it."""
+    if "wsapi_host" not in conf:
+        return
+    conf.set_default("wsapi_host", REST_HOST)
+    opt = conf._opts["wsapi_host"]["opt"]
+    opt.help = f"webapp listen host (default {REST_HOST} under lvs_app)"

@@ -18,6 +18,7 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from lvs_app import rest
+from lvs_app.access import Access, AccessConfigError
 from lvs_app.manager import Manager
 from lvs_app.model import LvsError
 from lvs_app.options import register as register_options
@@ -36,21 +37,23 @@ class LVSDirector(app_manager.RyuApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.manager = Manager(
-            rules_path=CONF.lvs_rules,
-            settings={"expire_quiescent_template": CONF.lvs_expire_quiescent_template,
-                      "expire_nodest_conn": CONF.lvs_expire_nodest_conn})
         try:
+            access = Access.from_options(CONF.wsapi_host, CONF.lvs_rest_token_file)
+            self.manager = Manager(
+                rules_path=CONF.lvs_rules,
+                settings={"expire_quiescent_template": CONF.lvs_expire_quiescent_template,
+                          "expire_nodest_conn": CONF.lvs_expire_nodest_conn})
             if self.manager.load_rules():
                 LOG.info("lvs_app: loaded %d virtual services from %s",
                          len(self.manager.api.table.services), CONF.lvs_rules)
-        except LvsError as err:
+        except (AccessConfigError, LvsError) as err:
             # A bad rules file is refused whole and the controller does not
-            # start with a half-loaded table (the file is left as it is).
+            # start with a half-loaded table (the file is left as it is); nor
+            # does it start with REST open to the network and no token.
             LOG.error("lvs_app: %s", err.message)
             sys.stderr.write(f"lvs_app: {err.message}\n")
             raise SystemExit(1) from None
-        rest.register(kwargs["wsgi"], self.manager.api)
+        rest.register(kwargs["wsgi"], self.manager.api, access)
 
     def start(self):
         thread = super().start()

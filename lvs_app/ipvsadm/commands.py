@@ -360,4 +360,5 @@ Options:
 lvsadm Options:
   --server       URL                  the lvs_app controller's REST API
                                       (default $LVSADM_SERVER or {DEFAULT_SERVER})
+  --token-file   FILE                 the REST API's bearer token (default $LVSADM_TOKEN)
 """

@@ -8,7 +8,6 @@ that answer ARP.  A test then says
 """
 
 import io
-import json
 import shlex
 
 import pytest
@@ -30,28 +29,22 @@ def mac_of(ip):
     return "02:00:" + ":".join(f"{int(x):02x}" for x in ip.split("."))
 
 
-class InProcessClient:
-    """cli.Client's interface, answered by the REST app in this process."""
+class InProcessClient(cli.Client):
+    """lvsadm's client (what it sends, how it reads answers), answered by the
+    REST app in this process instead of over HTTP."""
 
-    def __init__(self, app, settle=lambda: None):
+    def __init__(self, app, settle=lambda: None, token=None):
+        super().__init__(ipvsadm.DEFAULT_SERVER, token)
         self.app = app
         self.settle = settle      # what the switch does about the changes, settled
 
-    def request(self, method, path, body=None):
-        req = webob.Request.blank(path, method=method)
-        if isinstance(body, str):
-            req.body = body.encode()
-        elif body is not None:
-            req.body = json.dumps(body).encode()
+    def exchange(self, method, path, data, headers):
+        req = webob.Request.blank(self.base_url + path, method=method, headers=headers)
+        if data is not None:
+            req.body = data
         resp = req.get_response(self.app)
         self.settle()
-        if resp.status_int >= 400:
-            raise cli.ApiError(resp.status_int, json.loads(resp.body)["error"]["message"])
-        if not resp.body:
-            return None
-        if resp.content_type == "application/json":
-            return json.loads(resp.body)
-        return resp.body.decode()
+        return resp.status_int, resp.headers.get("Content-Type", ""), resp.body
 
 
 class LabDatapath:

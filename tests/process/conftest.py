@@ -32,18 +32,22 @@ def wait_until(predicate, timeout=15.0, interval=0.05, what="condition"):
 class Controller:
     """One ryu-manager lvs_app process with its log."""
 
-    def __init__(self, workdir, rules=None, extra=()):
+    def __init__(self, workdir, rules=None, extra=(), wsapi_host="127.0.0.1", token=None):
         self.of_port, self.rest_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.rest_port}"
         self.log_path = Path(workdir) / f"ryu-{self.rest_port}.log"
         self.rules = rules
         self.extra = list(extra)
+        self.wsapi_host = wsapi_host      # None: Ryu's default as lvs_app sets it
+        self.token = token                # what ready() sends, when REST wants one
         self.proc = None
 
     def start(self, expect_ready=True):
         args = [str(BIN / "ryu-manager"), "lvs_app",
                 "--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port", str(self.of_port),
-                "--wsapi-host", "127.0.0.1", "--wsapi-port", str(self.rest_port)]
+                "--wsapi-port", str(self.rest_port)]
+        if self.wsapi_host is not None:
+            args += ["--wsapi-host", self.wsapi_host]
         if self.rules:
             args += ["--lvs-rules", str(self.rules)]
         args += self.extra
@@ -58,8 +62,10 @@ class Controller:
         if self.proc.poll() is not None:
             raise AssertionError(f"ryu-manager exited with {self.proc.returncode}:\n"
                                  + self.log_text())
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            with urllib.request.urlopen(self.url + "/ipvs", timeout=0.5) as resp:
+            request = urllib.request.Request(self.url + "/ipvs", headers=headers)
+            with urllib.request.urlopen(request, timeout=0.5) as resp:
                 return resp.status == 200
         except OSError:
             return False
@@ -80,8 +86,8 @@ class Controller:
         if self.proc:
             self.log.close()
 
-    def lvsadm(self, *args, stdin=None):
-        env = dict(os.environ, LVSADM_SERVER=self.url)
+    def lvsadm(self, *args, stdin=None, env=None):
+        env = dict(os.environ, LVSADM_SERVER=self.url, **(env or {}))
         return subprocess.run([str(BIN / "lvsadm"), *args], input=stdin, capture_output=True,
                               text=True, env=env, timeout=30)
 

@@ -56,6 +56,7 @@ class FakeApi:
                 body = self.rfile.read(length) if length else b""
                 api.requests.append({"method": self.command, "path": self.path,
                                      "type": self.headers.get("Content-Type"),
+                                     "auth": self.headers.get("Authorization"),
                                      "body": body.decode()})
                 status, answer = api.routes.get(
                     (self.command, self.path), not_found(f"no route {self.path}"))
@@ -97,6 +98,7 @@ class FakeApi:
 def api(monkeypatch):
     fake = FakeApi()
     monkeypatch.setenv("LVSADM_SERVER", fake.url)
+    monkeypatch.delenv("LVSADM_TOKEN", raising=False)
     yield fake
     fake.close()
 
@@ -288,7 +290,8 @@ def test_restore_posts_stdin_as_text(api, capsys, monkeypatch):
     api.route("POST", "/ipvs/rules", 200, {"services": []})
     assert run(capsys, "-R", stdin=RULES, monkeypatch=monkeypatch) == (0, "", "")
     assert api.requests == [{"method": "POST", "path": "/ipvs/rules",
-                             "type": "text/plain; charset=utf-8", "body": RULES}]
+                             "type": "text/plain; charset=utf-8", "auth": None,
+                             "body": RULES}]
 
 
 def test_restore_checks_stdin_locally_first(api, capsys, monkeypatch):
@@ -391,3 +394,127 @@ def test_cli_imports_neither_ryu_nor_eventlet():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('ryu', 'eventlet')]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# -- the token and the server URL ------------------------------------------------------
+
+TOKEN = "tok-0123456789abcdef"
+
+
+@pytest.fixture
+def token_file(tmp_path):
+    path = tmp_path / "token"
+    path.write_text(f"{TOKEN}\n")
+    return str(path)
+
+
+def test_token_file_anywhere_on_the_command_line_sends_the_bearer_token(api, capsys, token_file,
+                                                                        monkeypatch):
+    monkeypatch.setenv("LVSADM_TOKEN", "from-the-environment")
+    api.route("GET", "/ipvs", 200, IPVS)
+    assert run(capsys, "--token-file", token_file, "-L", "-n")[0] == 0
+    assert run(capsys, "-L", f"--token-file={token_file}", "-n")[0] == 0
+    assert [r["auth"] for r in api.requests] == [f"Bearer {TOKEN}"] * 2
+
+
+def test_token_from_the_environment(api, capsys, monkeypatch):
+    monkeypatch.setenv("LVSADM_TOKEN", f" {TOKEN} ")
+    api.route("POST", "/ipvs/zero", 204, None)
+    assert run(capsys, "-Z") == (0, "", "")
+    assert api.requests[0]["auth"] == f"Bearer {TOKEN}"
+
+
+def test_no_token_sends_no_authorization(api, capsys, monkeypatch):
+    monkeypatch.delenv("LVSADM_TOKEN", raising=False)
+    api.route("POST", "/ipvs/zero", 204, None)
+    assert run(capsys, "-Z") == (0, "", "")
+    assert api.requests[0]["auth"] is None
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "lvsadm: token file {path} is empty\n"),
+    ("a b", "lvsadm: token file {path}: the token must be one word of printable ASCII "
+            "(at most 4096 characters)\n"),
+])
+def test_an_unusable_token_file_is_one_line_exit_1_and_sends_nothing(api, capsys, tmp_path,
+                                                                     content, message):
+    path = tmp_path / "token"
+    path.write_text(content)
+    assert run(capsys, "-A", "-t", "10.0.0.1:80", "--token-file", str(path)) == \
+        (1, "", message.format(path=path))
+    assert run(capsys, "-L", "--token-file", str(tmp_path / "absent")) == \
+        (1, "", f"lvsadm: token file {tmp_path / 'absent'}: No such file or directory\n")
+    assert api.requests == []
+
+
+def test_token_file_without_its_argument_is_a_usage_error(api, capsys):
+    assert run(capsys, "-L", "--token-file") == (255, "", "--token-file: missing argument\n")
+
+
+def test_a_refused_token_is_the_server_message(api, capsys, monkeypatch):
+    monkeypatch.setenv("LVSADM_TOKEN", "wrong")
+    refused = {"error": {"status": 401, "kind": "unauthorized",
+                         "message": "the bearer token is wrong"}}
+    api.route("GET", "/ipvs", 401, refused)
+    api.route("POST", "/ipvs/services", 401, refused)
+    assert run(capsys, "-L", "-n") == (1, "", "the bearer token is wrong\n")
+    assert run(capsys, "-A", "-t", "10.0.0.1:80") == (255, "", "the bearer token is wrong\n")
+
+
+def test_what_lvsadm_sends_each_kind_of_write(api, capsys, monkeypatch):
+    for method, path in (("POST", "/ipvs/services"), ("DELETE", "/ipvs/services/tcp-10.0.0.1-80"),
+                         ("POST", "/ipvs/zero"), ("POST", "/ipvs/rules")):
+        api.route(method, path, 204, None)
+    run(capsys, "-A", "-t", "10.0.0.1:80")
+    run(capsys, "-D", "-t", "10.0.0.1:80")
+    run(capsys, "-Z")
+    run(capsys, "-R", stdin="-C\n", monkeypatch=monkeypatch)
+    assert [(r["method"], r["type"]) for r in api.requests] == [
+        ("POST", "application/json"), ("DELETE", None), ("POST", None),
+        ("POST", "text/plain; charset=utf-8")]
+
+
+BAD_SERVERS = [
+    ("http://[::1", "--server 'http://[::1': Invalid IPv6 URL; the URL must be "
+                    "http://HOST[:PORT] or https://HOST[:PORT]"),
+    ("ftp://x", "--server 'ftp://x': the URL must be http://HOST[:PORT] or https://HOST[:PORT]"),
+    (":80", "--server ':80': the URL must be http://HOST[:PORT] or https://HOST[:PORT]"),
+    ("http://x:abc", "--server 'http://x:abc': Port could not be cast to integer value as 'abc'; "
+                     "the URL must be http://HOST[:PORT] or https://HOST[:PORT]"),
+    ("http://x:99999", "--server 'http://x:99999': Port out of range 0-65535; the URL must be "
+                       "http://HOST[:PORT] or https://HOST[:PORT]"),
+    ("http://a b", "--server 'http://a b': the URL must be http://HOST[:PORT] or "
+                   "https://HOST[:PORT]"),
+    ("http://x\n", "--server 'http://x\\n': the URL must be http://HOST[:PORT] or "
+                   "https://HOST[:PORT]"),
+    ("http://", "--server 'http://': the URL must be http://HOST[:PORT] or https://HOST[:PORT]"),
+    ("", "--server '': the URL must be http://HOST[:PORT] or https://HOST[:PORT]"),
+    ("http://u:p@x", "--server 'http://u:p@x': the URL must be http://HOST[:PORT] or "
+                     "https://HOST[:PORT]"),
+    ("http://x/?a=1", "--server 'http://x/?a=1': the URL must be http://HOST[:PORT] or "
+                      "https://HOST[:PORT]"),
+    ("127.0.0.1:8080", "--server '127.0.0.1:8080': the URL must be http://HOST[:PORT] or "
+                       "https://HOST[:PORT]"),
+]
+
+
+@pytest.mark.parametrize("url, message", BAD_SERVERS)
+def test_a_malformed_server_url_is_one_line_and_exit_1(capsys, url, message):
+    assert run(capsys, "--server", url, "-L", "-n") == (1, "", f"lvsadm: {message}\n")
+
+
+def test_a_malformed_server_url_in_the_environment_names_it(capsys, monkeypatch):
+    monkeypatch.setenv("LVSADM_SERVER", "ftp://x")
+    assert run(capsys, "-A", "-t", "10.0.0.1:80") == (
+        1, "", "lvsadm: $LVSADM_SERVER 'ftp://x': the URL must be http://HOST[:PORT] or "
+               "https://HOST[:PORT]\n")
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "ftp://x", ":80", "http://x:abc", "http://a b",
+                                 "http://é.invalid:1"])
+def test_the_lvsadm_script_prints_no_traceback_for_a_bad_server(url):
+    result = subprocess.run([sys.executable, "-m", "lvs_app.cli", "--server", url, "-L", "-n"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("lvsadm: ")

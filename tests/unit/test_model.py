@@ -250,6 +250,10 @@ def test_set_timeouts(table):
     ((1, ["tcp:10.0.0.1"]), Conflict, "firewall mark 1 already exists"),
     ((2, []), BadRequest, "firewall mark 2 needs at least one match 'proto:VIP[:port[-port]]'"),
     ((2, ["tcp:10.0.0.1"], 5), BadRequest, "firewall mark 2: name 5 must be a string"),
+    ((2, ["tcp:10.0.0.1"], "web\n-C"), BadRequest, "firewall mark 2: name 'web\\n-C' must be "
+     "printable text (no line breaks or other control characters)"),
+    ((2, ["tcp:10.0.0.1"], "\ud800"), BadRequest, "firewall mark 2: name '\\ud800' must be "
+     "printable text (no line breaks or other control characters)"),
     ((2, ["tcp:10.0.0.1:1-100", "tcp:10.0.0.1:80"]), BadRequest,
      "firewall mark 2: matches tcp:10.0.0.1:1-100 and tcp:10.0.0.1:80 overlap"),
     ((2, ["tcp:10.0.0.100:400-500"]), Conflict,

@@ -139,7 +139,8 @@ def test_errors_are_json_and_change_nothing(client, method, path, body, status, 
 
 
 def test_malformed_json_is_400(client):
-    req = webob.Request.blank("/ipvs/services", method="POST", body=b"{nope")
+    req = webob.Request.blank("/ipvs/services", method="POST", body=b"{nope",
+                              content_type="application/json")
     resp = req.get_response(client.app)
     assert resp.status_int == 400
     assert json.loads(resp.body)["error"]["message"].startswith(
@@ -238,3 +239,130 @@ def test_bad_rules_file_is_refused_whole(tmp_path):
 def test_missing_rules_file_starts_empty(tmp_path):
     api = DirectorAPI(rules_path=str(tmp_path / "absent.rules"))
     assert api.load_rules() is False and api.table.services == {}
+
+
+# -- malformed requests: a 4xx in the envelope, never a traceback -------------------
+
+def raw_call(client, method, path, body=b"", content_type="application/json", **environ):
+    req = webob.Request.blank(path, method=method, body=body, **environ)
+    if content_type:
+        req.content_type = content_type
+    resp = req.get_response(client.app)
+    text = resp.body.decode("utf-8", "replace")
+    assert "Traceback" not in text
+    assert resp.content_type == "application/json", text
+    return resp.status_int, json.loads(text)
+
+
+def unchanged(client):
+    return client.call("GET", "/ipvs")[1], client.call("GET", "/ipvs/rules")[1]
+
+
+@pytest.mark.parametrize("path, shown", [
+    ("/ipvs/services/%ff%fe", r"/ipvs/services/\xff\xfe"),
+    ("/ipvs/%ff", r"/ipvs/\xff"),
+    (f"{SVC}/servers/10.0.0.11-%c3", r"/ipvs/services/tcp-10.0.0.100-80/servers/10.0.0.11-\xc3"),
+])
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PATCH"])
+def test_a_path_that_is_not_utf8_is_400(client, method, path, shown):
+    before = unchanged(client)
+    assert error_of(raw_call(client, method, path, b"{}"), 400) == \
+        f"request path {shown} is not UTF-8 once percent-decoded"
+    assert unchanged(client) == before
+
+
+@pytest.mark.parametrize("depth", [33, 1000, 100_000])
+def test_json_nested_too_deeply_is_400(client, depth):
+    before = unchanged(client)
+    body = b"[" * depth + b"]" * depth
+    assert error_of(raw_call(client, "POST", "/ipvs/services", body), 400) == \
+        "POST /ipvs/services: request body is nested deeper than 32 levels"
+    body = b'{"protocol": "tcp", "address": "10.0.0.1", "port": 80, "x": ' + body + b"}"
+    assert error_of(raw_call(client, "POST", "/ipvs/services", body), 400).endswith(
+        "nested deeper than 32 levels")
+    assert unchanged(client) == before
+
+
+def test_json_nested_32_deep_reaches_the_model(client):
+    body = b"[" * 32 + b"]" * 32
+    assert error_of(raw_call(client, "POST", "/ipvs/services", body), 400) == \
+        "service: request body must be a JSON object"
+
+
+def test_a_lone_surrogate_in_a_json_string_is_400(client):
+    before = unchanged(client)
+    body = b'{"mark": 5, "matches": ["tcp:10.0.0.5:80"], "name": "\\ud800"}'
+    assert error_of(raw_call(client, "POST", "/ipvs/marks", body), 400) == \
+        "POST /ipvs/marks: request body has a lone surrogate '\\ud800' in a string"
+    assert unchanged(client) == before
+
+
+@pytest.mark.parametrize("path, limit", [("/ipvs/services", 1 << 20), ("/ipvs/rules", 16 << 20),
+                                         ("/ipvs/zero", 1 << 20)])
+def test_a_body_over_its_limit_is_413_before_it_is_read(client, path, limit):
+    class Unreadable:
+        def read(self, *_):
+            raise AssertionError("the body was read")
+
+    before = unchanged(client)
+    ctype = "text/plain" if path.endswith("rules") else "application/json"
+    req = webob.Request.blank(path, method="POST", content_type=ctype)
+    req.environ.update({"wsgi.input": Unreadable(), "CONTENT_LENGTH": str(limit + 1)})
+    resp = req.get_response(client.app)
+    assert resp.status_int == 413
+    assert json.loads(resp.body)["error"] == {
+        "status": 413, "kind": "too-large",
+        "message": f"POST {path}: request body of {limit + 1} bytes is over the limit of "
+                   f"{limit} bytes"}
+    assert unchanged(client) == before
+
+
+def test_a_chunked_body_is_read_up_to_its_limit(client):
+    import io
+    text = "-A -u 10.0.0.100:53 -s rr\n"
+    req = webob.Request.blank("/ipvs/rules", method="POST", content_type="text/plain")
+    req.environ.update({"wsgi.input": io.BytesIO(text.encode()), "CONTENT_LENGTH": "",
+                        "HTTP_TRANSFER_ENCODING": "chunked"})
+    assert req.get_response(client.app).status_int == 200
+    assert text in client.call("GET", "/ipvs/rules")[1]
+    before = unchanged(client)
+    big = b'{"protocol": "tcp", "address": "10.0.0.1", "port": 80, "s": "' + b"x" * (1 << 20) + b'"}'
+    req = webob.Request.blank("/ipvs/services", method="POST", content_type="application/json")
+    req.environ.update({"wsgi.input": io.BytesIO(big), "CONTENT_LENGTH": "",
+                        "HTTP_TRANSFER_ENCODING": "chunked"})
+    resp = req.get_response(client.app)
+    assert resp.status_int == 413 and json.loads(resp.body)["error"]["message"] == \
+        f"POST /ipvs/services: request body is over the limit of {1 << 20} bytes"
+    assert unchanged(client) == before
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", "٣"])
+def test_a_content_length_that_is_not_a_number_is_400(client, length):
+    req = webob.Request.blank("/ipvs/services", method="POST", content_type="application/json")
+    req.environ["CONTENT_LENGTH"] = length
+    resp = req.get_response(client.app)
+    assert resp.status_int == 400
+    assert json.loads(resp.body)["error"]["message"] == \
+        f"POST /ipvs/services: Content-Length {length!r} is not a number"
+
+
+@pytest.mark.parametrize("body", [b"\xff\xfe{}", b'{"protocol": "tcp", "port": 1' + b"9" * 5000 + b"}",
+                                  b"\xef\xbb\xbf{}", b"NaN", b'"\\ud800"', b"{" * 5])
+def test_bodies_that_are_not_json_are_400(client, body):
+    before = unchanged(client)
+    code, doc = raw_call(client, "POST", "/ipvs/services", body)
+    assert code == 400 and doc["error"]["kind"] == "bad-request"
+    assert unchanged(client) == before
+
+
+def test_an_unexpected_failure_is_a_500_envelope_even_for_a_path_that_is_not_utf8(
+        client, monkeypatch, caplog):
+    from lvs_app import rest
+
+    def broken(*_):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(rest, "_request_path", broken)
+    code, doc = raw_call(client, "GET", "/ipvs/%ff")   # the 500 handler logs the raw path
+    assert (code, doc["error"]["kind"]) == (500, "internal")
+    assert "boom" not in json.dumps(doc) and "boom" in caplog.text
