@@ -67,6 +67,7 @@ import ipaddress
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -303,12 +304,34 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
             self.ports[host["name"]] = port
         net.build()
         net.start()
+        # reconnect within a second when the controller restarts (OVS backs off
+        # up to 8 s by default)
+        for uuid in run(["ovs-vsctl", "--timeout=5", "--bare", "--columns=_uuid", "find",
+                         "Controller", f"target=\"tcp:127.0.0.1:{self.of_port}\""]
+                        ).stdout.split():
+            run(["ovs-vsctl", "--timeout=5", "set", "Controller", uuid, "max_backoff=1000"])
         self.processes.add_pids((f"host {host.name}", host.pid) for host in net.hosts)
         self.ports[VXLAN_PORT_NAME] = VXLAN_OFPORT
         run(["ovs-vsctl", "--timeout=10", "add-port", self.switch_name, VXLAN_PORT_NAME,
              "--", "set", "interface", VXLAN_PORT_NAME, "type=vxlan",
              "options:remote_ip=flow", "options:key=flow",
              f"options:dst_port={VXLAN_UDP_PORT}", f"ofport_request={VXLAN_OFPORT}"])
+
+    def kill_controller(self):
+        """``kill -9`` of the controller (its whole process group); the switch
+        keeps its flows (fail mode secure) and keeps trying to reconnect."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.controller.pid, signal.SIGKILL)
+        self.controller.wait(timeout=10)
+
+    def restart_controller(self, timeout=30.0):
+        """Start the controller again with the same command line (the same
+        rules file) and wait until the switch is back and its flows were read."""
+        mark = len(self.controller_log())
+        self._start_controller()
+        wait_or_raise(lambda: "lvs_app: switch" in self.controller_log()[mark:]
+                      and "recovered" in self.controller_log()[mark:], timeout,
+                      "the switch to reconnect and the controller to read its flows back")
 
     def switch_connected(self):
         """Is the switch connected to the controller (ovsdb is_connected)?"""
