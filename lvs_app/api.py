@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from lvs_app import ipvsadm
 from lvs_app.atomicfile import previous_path, remove_stale_temporaries, write_atomic
-from lvs_app.model import (CONN_TAB_SIZE, IPVS_VERSION, BadRequest, LvsError, ServiceKey, parse_ip,
+from lvs_app.model import (CONN_TAB_SIZE, IPVS_VERSION, BadRequest, Conflict, LvsError, ServiceKey, parse_ip,
                            parse_service_id, service_key)
 
 LOG = logging.getLogger(__name__)
@@ -73,6 +73,16 @@ def parse_server_id(text):
     return parse_ip(address, "real server id"), int(port)
 
 
+def _write(method):
+    """A change of the table: refused (409) while the API is read-only."""
+    def checked(self, *args, **kwargs):
+        if self.read_only:
+            raise Conflict(self.read_only)
+        return method(self, *args, **kwargs)
+    checked.__name__, checked.__doc__ = method.__name__, method.__doc__
+    return checked
+
+
 class DirectorAPI:
     """The service table of one controller, with persistence and listeners."""
 
@@ -87,6 +97,7 @@ class DirectorAPI:
         # the read side of the running director: service_view(service),
         # server_view(service, server), connection_rows(); None when alone
         self.runtime = runtime
+        self.read_only = None             # why changes are refused now (HA backup), or None
 
     # -- start-up ------------------------------------------------------
     def load_rules(self):
@@ -197,10 +208,16 @@ class DirectorAPI:
             raise NotFound(f"firewall mark {number} does not exist")
         return self.table.marks[number].to_dict()
 
+    def ha_status(self):
+        """This controller's high-availability role (see lvs_app.ha)."""
+        status = self.runtime.ha_status() if self.runtime else None
+        return status or {"role": "standalone"}
+
     def connections(self):
         return self.runtime.connection_rows() if self.runtime else []
 
     # -- services ------------------------------------------------------
+    @_write
     def add_service(self, body):
         body = _body_dict(body, "service")
         key = _key_from_body(body)
@@ -208,6 +225,7 @@ class DirectorAPI:
         self._commit(Change("service-added", key))
         return service.to_dict(self.runtime)
 
+    @_write
     def edit_service(self, sid, body):
         key = parse_service_id(sid)
         body = _body_dict(body, f"service {key}")
@@ -215,16 +233,19 @@ class DirectorAPI:
         self._commit(Change("service-edited", key))
         return service.to_dict(self.runtime)
 
+    @_write
     def delete_service(self, sid):
         key = parse_service_id(sid)
         self.table.delete_service(key)
         self._commit(Change("service-deleted", key))
 
+    @_write
     def clear(self):
         self.table.clear()
         self._commit(Change("table-replaced"))
 
     # -- real servers ----------------------------------------------------
+    @_write
     def add_server(self, sid, body):
         key = parse_service_id(sid)
         body = _body_dict(body, f"service {key}: real server")
@@ -234,6 +255,7 @@ class DirectorAPI:
         self._commit(Change("server-added", key, server))
         return self._server_dict(self.table.services[key], server)
 
+    @_write
     def edit_server(self, sid, rid, body):
         key = parse_service_id(sid)
         address, port = parse_server_id(rid)
@@ -244,6 +266,7 @@ class DirectorAPI:
         self._commit(Change("server-edited", key, server))
         return self._server_dict(self.table.services[key], server)
 
+    @_write
     def delete_server(self, sid, rid):
         key = parse_service_id(sid)
         address, port = parse_server_id(rid)
@@ -251,6 +274,7 @@ class DirectorAPI:
         self._commit(Change("server-deleted", key, server))
 
     # -- the rest --------------------------------------------------------
+    @_write
     def zero(self, sid=None):
         key = parse_service_id(sid) if sid is not None else None
         self.table.zero(key)                 # 404 for an unknown service
@@ -259,6 +283,7 @@ class DirectorAPI:
     def timeouts(self):
         return dict(self.table.timeouts)
 
+    @_write
     def set_timeouts(self, body):
         body = _body_dict(body, "timeouts")
         unknown = sorted(set(body) - {"tcp", "tcpfin", "udp"})
@@ -269,6 +294,7 @@ class DirectorAPI:
         self._commit(Change("timeouts"))
         return new
 
+    @_write
     def restore(self, text, replace):
         """Rules text in ``ipvsadm -S`` format: replace the table or append to it."""
         if not isinstance(text, str):
@@ -277,6 +303,7 @@ class DirectorAPI:
         self.table = new
         self._commit(Change("table-replaced"))
 
+    @_write
     def add_mark(self, body):
         body = _body_dict(body, "firewall mark")
         unknown = sorted(set(body) - {"mark", "name", "matches"})
@@ -287,6 +314,7 @@ class DirectorAPI:
         self._commit(Change("marks"))
         return mark.to_dict()
 
+    @_write
     def delete_mark(self, number):
         self.table.delete_mark(_mark_number(number))
         self._commit(Change("marks"))
@@ -294,6 +322,7 @@ class DirectorAPI:
     def get_settings(self):
         return dict(self.settings)
 
+    @_write
     def set_settings(self, body):
         body = _body_dict(body, "settings")
         for name, value in body.items():

@@ -175,6 +175,13 @@ class StableIds:
                 return number
         raise IdSpaceFull("no cookie number left (24 bits)")
 
+    def reload(self):
+        """Read the file again (a high-availability backup follows its master's
+        numbers before it reads the master's flows back)."""
+        if self.path and os.path.exists(self.path):
+            self._cache = {}
+            self._load()
+
     def _load(self):
         try:
             with open(self.path, encoding="utf-8") as handle:

@@ -14,6 +14,7 @@ that caused it.
 """
 
 import logging
+import os
 import struct
 import time
 
@@ -23,8 +24,10 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from lvs_app import ofmsg
 from lvs_app.api import DirectorAPI
 from lvs_app.director import Director
+from lvs_app.ha import HEARTBEAT
 from lvs_app.ids import StableIds
 from lvs_app.jobs import JobTable, TimedJob
+from lvs_app.model import LvsError
 from lvs_app.pipeline import PipelineError
 from lvs_app.reconfig import Reconfigure
 from lvs_app.state import RuntimeState
@@ -39,6 +42,8 @@ RECOVERY_TIMEOUT = 10       # s: a switch that does not send its flows back
 CLAIM_WAIT = 3.0            # s: the first connection of a datapath id may answer
 CLAIM_ECHO = b"lvs_app: are you there?"
 EVENT_QUEUE_LIMIT = 4096    # PacketIns/FlowRemoveds held while a switch recovers
+RULES_RELOAD = 1.0          # s: a backup looks at the shared rules file this often
+_MASTER_ONLY = (parser.OFPFlowMod, parser.OFPPacketOut)
 
 
 class _Recovering:
@@ -63,8 +68,10 @@ def ids_path(rules_path):
 class Manager:
     """The director of one controller: configuration, logic, timers, sending."""
 
-    def __init__(self, rules_path=None, settings=None, clock=time.monotonic, strict=False):
+    def __init__(self, rules_path=None, settings=None, clock=time.monotonic, strict=False,
+                 ha=None):
         self.clock = clock
+        self.ha = ha                  # a HighAvailability, or None (standalone)
         self.strict = strict          # tests: a flow that breaks the pipeline raises
         self.api = DirectorAPI(rules_path=rules_path, settings=settings, runtime=self)
         self.ids = StableIds(ids_path(rules_path))
@@ -78,11 +85,17 @@ class Manager:
             TimedJob("switch-recovery", 1.0, self._recovery_timeouts),
         ], start=clock())
         self.datapaths = {}           # dpid -> object with send_msg(msg)
+        self.ports = {}               # dpid -> {port: name} (as connected)
         self.recovering = {}          # dpid -> _Recovering: flows being read back
         self.claims = {}              # dpid -> _Claim: a second connection waiting
         self._xid = 0
         self._sent = {}               # dpid -> {xid: message}
         self.api.listeners.append(self._table_changed)
+        if ha is not None:
+            self.jobs.add(TimedJob("ha-heartbeat", HEARTBEAT, self._ha_heartbeat), clock())
+            self.jobs.add(TimedJob("rules-reload", RULES_RELOAD, self._reload_rules), clock())
+            self._rules_stamp = self._rules_file_stamp()
+            self._ha_read_only()
 
     def load_rules(self):
         """Load the rules file (LvsError when it is bad: nothing is loaded)."""
@@ -112,8 +125,66 @@ class Manager:
     def _adopt(self, dpid, datapath, ports):
         self.datapaths[dpid] = datapath
         self._sent[dpid] = [None] * SENT_LOG_SIZE
+        self.ports[dpid] = ports or {}
+        if self.ha is not None:
+            self.send([(dpid, self._role_request())])
+            if not self.ha.serving:
+                return                   # a backup only watches; it takes over later
+        self._serve(dpid)
+
+    def _serve(self, dpid):
+        """Read the switch's flows back, then direct its traffic."""
         self.recovering[dpid] = _Recovering(self.clock() + RECOVERY_TIMEOUT)
-        self._handle(self.director.switch_connected, dpid, ports or {}, self.clock())
+        self._handle(self.director.switch_connected, dpid, self.ports.get(dpid, {}),
+                     self.clock())
+
+    # -- high availability ---------------------------------------------------------------
+    def _role_request(self):
+        role = ofp.OFPCR_ROLE_MASTER if self.ha.serving else ofp.OFPCR_ROLE_SLAVE
+        return parser.OFPRoleRequest(None, role, self.ha.generation)
+
+    def _ha_read_only(self):
+        self.api.read_only = None if self.ha.serving else (
+            f"this controller is the high-availability backup; change the service table "
+            f"through the master ({self.ha.peer_url})")
+
+    def ha_status(self):
+        return self.ha.status() if self.ha is not None else None
+
+    def _ha_heartbeat(self, now):
+        """Timed job (backup): watch the master; take over when it is gone."""
+        if not self.ha.heartbeat():
+            return []
+        self._reload_rules(now, force=True)
+        self.ha.take_over()
+        self._ha_read_only()
+        for dpid in list(self.datapaths):
+            self.send([(dpid, self._role_request())])
+            self._serve(dpid)
+        return []
+
+    def _rules_file_stamp(self):
+        path = self.api.rules_path
+        try:
+            st = os.stat(path) if path else None
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size) if st else None
+
+    def _reload_rules(self, now, force=False):
+        """Timed job (backup): the master rewrote the shared rules file: load it."""
+        if self.ha.serving and not force:
+            return []
+        stamp = self._rules_file_stamp()
+        if stamp == self._rules_stamp and not force:
+            return []
+        self._rules_stamp = stamp
+        self.ids.reload()
+        try:
+            self.api.load_rules()
+        except LvsError as err:
+            LOG.error("lvs_app: HA: the rules file could not be reloaded: %s", err.message)
+        return []
 
     def flow_stats(self, dpid, body, more=False):
         """A part of a flow statistics reply (``more``: further parts follow)."""
@@ -196,6 +267,7 @@ class Manager:
         return False
 
     def ports_changed(self, dpid, ports):
+        self.ports[dpid] = dict(ports)
         self.director.ports_changed(dpid, ports)
 
     def packet_in(self, dpid, in_port, data, table_id, datapath=None):
@@ -244,6 +316,9 @@ class Manager:
     # -- the one way out ---------------------------------------------------------------
     def send(self, messages):
         """Send ``(dpid, message)`` pairs, each with an xid remembered for errors."""
+        if self.ha is not None and not self.ha.serving:
+            # a backup changes nothing in the switches (they would refuse it)
+            messages = [(d, m) for d, m in messages if not isinstance(m, _MASTER_ONLY)]
         datapaths, sent, xid = self.datapaths, self._sent, self._xid
         for dpid, msg in messages:
             datapath = datapaths.get(dpid)

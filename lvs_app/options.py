@@ -15,6 +15,10 @@ OPTIONS = (
      "IPVS expire_nodest_conn: connections of a deleted real server are removed at once"),
     ("lvs-rest-token-file", "str", None,
      "file holding the REST API's bearer token; required when --wsapi-host is not loopback"),
+    ("lvs-ha-role", "str", None,
+     "high availability with a second controller: 'master' or 'backup' (needs --lvs-ha-peer)"),
+    ("lvs-ha-peer", "str", None,
+     "the other controller's REST URL, e.g. http://127.0.0.1:8081 (with --lvs-ha-role)"),
 )
 
 

@@ -60,6 +60,7 @@ ROUTES = [
     (r"/ipvs/marks", {"GET": ("marks", None), "POST": ("add_mark", "json")}),
     (rf"/ipvs/marks/{MARK}", {"GET": ("mark", None), "DELETE": ("delete_mark", None)}),
     (r"/ipvs/settings", {"GET": ("get_settings", None), "PUT": ("set_settings", "json")}),
+    (r"/ipvs/ha", {"GET": ("ha_status", None)}),
 ]
 _COMPILED = [(re.compile(pattern + r"/?\Z"), methods) for pattern, methods in ROUTES]
 

@@ -19,8 +19,9 @@ from ryu.ofproto import ofproto_v1_3
 
 from lvs_app import rest
 from lvs_app.access import Access, AccessConfigError
+from lvs_app.ha import BACKUP, MASTER, HighAvailability
 from lvs_app.manager import Manager
-from lvs_app.model import LvsError
+from lvs_app.model import BadRequest, LvsError
 from lvs_app.options import register as register_options
 
 LOG = logging.getLogger("lvs_app")
@@ -42,7 +43,8 @@ class LVSDirector(app_manager.RyuApp):
             self.manager = Manager(
                 rules_path=CONF.lvs_rules,
                 settings={"expire_quiescent_template": CONF.lvs_expire_quiescent_template,
-                          "expire_nodest_conn": CONF.lvs_expire_nodest_conn})
+                          "expire_nodest_conn": CONF.lvs_expire_nodest_conn},
+                ha=self._high_availability(access))
             if self.manager.load_rules():
                 LOG.info("lvs_app: loaded %d virtual services from %s",
                          len(self.manager.api.table.services), CONF.lvs_rules)
@@ -54,6 +56,22 @@ class LVSDirector(app_manager.RyuApp):
             sys.stderr.write(f"lvs_app: {err.message}\n")
             raise SystemExit(1) from None
         rest.register(kwargs["wsgi"], self.manager.api, access)
+
+    @staticmethod
+    def _high_availability(access):
+        """--lvs-ha-role/--lvs-ha-peer: two controllers, one master (lvs_app.ha)."""
+        role, peer = CONF.lvs_ha_role, CONF.lvs_ha_peer
+        if role is None and peer is None:
+            return None
+        if role not in (MASTER, BACKUP) or not peer:
+            raise BadRequest(f"--lvs-ha-role {role} --lvs-ha-peer {peer}: high availability "
+                             "needs a role (master or backup) and the peer's REST URL")
+        if not CONF.lvs_rules:
+            raise BadRequest("--lvs-ha-role: both controllers must share one rules file "
+                             "(--lvs-rules FILE)")
+        ha = HighAvailability(role, peer, access.token.decode("ascii") if access.token else None)
+        ha.start()
+        return ha
 
     def start(self):
         thread = super().start()

@@ -147,7 +147,8 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
     ``topology``: dict, path or name (see :func:`load_topology`).
     ``controller_cmd``: command string or list with placeholders {venv}
     {repo} {of_port} {rest_port}; default :data:`LVS_APP_CMD` (plus
-    ``--lvs-rules FILE`` when ``rules_file`` is given).
+    ``--lvs-rules FILE`` when ``rules_file`` is given); ``extra_args`` are
+    appended to it (e.g. the high-availability options, see lvslab_ha.py).
     ``of_port``/``rest_port``: default free ports.
     ``wait_rest``: wait until the REST port listens (default: only for the
     default controller, since a plain Ryu app opens no REST port).
@@ -163,7 +164,7 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
     def __init__(self, topology, controller_cmd=None, of_port=None, rest_port=None,
                  log_dir=None, rules_file=None, wait_rest=None, ready_flows=1,
                  lock_timeout=120.0, start_timeout=30.0, mn_cleanup=None,
-                 mn_log_level="warning"):
+                 mn_log_level="warning", extra_args=()):
         self.topology = load_topology(topology)
         self.name = self.topology["name"]
         self.of_port = of_port or free_tcp_port()
@@ -171,7 +172,7 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
         while self.rest_port == self.of_port:
             self.rest_port = free_tcp_port()
         self.rules_file = rules_file
-        self.controller_cmd = self._controller_argv(controller_cmd)
+        self.controller_cmd = self._controller_argv(controller_cmd) + list(extra_args)
         self.wait_rest = (controller_cmd is None) if wait_rest is None else wait_rest
         self.ready_flows = ready_flows
         self.lock_timeout = lock_timeout
