@@ -6,6 +6,8 @@
     sudo .venv/bin/python mininet/lab.py nat --demo --controller-cmd simple_switch_13
     sudo .venv/bin/python mininet/lab.py droute --ftp-demo --ssl-demo   # the founding scenarios
     sudo .venv/bin/python mininet/lab.py nat --ftp --tls --cli          # servers, then the CLI
+    sudo .venv/bin/python mininet/lab.py droute --restart-demo          # kill -9, restart
+    sudo .venv/bin/python mininet/lab.py droute --ha --restart-demo     # kill -9 of the master
 
 The controller is ``ryu-manager lvs_app`` unless ``--controller-cmd`` says
 otherwise (a command with the placeholders {venv} {repo} {of_port}
@@ -16,12 +18,15 @@ Everything started is stopped on exit, Ctrl-C or SIGTERM.
 
 import argparse
 import collections
+import re
 import signal
+import subprocess
 import sys
 
 # This directory is sys.path[0] when run as a script; it has no __init__.py,
 # so "import mininet" still finds the Mininet library.
 import lvslab
+from lvslab_ha import BackupController, BackupPorts, master_args
 
 
 def parse_args(argv):
@@ -44,6 +49,13 @@ def parse_args(argv):
     parser.add_argument("--ssl-demo", action="store_true",
                         help="TLS session resumption through a persistent service on 443, "
                              "then through a non-persistent one")
+    parser.add_argument("--ha", action="store_true",
+                        help="two controllers: the lab's is the master, a second ryu-manager "
+                             "the backup (high availability; a rules file is made if none)")
+    parser.add_argument("--restart-demo", action="store_true",
+                        help="a persistent service and a connection held open, then kill -9 "
+                             "of the controller (the master with --ha) and its restart (the "
+                             "backup's takeover): nothing breaks")
     parser.add_argument("--requests", type=int, default=6, metavar="N",
                         help="requests per client in the demo (default 6)")
     parser.add_argument("--controller-cmd", metavar="CMD",
@@ -66,8 +78,10 @@ def parse_args(argv):
         args.apply_lvsadm = args.controller_cmd is None
     args.ftp = args.ftp or args.ftp_demo
     args.tls = args.tls or args.ssl_demo
-    if (args.ftp_demo or args.ssl_demo) and args.controller_cmd is not None:
-        parser.error("--ftp-demo and --ssl-demo configure lvs_app: no --controller-cmd")
+    if (args.ftp_demo or args.ssl_demo or args.restart_demo or args.ha) \
+            and args.controller_cmd is not None:
+        parser.error("--ftp-demo, --ssl-demo, --restart-demo and --ha configure lvs_app: "
+                     "no --controller-cmd")
     return args
 
 
@@ -227,6 +241,42 @@ def ssl_demo(lab):
     return failures
 
 
+def restart_demo(lab, backup):
+    """kill -9 of the controller (of the master, with a backup) breaks nothing."""
+    vip = lab.vip
+    print(f"== a persistent service; every client asks once; c1 holds a connection open")
+    configure(lab, f"-t {vip}:80", "-s rr -p 600", LVSADM_FLAGS)
+    held = lab.popen(lab.clients[0], [lvslab.SYSTEM_PYTHON, str(lvslab.REPO / "mininet" /
+                                                               "probe_client.py"),
+                                      "tcp-idle", vip, "80", "--sport", "45500", "--idle", "12",
+                                      "--timeout", "40"], description="held connection",
+                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    homes = {c: lab.curl(c, f"http://{vip}/").strip() for c in lab.clients}
+    print("   " + ", ".join(f"{c} -> {s}" for c, s in homes.items()))
+    show("lvsadm -L -c -n", lab.lvsadm("-L", "-c", "-n").stdout)
+    if backup is None:
+        print("== kill -9 of ryu-manager, then the same command again")
+        lab.kill_controller()
+        lab.restart_controller()
+        listing = lab.lvsadm("-L", "-c", "-n").stdout
+    else:
+        print("== kill -9 of the master: the backup takes over")
+        lab.kill_controller()
+        backup.wait_takeover()
+        listing = backup.lvsadm("-L", "-c", "-n").stdout
+    show("lvsadm -L -c -n, read back from the switch", listing)
+    out, _ = held.communicate(timeout=45)
+    failures = int(held.returncode != 0 or out.strip() != homes[lab.clients[0]])
+    print(f"   the connection held open across it: answered by {out.strip() or 'nothing'}")
+    again = {c: lab.curl(c, f"http://{vip}/").strip() for c in reversed(lab.clients)}
+    failures += sum(again[c] != homes[c] for c in lab.clients)
+    print("   asked again, in reverse order: "
+          + ", ".join(f"{c} -> {again[c]}" for c in lab.clients))
+    failures += len(re.findall(r" NONE ", listing)) != len(lab.clients)
+    print()
+    return failures
+
+
 def main(argv=None):
     args = parse_args(argv)
     problem = lvslab.environment_problem()
@@ -236,15 +286,26 @@ def main(argv=None):
     # SIGTERM/SIGHUP stop the lab like Ctrl-C does
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+    ports = BackupPorts() if args.ha else None
+    rules_file = args.rules_file
+    if rules_file is None and (args.ha or args.restart_demo):
+        import tempfile
+        rules_file = f"{tempfile.mkdtemp(prefix='lvslab-')}/lvs.rules"
     lab = lvslab.Lab(args.topology, controller_cmd=args.controller_cmd,
                      of_port=args.of_port, rest_port=args.rest_port, log_dir=args.log_dir,
-                     rules_file=args.rules_file,
+                     rules_file=rules_file, extra_args=master_args(ports) if ports else (),
                      # the CLI prints at Mininet's "output" level
                      mn_log_level="info" if args.verbose else "output" if args.cli else "warning")
     status = 0
     try:
         lab.start()
         describe(lab)
+        backup = None
+        if ports is not None:
+            backup = BackupController(lab, ports)
+            backup.start()
+            print(f"backup controller: REST http://127.0.0.1:{ports.rest_port}, "
+                  f"log {backup.log_path}\n")
         if args.apply_lvsadm:
             for command in lab.topology["lvsadm"]:
                 print(f"lvsadm {command}")
@@ -266,10 +327,12 @@ def main(argv=None):
             status = 1 if ftp_demo(lab) else status
         if args.ssl_demo:
             status = 1 if ssl_demo(lab) else status
+        if args.restart_demo:
+            status = 1 if restart_demo(lab, backup) else status
         if args.cli:
             from mininet.cli import CLI
             CLI(lab.net)
-        elif not (args.demo or args.ftp_demo or args.ssl_demo):
+        elif not (args.demo or args.ftp_demo or args.ssl_demo or args.restart_demo):
             print("lab running; Ctrl-C stops it")
             signal.pause()
     except KeyboardInterrupt:
