@@ -24,13 +24,11 @@ How the IPVS tables map onto flows (see pipeline.py for the table layout):
 
 import ipaddress
 import logging
-import math
 
 from lvs_app import ids as idmod
 from lvs_app import ofmsg
 from lvs_app import packet as pkt
 from lvs_app import pipeline as pl
-from lvs_app import tcpstate
 from lvs_app.conntable import EXPIRE_LATER, Connection, ConnectionTable
 from lvs_app.flows import Flows
 from lvs_app.forwarding import method_of
@@ -38,11 +36,13 @@ from lvs_app.ftp import LISTEN_TIMEOUT
 from lvs_app.fragments import Fragments
 from lvs_app.ftpconn import FtpTracker
 from lvs_app.hosts import Hosts
+from lvs_app.lifecycle import Lifecycle
 from lvs_app.model import FTP_CONTROL
 from lvs_app.persistence import Templates
 from lvs_app.recovery import Recovery, flow_stats_request
 from lvs_app.schedulers import SchedKey
 from lvs_app.services import ServiceIndex
+from lvs_app.vips import VipFlows
 from lvs_app.state import RuntimeState
 
 LOG = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ class Director:
         self.flows = Flows(self.hosts)
         self.ftp = FtpTracker()
         self.fragments = Fragments()
+        self.vips = VipFlows(config, lambda: self.index)
+        self.lifecycle = Lifecycle(config, self.conns, self.flows)
         self.recovery = Recovery(self)
         self.templates = Templates(config, self.ids, self.conns, self.flows, lambda: self.index)
         self._index = None
@@ -111,75 +113,10 @@ class Director:
         if sw is not None:
             sw.set_ports(ports)
 
-    def sync_vips(self, sw):
-        """Install/remove the per-VIP classifier and punt flows to match the table."""
-        wanted = {(vip, "tcp" in protos, "udp" in protos)
-                  for vip, protos in self.index.vips.items()}
-        out = []
-        cookie = idmod.Cookie(idmod.KIND_VIP).value
-        for vip, tcp, udp in sw.vips - wanted:
-            for table, prio, match in self._vip_matches(vip, tcp, udp):
-                out.append(table.delete(idmod.cookie_mask(idmod.KIND_VIP), match, prio))
-        for vip, tcp, udp in wanted - sw.vips:
-            for table, prio, match in self._vip_matches(vip, tcp, udp):
-                if table is CLASSIFY and prio == pl.PRIO_VIP:
-                    inst = [ofmsg.goto(pl.SERVICE)]
-                else:
-                    inst = ofmsg.apply(ofmsg.to_controller())
-                out.append(table.flow(prio, match, inst, cookie))
-        sw.vips = wanted
-        return [(sw.dpid, m) for m in out] + self._sync_fragments(sw)
-
-    def _sync_fragments(self, sw):
-        """Fragments to each VIP and from each NAT real server go to the
-        controller (see fragments.py), above every flow that matches ports."""
-        wanted = {(pl.SERVICE, vip) for vip in self.index.vips}
-        wanted |= {(pl.REVERSE, int(server.address))
-                   for service in self.config.table.services.values()
-                   for server in service.servers
-                   if method_of(server).reverse_nat and server.address.version == 4}
-        out = []
-        cookie = idmod.Cookie(idmod.KIND_FRAG).value
-        for table_id, ip in sw.fragment_flows - wanted:
-            out.append(pl.TABLES[table_id].delete(idmod.cookie_mask(idmod.KIND_FRAG),
-                                                  self._fragment_match(table_id, ip),
-                                                  pl.PRIO_FRAG))
-        for table_id, ip in wanted - sw.fragment_flows:
-            out.append(pl.TABLES[table_id].flow(pl.PRIO_FRAG, self._fragment_match(table_id, ip),
-                                                ofmsg.apply(ofmsg.to_controller()), cookie))
-        sw.fragment_flows = wanted
-        return [(sw.dpid, m) for m in out]
-
-    @staticmethod
-    def _fragment_match(table_id, ip):
-        side = "ipv4_dst" if table_id == pl.SERVICE else "ipv4_src"
-        return ofmsg.ordered_match(("eth_type", pkt.ETH_IP), (side, pkt.ip_text(ip)),
-                                   ("ip_frag", (pkt.IP_FRAG_ANY, pkt.IP_FRAG_ANY)))
-
-    @staticmethod
-    def _vip_matches(vip, tcp, udp):
-        ip = pkt.ip_text(vip)
-        yield CLASSIFY, pl.PRIO_ARP, ofmsg.match(eth_type=pkt.ETH_ARP, arp_op=1, arp_tpa=ip)
-        yield CLASSIFY, pl.PRIO_VIP, ofmsg.match(
-            eth_type=pkt.ETH_IP, eth_dst=pkt.mac_text(pkt.virtual_mac(vip)), ipv4_dst=ip)
-        if tcp:
-            for flag in (pkt.TCP_SYN, pkt.TCP_FIN, pkt.TCP_RST):
-                yield SERVICE, pl.PRIO_PUNT_TCP + flag, ofmsg.match(
-                    eth_type=pkt.ETH_IP, ip_proto=pkt.PROTO_TCP, ipv4_dst=ip,
-                    tcp_flags=(flag, flag))
-        if udp:
-            yield SERVICE, pl.PRIO_PUNT_UDP, ofmsg.match(
-                eth_type=pkt.ETH_IP, ip_proto=pkt.PROTO_UDP, ipv4_dst=ip)
-
-    def wanted_macs(self):
-        """Addresses of the real servers whose MAC the switches need."""
-        return {int(server.address) for service in self.config.table.services.values()
-                for server in service.servers
-                if method_of(server).needs_mac and server.address.version == 4}
-
     def resolve_servers(self, switches, now):
         """ARP-probe every NAT/DR real server whose MAC is not known yet."""
-        return self.hosts.probe_unknown([sw.dpid for sw in switches], self.wanted_macs(), now)
+        return self.hosts.probe_unknown([sw.dpid for sw in switches], self.vips.wanted_macs(),
+                                        now)
 
     # -- PacketIn ----------------------------------------------------------------------
     def packet_in(self, dpid, in_port, data, table_id, now):
@@ -269,12 +206,13 @@ class Director:
             if not syn:
                 return []       # IPVS schedules only SYNs; the rest is dropped
             if sw.ftp_expect:
-                data_conn = self.ftp.passive_data(sw, key, now, self.tcp_timeout("SYN_RECV"))
+                data_conn = self.ftp.passive_data(sw, key, now,
+                                                  self.lifecycle.tcp_timeout("SYN_RECV"))
                 if data_conn is not None:
-                    return (self._enter(sw, data_conn, self._flow_idle("SYN_RECV"))
+                    return (self._enter(sw, data_conn, self.lifecycle.flow_idle("SYN_RECV"))
                             + self._forward_packet(sw, data_conn, in_port, data, now))
             return self._schedule(sw, in_port, data, p, key, now)
-        out = self._segment(sw, conn, flags, now)
+        out = self.lifecycle.segment(sw, conn, flags, now)
         return out + self._forward_packet(sw, conn, in_port, data, now)
 
     def _reschedule(self, conn):
@@ -289,13 +227,6 @@ class Director:
             return True
         return (conn.template is None and conn.control is None
                 and conn.state in ("TIME_WAIT", "CLOSE"))
-
-    def _segment(self, sw, conn, flags, now):
-        """A client segment of a known TCP connection: its state may change."""
-        state = tcpstate.next_state(conn.state, flags)
-        if state == conn.state:
-            return []
-        return self._set_state(sw, conn, state, now)
 
     # -- scheduling --------------------------------------------------------------------
     def _schedule(self, sw, in_port, data, p, key, now):
@@ -343,12 +274,8 @@ class Director:
             actions = self.flows.packet_actions(sw, dest, "udp", dport)
             return out + [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
         conn = self._new_connection(sw, service, state, dest, rid, key, dport, template, now)
-        out += self._enter(sw, conn, self._first_timeout(proto), False)
+        out += self._enter(sw, conn, self.lifecycle.first_flow_idle(proto), False)
         return out + self._forward_packet(sw, conn, in_port, data, now)
-
-    def _first_timeout(self, proto):
-        """A new connection's flow timeout: SYN_RECV's for TCP, udp for UDP."""
-        return self._flow_idle("SYN_RECV") if proto == "tcp" else self.timeout("udp")
 
     def _pick(self, state, p, now):
         return state.get_scheduler().schedule(
@@ -368,7 +295,8 @@ class Director:
     # -- connections -------------------------------------------------------------------
     def _new_connection(self, sw, service, state, dest, rid, key, dport, template, now):
         proto = key[0]
-        timeout = self.tcp_timeout("SYN_RECV") if proto == "tcp" else self.timeout("udp")
+        timeout = (self.lifecycle.tcp_timeout("SYN_RECV") if proto == "tcp"
+                   else self.timeout("udp"))
         conn = Connection(key, service.key, dest, rid, dport,
                           "SYN_RECV" if proto == "tcp" else "UDP", proto == "tcp",
                           now + timeout, template, self.ids.service(service.key),
@@ -390,29 +318,6 @@ class Director:
         self.conns.add(sw, conn)
         return out + self.flows.connection_flows(sw, conn, conn.service_id,
                                                  timeout)
-
-    def tcp_timeout(self, state):
-        return tcpstate.timeout(state, self.config.table.timeouts)
-
-    def _set_state(self, sw, conn, state, now):
-        """A TCP state change: recount, re-time the flow to the state's timeout.
-        Entering SYN_RECV resets the flow's counters: they tell whether the
-        handshake completed (see flow_removed)."""
-        self.conns.set_state(conn, state, state in tcpstate.ACTIVE)
-        timeout = self.tcp_timeout(state)
-        conn.seen, conn.expires_at = now, now + timeout
-        if conn.nodest:
-            return []
-        return [self.flows.conn_flow(sw, conn, conn.service_id, self._flow_idle(state),
-                                     reset_counts=state == "SYN_RECV")]
-
-    def _flow_idle(self, state):
-        """A TCP connection flow's idle timeout in ``state``: the state's own,
-        but in SYN_RECV no longer than ESTABLISHED's, so that a completed
-        handshake is noticed in time (see _conn_idle)."""
-        if state == "SYN_RECV":
-            return min(self.tcp_timeout("SYN_RECV"), self.tcp_timeout("ESTABLISHED"))
-        return self.tcp_timeout(state)
 
     def _conn_out(self, sw, in_port, data, p, now):
         """IPVS conn_out: a NAT real server opens a connection to a client whose
@@ -439,7 +344,7 @@ class Director:
                 return []
             conn = self._new_connection(sw, service, self.runtime.service(service), dest,
                                         template.server_id, key, p.sport, template, now)
-            out = self._enter(sw, conn, self._first_timeout(proto), False)
+            out = self._enter(sw, conn, self.lifecycle.first_flow_idle(proto), False)
             actions = self.flows.reverse_packet_actions(conn)
             return out + [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
         return []
@@ -501,37 +406,11 @@ class Director:
                 conn.expires_at = now + EXPIRE_LATER
                 return [self.flows.conn_flow(sw, conn, conn.service_id,
                                              EXPIRE_LATER)]
-            return self._conn_idle(sw, conn, packet_count, now)
+            flow = self.lifecycle.idled_out(sw, conn, packet_count, now)
+            return flow if flow is not None else self._end_connection(sw, conn)
         if parsed.kind == idmod.KIND_TEMPLATE:
             return self.templates.expired(sw, mkey, duration, now)
         return []
-
-    def _conn_idle(self, sw, conn, packet_count, now):
-        """A connection's flow idled out: has the entry's own timeout passed?
-
-        The flow's counters say whether packets passed since it was
-        installed; if so, the last one passed ``flow_idle`` seconds ago.  A
-        SYN_RECV entry whose flow carried packets completed its handshake;
-        one whose flow carried nothing was half-open and ends after 60 s.
-        An ESTABLISHED entry lives ``tcp`` seconds after its last packet: its
-        flow comes back for the rest of that time.
-        """
-        if conn.nodest:
-            return self._end_connection(sw, conn)
-        if packet_count > 0:
-            conn.seen = now - conn.flow_idle
-            if conn.state == "SYN_RECV":
-                self.conns.set_state(conn, "ESTABLISHED", True)
-        expiry = conn.seen + self._state_timeout(conn)
-        if expiry - now < 1:
-            return self._end_connection(sw, conn)
-        conn.expires_at = expiry
-        return [self.flows.conn_flow(sw, conn, conn.service_id, math.ceil(expiry - now))]
-
-    def _state_timeout(self, conn):
-        if conn.key[0] == "tcp":
-            return self.tcp_timeout(conn.state)
-        return self.timeout("udp")
 
     @staticmethod
     def _conn_by_match(sw, mkey):
@@ -555,7 +434,7 @@ class Director:
 
     def refresh_hosts(self, now):
         """Timed job: retry unanswered ARP probes, re-probe stale real-server MACs."""
-        return self.hosts.refresh(now, list(self.switches), self.wanted_macs())
+        return self.hosts.refresh(now, list(self.switches), self.vips.wanted_macs())
 
     def connections(self, now):
         """Live connections and templates in ``ipvsadm -L -c`` terms."""

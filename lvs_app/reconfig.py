@@ -32,7 +32,7 @@ class Reconfigure:
         handler = getattr(self, "_" + change.kind.replace("-", "_"), None)
         out = handler(change, now) if handler is not None else []
         for sw in director.switches.values():
-            out += director.sync_vips(sw)
+            out += director.vips.sync(sw)
             director.ftp.prune(sw)
         if change.kind in ("server-added", "table-replaced"):
             out += director.resolve_servers(list(director.switches.values()), now)

@@ -96,7 +96,7 @@ class Recovery:
             out += self._connection(sw, flow, cookie, old, now)
         out += self._reverse_flows(sw)
         sw.vips = {(vip, tcp, udp) for vip, (tcp, udp) in vips.items()}
-        out += d.sync_vips(sw)
+        out += d.vips.sync(sw)
         out += d.resolve_servers([sw], now)
         LOG.info("lvs_app: switch %016x: recovered %d connections and %d templates from %d "
                  "flows", sw.dpid, len(sw.conns), len(sw.templates), len(flows))
@@ -125,7 +125,7 @@ class Recovery:
 
     @staticmethod
     def _read_vip(vips, flow):
-        """The VIP flows present, as sync_vips keeps them: vip -> [tcp?, udp?]."""
+        """The VIP flows present, as VipFlows keeps them: vip -> [tcp?, udp?]."""
         match = flow.match
         if "ipv4_dst" in match and flow.table_id in (pl.CLASSIFY, pl.SERVICE):
             protos = vips.setdefault(_ip(match["ipv4_dst"]), [False, False])
@@ -203,7 +203,7 @@ class Recovery:
             via_ftp = service.key.port == FTP_CONTROL and key[4] != FTP_CONTROL
             template = sw.templates.get(d.templates.key(service, proto, key[1], key[3], key[4],
                                                         via_ftp))
-        timeout = d.tcp_timeout(state) if proto == "tcp" else d.timeout("udp")
+        timeout = d.lifecycle.tcp_timeout(state) if proto == "tcp" else d.timeout("udp")
         conn = Connection(key, service.key, dest, d.ids.server(service.key, server.address,
                                                                 server.port),
                           dport, state, state in ("SYN_RECV", "ESTABLISHED"),
@@ -222,13 +222,13 @@ class Recovery:
         if proto != "tcp":
             return "UDP"
         d = self.director
-        if idle == d._flow_idle("SYN_RECV"):
+        if idle == d.lifecycle.flow_idle("SYN_RECV"):
             return "SYN_RECV"
-        if idle == d.tcp_timeout("FIN_WAIT"):
+        if idle == d.lifecycle.tcp_timeout("FIN_WAIT"):
             return "FIN_WAIT"
-        if idle == d.tcp_timeout("CLOSE"):
+        if idle == d.lifecycle.tcp_timeout("CLOSE"):
             return "CLOSE"
-        if idle == d.tcp_timeout("LISTEN"):
+        if idle == d.lifecycle.tcp_timeout("LISTEN"):
             return "LISTEN" if key[4] == FTP_CONTROL - 1 else "TIME_WAIT"
         return "ESTABLISHED"
 

@@ -1,0 +1,78 @@
+"""A connection's life in time: TCP states, timeouts, and what an idle flow means.
+
+The director sees a client's SYN, FIN and RST (see tcpstate.py); the rest
+of a connection's timing is read from its flow.  A flow idles out after the
+state's timeout, or in SYN_RECV after 60 s (no longer than ESTABLISHED's):
+its FlowRemoved counters say whether packets passed since it was
+installed, and if so the last one passed ``flow_idle`` seconds ago.  A
+SYN_RECV entry whose flow carried packets completed its handshake; one whose
+flow carried nothing was half-open.  An entry lives its state's timeout
+after its last packet: the flow comes back for the rest of that time.
+"""
+
+import math
+
+from lvs_app import tcpstate
+
+
+class Lifecycle:
+    """State changes and expiry of connections, over the connection table."""
+
+    def __init__(self, config, conns, flows):
+        self.config = config         # the DirectorAPI (read only): the --set timeouts
+        self.conns = conns
+        self.flows = flows
+
+    def tcp_timeout(self, state):
+        return tcpstate.timeout(state, self.config.table.timeouts)
+
+    def state_timeout(self, conn):
+        if conn.key[0] == "tcp":
+            return self.tcp_timeout(conn.state)
+        return self.config.table.timeouts["udp"]
+
+    def flow_idle(self, state):
+        """A TCP connection flow's idle timeout in ``state``: the state's own,
+        but in SYN_RECV no longer than ESTABLISHED's, so that a completed
+        handshake is noticed in time."""
+        if state == "SYN_RECV":
+            return min(self.tcp_timeout("SYN_RECV"), self.tcp_timeout("ESTABLISHED"))
+        return self.tcp_timeout(state)
+
+    def first_flow_idle(self, proto):
+        """A new connection's flow timeout: SYN_RECV's for TCP, udp for UDP."""
+        return self.flow_idle("SYN_RECV") if proto == "tcp" else self.config.table.timeouts["udp"]
+
+    def segment(self, sw, conn, flags, now):
+        """A client segment of a known TCP connection: its state may change."""
+        state = tcpstate.next_state(conn.state, flags)
+        if state == conn.state:
+            return []
+        return self.set_state(sw, conn, state, now)
+
+    def set_state(self, sw, conn, state, now):
+        """A TCP state change: recount, re-time the flow to the state's timeout.
+        Entering SYN_RECV resets the flow's counters: they tell whether the
+        handshake completed."""
+        self.conns.set_state(conn, state, state in tcpstate.ACTIVE)
+        timeout = self.tcp_timeout(state)
+        conn.seen, conn.expires_at = now, now + timeout
+        if conn.nodest:
+            return []
+        return [self.flows.conn_flow(sw, conn, conn.service_id, self.flow_idle(state),
+                                     reset_counts=state == "SYN_RECV")]
+
+    def idled_out(self, sw, conn, packet_count, now):
+        """A connection's flow idled out.  Returns the flow that carries it on,
+        or None when its time is up (the caller ends it)."""
+        if conn.nodest:
+            return None
+        if packet_count > 0:
+            conn.seen = now - conn.flow_idle
+            if conn.state == "SYN_RECV":
+                self.conns.set_state(conn, "ESTABLISHED", True)
+        expiry = conn.seen + self.state_timeout(conn)
+        if expiry - now < 1:
+            return None
+        conn.expires_at = expiry
+        return [self.flows.conn_flow(sw, conn, conn.service_id, math.ceil(expiry - now))]

@@ -1,0 +1,92 @@
+"""The per-VIP flows: ARP and traffic for a VIP, punts, fragment punts.
+
+For every VIP of the service table a switch holds: the ARP request punt (the
+controller answers with the virtual MAC), the classifier flow into SERVICE,
+the SYN/FIN/RST punts (TCP) or the new-datagram punt (UDP), and the
+fragment punt; for every NAT real server a fragment punt in REVERSE.  Each
+switch remembers what it holds (``sw.vips``, ``sw.fragment_flows``, also as
+read back by recovery.py), so a table change adds and removes only the
+difference.
+"""
+
+from lvs_app import ids as idmod
+from lvs_app import ofmsg
+from lvs_app import packet as pkt
+from lvs_app import pipeline as pl
+from lvs_app.forwarding import method_of
+
+CLASSIFY, SERVICE = pl.TABLES[pl.CLASSIFY], pl.TABLES[pl.SERVICE]
+
+
+class VipFlows:
+    """Keeps each switch's per-VIP flows in step with the service table."""
+
+    def __init__(self, config, services):
+        self.config = config         # the DirectorAPI (read only)
+        self.services = services     # callable() -> the current ServiceIndex
+
+    def sync(self, sw):
+        """Install/remove the per-VIP classifier and punt flows to match the table."""
+        wanted = {(vip, "tcp" in protos, "udp" in protos)
+                  for vip, protos in self.services().vips.items()}
+        out = []
+        cookie = idmod.Cookie(idmod.KIND_VIP).value
+        for vip, tcp, udp in sw.vips - wanted:
+            for table, prio, match in self._vip_matches(vip, tcp, udp):
+                out.append(table.delete(idmod.cookie_mask(idmod.KIND_VIP), match, prio))
+        for vip, tcp, udp in wanted - sw.vips:
+            for table, prio, match in self._vip_matches(vip, tcp, udp):
+                if table is CLASSIFY and prio == pl.PRIO_VIP:
+                    inst = [ofmsg.goto(pl.SERVICE)]
+                else:
+                    inst = ofmsg.apply(ofmsg.to_controller())
+                out.append(table.flow(prio, match, inst, cookie))
+        sw.vips = wanted
+        return [(sw.dpid, m) for m in out] + self._sync_fragments(sw)
+
+    def _sync_fragments(self, sw):
+        """Fragments to each VIP and from each NAT real server go to the
+        controller (see fragments.py), above every flow that matches ports."""
+        wanted = {(pl.SERVICE, vip) for vip in self.services().vips}
+        wanted |= {(pl.REVERSE, int(server.address))
+                   for service in self.config.table.services.values()
+                   for server in service.servers
+                   if method_of(server).reverse_nat and server.address.version == 4}
+        out = []
+        cookie = idmod.Cookie(idmod.KIND_FRAG).value
+        for table_id, ip in sw.fragment_flows - wanted:
+            out.append(pl.TABLES[table_id].delete(idmod.cookie_mask(idmod.KIND_FRAG),
+                                                  self._fragment_match(table_id, ip),
+                                                  pl.PRIO_FRAG))
+        for table_id, ip in wanted - sw.fragment_flows:
+            out.append(pl.TABLES[table_id].flow(pl.PRIO_FRAG, self._fragment_match(table_id, ip),
+                                                ofmsg.apply(ofmsg.to_controller()), cookie))
+        sw.fragment_flows = wanted
+        return [(sw.dpid, m) for m in out]
+
+    @staticmethod
+    def _fragment_match(table_id, ip):
+        side = "ipv4_dst" if table_id == pl.SERVICE else "ipv4_src"
+        return ofmsg.ordered_match(("eth_type", pkt.ETH_IP), (side, pkt.ip_text(ip)),
+                                   ("ip_frag", (pkt.IP_FRAG_ANY, pkt.IP_FRAG_ANY)))
+
+    @staticmethod
+    def _vip_matches(vip, tcp, udp):
+        ip = pkt.ip_text(vip)
+        yield CLASSIFY, pl.PRIO_ARP, ofmsg.match(eth_type=pkt.ETH_ARP, arp_op=1, arp_tpa=ip)
+        yield CLASSIFY, pl.PRIO_VIP, ofmsg.match(
+            eth_type=pkt.ETH_IP, eth_dst=pkt.mac_text(pkt.virtual_mac(vip)), ipv4_dst=ip)
+        if tcp:
+            for flag in (pkt.TCP_SYN, pkt.TCP_FIN, pkt.TCP_RST):
+                yield SERVICE, pl.PRIO_PUNT_TCP + flag, ofmsg.match(
+                    eth_type=pkt.ETH_IP, ip_proto=pkt.PROTO_TCP, ipv4_dst=ip,
+                    tcp_flags=(flag, flag))
+        if udp:
+            yield SERVICE, pl.PRIO_PUNT_UDP, ofmsg.match(
+                eth_type=pkt.ETH_IP, ip_proto=pkt.PROTO_UDP, ipv4_dst=ip)
+
+    def wanted_macs(self):
+        """Addresses of the real servers whose MAC the switches need."""
+        return {int(server.address) for service in self.config.table.services.values()
+                for server in service.servers
+                if method_of(server).needs_mac and server.address.version == 4}
