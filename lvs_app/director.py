@@ -22,6 +22,7 @@ How the IPVS tables map onto flows (see pipeline.py for the table layout):
   packets pass through the controller (see ftpconn.py).
 """
 
+import collections
 import ipaddress
 import logging
 
@@ -73,6 +74,7 @@ class Director:
         self.recovery = Recovery(self)
         self.templates = Templates(config, self.ids, self.conns, self.flows, lambda: self.index)
         self._index = None
+        self.dropped = collections.Counter()   # frames refused, by reason
 
     @property
     def index(self):
@@ -123,7 +125,8 @@ class Director:
         """Handle one PacketIn; returns messages."""
         sw = self.switches.get(dpid)
         p = pkt.parse(data)
-        if sw is None or p is None:
+        if sw is None or p is None or in_port is None:
+            self.dropped["malformed"] += 1
             return []
         out = self.hosts.learn_port(dpid, in_port, p.eth_src)
         if p.eth_type == pkt.ETH_ARP:
@@ -162,10 +165,11 @@ class Director:
         return [(sw.dpid, ofmsg.packet_out(in_port, self.flows.reverse_packet_actions(conn),
                                            data))]
 
-    def _learn_host(self, ip, mac, now):
+    def _learn_host(self, sw, in_port, ip, mac, now):
         """Remember where an address lives; send on the packets that waited for it."""
         out = []
-        for dpid, in_port, data in self.hosts.learn(ip, mac, now, self.index.vips):
+        for dpid, in_port, data in self.hosts.learn(ip, mac, now, self.index.vips, sw.dpid,
+                                                    in_port):
             sw = self.switches.get(dpid)
             p = pkt.parse(data)
             if sw is not None and p is not None:
@@ -173,7 +177,7 @@ class Director:
         return out
 
     def _arp_in(self, sw, in_port, data, p, now):
-        out = self._learn_host(p.ip_src, p.arp_sha, now) if p.ip_src else []
+        out = self._learn_host(sw, in_port, p.ip_src, p.arp_sha, now) if p.ip_src else []
         if p.proto == pkt.ARP_REQUEST and p.ip_dst in self.index.vips:
             return out + [self.hosts.arp_answer(sw.dpid, in_port, p)]
         if p.eth_dst == pkt.DIRECTOR_MAC:
@@ -184,7 +188,7 @@ class Director:
         """Learning switch: learn the source, forward or flood the packet."""
         out = []
         if p.eth_type == pkt.ETH_IP and p.ip_src and p.ip_src not in self.hosts.macs:
-            out += self._learn_host(p.ip_src, p.eth_src, now)
+            out += self._learn_host(sw, in_port, p.ip_src, p.eth_src, now)
         return out + self.hosts.switch_forward(sw.dpid, in_port, data, p.eth_dst)
 
     def _service_in(self, sw, in_port, data, p, now):
@@ -231,6 +235,11 @@ class Director:
     # -- scheduling --------------------------------------------------------------------
     def _schedule(self, sw, in_port, data, p, key, now):
         proto, client, cport, vip, vport = key
+        if client >> 24 in (0, 127) or client >= 0xE0000000 or client in self.index.vips:
+            # a martian source (this network, loopback, multicast, broadcast,
+            # a VIP): no connection is made for it
+            self.dropped["martian"] += 1
+            return []
         service, via_ftp = self.index.find(proto, vip, vport)
         if service is None or via_ftp and not service.persistent:
             # IPVS schedules a packet that reached a port-21 service through

@@ -52,6 +52,7 @@ class Hosts:
         self.confirmed = {}        # IPv4 int -> when its MAC was last seen
         self.pending = {}          # IPv4 int -> Resolution
         self.ports = {}            # dpid -> {MAC bytes: port}
+        self.refused = 0           # MAC changes refused for want of evidence
 
     # -- VIPs ------------------------------------------------------------------------
     @staticmethod
@@ -62,15 +63,28 @@ class Hosts:
         return (dpid, ofmsg.packet_out(ofmsg.CONTROLLER, [ofmsg.output(in_port)], reply))
 
     # -- real servers' MACs ----------------------------------------------------------
-    def learn(self, ip, mac, now, vips):
+    def learn(self, ip, mac, now, vips, dpid=None, in_port=None):
         """``ip`` lives at ``mac``.  Returns the packets that were waiting for
-        it, as (dpid, in_port, data), for the caller to send on."""
+        it, as (dpid, in_port, data), for the caller to send on.
+
+        A known address moves to another MAC only on evidence: an answer to
+        our own question (a probe is pending), or a packet from the port the
+        old MAC lives on (the host changed its card).  Anything else (ARP
+        poisoning) is refused, counted and logged.
+        """
         if ip in vips or mac[0] & 1:
             return []     # never learn a VIP (DR servers send from it) or multicast
         old = self.macs.get(ip)
         if old is not None and old != mac:
-            LOG.info("host %s moved from %s to %s", pkt.ip_text(ip), pkt.mac_text(old),
-                     pkt.mac_text(mac))
+            asked = ip in self.pending
+            same_port = dpid is not None and self.ports.get(dpid, {}).get(old) == in_port
+            if not (asked or same_port):
+                self.refused += 1
+                LOG.warning("host %s: %s claims it (port %s), but it is at %s: refused",
+                            pkt.ip_text(ip), pkt.mac_text(mac), in_port, pkt.mac_text(old))
+                return []
+            LOG.warning("host %s moved from %s to %s", pkt.ip_text(ip), pkt.mac_text(old),
+                        pkt.mac_text(mac))
         self.macs[ip] = mac
         self.confirmed[ip] = now
         resolution = self.pending.pop(ip, None)

@@ -248,6 +248,7 @@ class Manager:
             return False
         self.datapaths.pop(dpid, None)
         self._sent.pop(dpid, None)
+        self.ports.pop(dpid, None)
         self.recovering.pop(dpid, None)
         self.director.switch_disconnected(dpid)
         return True

@@ -57,6 +57,9 @@ def parse(data):
     if eth_type != ETH_IP or len(data) < offset + 20:
         return Packet(eth_dst, eth_src, eth_type)
     ihl = (data[offset] & 0x0F) * 4
+    total = (data[offset + 2] << 8) | data[offset + 3]
+    if ihl < 20 or total < ihl or offset + total > len(data):
+        return None             # a header that lies about its lengths: not ours to forward
     proto = data[offset + 9]
     src = int.from_bytes(data[offset + 12:offset + 16], "big")
     dst = int.from_bytes(data[offset + 16:offset + 20], "big")

@@ -34,6 +34,7 @@ from lvs_app import ids as idmod
 from lvs_app import ofmsg
 from lvs_app import packet as pkt
 from lvs_app import pipeline as pl
+from lvs_app import tcpstate
 from lvs_app.conntable import EXPIRE_LATER, Connection, Template
 from lvs_app.forwarding import method_of
 from lvs_app.api import parse_server_id
@@ -206,7 +207,7 @@ class Recovery:
         timeout = d.lifecycle.tcp_timeout(state) if proto == "tcp" else d.timeout("udp")
         conn = Connection(key, service.key, dest, d.ids.server(service.key, server.address,
                                                                 server.port),
-                          dport, state, state in ("SYN_RECV", "ESTABLISHED"),
+                          dport, state, state in tcpstate.ACTIVE,
                           now + flow.idle_timeout, template, d.ids.service(service.key),
                           method_of(dest).reverse_nat, now + flow.idle_timeout - timeout)
         conn.flow_idle = flow.idle_timeout

@@ -120,8 +120,9 @@ class LVSDirector(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev):
         msg = ev.msg
-        self.manager.packet_in(msg.datapath.id, msg.match["in_port"], msg.data, msg.table_id,
-                               msg.datapath)
+        # a PacketIn without in_port is malformed: the director drops it
+        self.manager.packet_in(msg.datapath.id, msg.match.get("in_port"), msg.data,
+                               msg.table_id, msg.datapath)
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev):
