@@ -37,7 +37,7 @@ class Template:
     expiring: bool = False      # its flows are gone; waits for its connections
 
 
-@dataclass
+@dataclass(slots=True)
 class Connection:
     """One client connection (or UDP flow) and the real server it was given."""
 

@@ -87,6 +87,7 @@ class Director:
         """The service table changed: lookups and encoded actions are stale."""
         self._index = None
         self.flows.cache.clear()
+        self.lifecycle.table_edited()
 
     def timeout(self, name):
         return self.config.table.timeouts[name]
@@ -304,13 +305,12 @@ class Director:
     # -- connections -------------------------------------------------------------------
     def _new_connection(self, sw, service, state, dest, rid, key, dport, template, now):
         proto = key[0]
-        timeout = (self.lifecycle.tcp_timeout("SYN_RECV") if proto == "tcp"
-                   else self.timeout("udp"))
+        forwarding = method_of(dest)
         conn = Connection(key, service.key, dest, rid, dport,
                           "SYN_RECV" if proto == "tcp" else "UDP", proto == "tcp",
-                          now + timeout, template, self.ids.service(service.key),
-                          method_of(dest).reverse_nat, now)
-        if proto == "tcp" and key[4] == FTP_CONTROL and method_of(dest).ftp_helper:
+                          now + self.lifecycle.first_timeout(proto), template,
+                          self.ids.service(service.key), forwarding.reverse_nat, now)
+        if proto == "tcp" and key[4] == FTP_CONTROL and forwarding.ftp_helper:
             self.ftp.watch(sw, conn)
         state.stats.conns += 1
         dest.stats.conns += 1

@@ -22,6 +22,11 @@ class Lifecycle:
         self.config = config         # the DirectorAPI (read only): the --set timeouts
         self.conns = conns
         self.flows = flows
+        self._first = {}             # proto -> a new connection's flow timeout (hot path)
+
+    def table_edited(self):
+        """The --set timeouts may have changed."""
+        self._first.clear()
 
     def tcp_timeout(self, state):
         return tcpstate.timeout(state, self.config.table.timeouts)
@@ -41,7 +46,19 @@ class Lifecycle:
 
     def first_flow_idle(self, proto):
         """A new connection's flow timeout: SYN_RECV's for TCP, udp for UDP."""
-        return self.flow_idle("SYN_RECV") if proto == "tcp" else self.config.table.timeouts["udp"]
+        idle = self._first.get(proto)
+        if idle is None:
+            idle = self._first[proto] = (self.flow_idle("SYN_RECV") if proto == "tcp"
+                                         else self.config.table.timeouts["udp"])
+        return idle
+
+    def first_timeout(self, proto):
+        """A new connection's own timeout: SYN_RECV's for TCP, udp for UDP."""
+        timeout = self._first.get((proto,))
+        if timeout is None:
+            timeout = self._first[(proto,)] = (self.tcp_timeout("SYN_RECV") if proto == "tcp"
+                                               else self.config.table.timeouts["udp"])
+        return timeout
 
     def segment(self, sw, conn, flags, now):
         """A client segment of a known TCP connection: its state may change."""

@@ -65,32 +65,26 @@ def parse(data):
     dst = int.from_bytes(data[offset + 16:offset + 20], "big")
     l4 = offset + ihl
     flags_offset = (data[offset + 6] << 8) | data[offset + 7]
-    if flags_offset & 0x3FFF:             # MF or an offset: a fragment
-        ip_id = (data[offset + 4] << 8) | data[offset + 5]
-        if flags_offset & 0x1FFF:
-            # no transport header: its ports are in the first fragment
-            return Packet(eth_dst, eth_src, eth_type, src, dst, proto, l4_offset=l4,
-                          frag=LATER_FRAGMENT, ip_id=ip_id)
-        first = parse_transport(data, eth_dst, eth_src, eth_type, src, dst, proto, l4)
-        return first._replace(frag=FIRST_FRAGMENT, ip_id=ip_id)
-    return parse_transport(data, eth_dst, eth_src, eth_type, src, dst, proto, l4)
-
-
-def parse_transport(data, eth_dst, eth_src, eth_type, src, dst, proto, l4):
-    """The TCP/UDP part of :func:`parse`."""
+    if flags_offset & 0x1FFF:
+        # a later fragment: no transport header, its ports are in the first one
+        return Packet(eth_dst, eth_src, eth_type, src, dst, proto, l4_offset=l4,
+                      frag=LATER_FRAGMENT, ip_id=(data[offset + 4] << 8) | data[offset + 5])
     if len(data) < l4 + 4 or proto not in (PROTO_TCP, PROTO_UDP):
-        return Packet(eth_dst, eth_src, eth_type, src, dst, proto, l4_offset=l4)
-    sport = (data[l4] << 8) | data[l4 + 1]
-    dport = (data[l4 + 2] << 8) | data[l4 + 3]
-    if proto == PROTO_TCP:
-        if len(data) < l4 + 14:
-            return Packet(eth_dst, eth_src, eth_type, src, dst, proto, sport, dport,
-                          l4_offset=l4)
-        flags = ((data[l4 + 12] & 0x01) << 8) | data[l4 + 13]
-        payload = l4 + (data[l4 + 12] >> 4) * 4
-        return Packet(eth_dst, eth_src, eth_type, src, dst, proto, sport, dport, flags,
-                      l4, payload)
-    return Packet(eth_dst, eth_src, eth_type, src, dst, proto, sport, dport, 0, l4, l4 + 8)
+        p = Packet(eth_dst, eth_src, eth_type, src, dst, proto, l4_offset=l4)
+    else:
+        sport = (data[l4] << 8) | data[l4 + 1]
+        dport = (data[l4 + 2] << 8) | data[l4 + 3]
+        if proto != PROTO_TCP:
+            p = Packet(eth_dst, eth_src, eth_type, src, dst, proto, sport, dport, 0, l4, l4 + 8)
+        elif len(data) < l4 + 14:
+            p = Packet(eth_dst, eth_src, eth_type, src, dst, proto, sport, dport, l4_offset=l4)
+        else:
+            flags = ((data[l4 + 12] & 0x01) << 8) | data[l4 + 13]
+            p = Packet(eth_dst, eth_src, eth_type, src, dst, proto, sport, dport, flags, l4,
+                       l4 + (data[l4 + 12] >> 4) * 4)
+    if flags_offset & 0x2000:             # MF at offset 0: the first fragment
+        return p._replace(frag=FIRST_FRAGMENT, ip_id=(data[offset + 4] << 8) | data[offset + 5])
+    return p
 
 
 def mac_text(raw):
