@@ -12,6 +12,7 @@ Counting is done here and only here: a connection binds to its
 table, a template counts in PersistConn while it decides anything.
 """
 
+import collections
 from dataclasses import dataclass, field
 
 from lvs_app import packet as pkt
@@ -80,6 +81,7 @@ class Switch:
     vips: set = field(default_factory=set)           # VIP flows installed: (vip, tcp?, udp?)
     fragment_flows: set = field(default_factory=set)  # (table, address) fragment punts
     nat_replies: dict = field(default_factory=dict)   # (proto, rs, rs port, client, cport)
+    half_open: collections.deque = field(default_factory=collections.deque)  # SYN_RECV keys
     conns: dict = field(default_factory=dict)        # 5-tuple -> Connection
     templates: dict = field(default_factory=dict)    # template key -> Template
     ftp_controls: dict = field(default_factory=dict)  # (rs, rs port, client, cport) -> Connection

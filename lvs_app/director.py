@@ -38,9 +38,10 @@ from lvs_app.fragments import Fragments
 from lvs_app.ftpconn import FtpTracker
 from lvs_app.hosts import Hosts
 from lvs_app.lifecycle import Lifecycle
+from lvs_app.limits import Limits
 from lvs_app.model import FTP_CONTROL
 from lvs_app.persistence import Templates
-from lvs_app.recovery import Recovery, flow_stats_request
+from lvs_app.recovery import Recovery, flow_stats_request, meter_config_request
 from lvs_app.schedulers import SchedKey
 from lvs_app.services import ServiceIndex
 from lvs_app.vips import VipFlows
@@ -59,18 +60,20 @@ class Director:
     ``ids`` a StableIds; ``runtime`` the RuntimeState that holds counters.
     """
 
-    def __init__(self, config, ids=None, runtime=None):
+    def __init__(self, config, ids=None, runtime=None, meters=None, max_entries=0):
         self.config = config
         self.ids = ids or idmod.StableIds()
         self.runtime = runtime or RuntimeState()
         self.conns = ConnectionTable()
         self.switches = self.conns.switches
+        self.meters = meters or pl.PuntMeters()
         self.hosts = Hosts()
-        self.flows = Flows(self.hosts)
+        self.flows = Flows(self.hosts, self.meters)
         self.ftp = FtpTracker()
         self.fragments = Fragments()
-        self.vips = VipFlows(config, lambda: self.index)
+        self.vips = VipFlows(config, lambda: self.index, self.meters)
         self.lifecycle = Lifecycle(config, self.conns, self.flows)
+        self.limits = Limits(self.conns, max_entries)
         self.recovery = Recovery(self)
         self.templates = Templates(config, self.ids, self.conns, self.flows, lambda: self.index)
         self._index = None
@@ -96,15 +99,16 @@ class Director:
     def switch_connected(self, dpid, ports, now):
         """A switch connected: ask for its flows; :meth:`recover` goes on from them."""
         self.conns.add_switch(dpid, ports)
-        return [(dpid, flow_stats_request())]
+        asks = [flow_stats_request()] + ([meter_config_request()] if self.meters.pps else [])
+        return [(dpid, m) for m in asks]
 
-    def recover(self, dpid, flows, now):
-        """The switch's flows, read back: rebuild its state and reconcile it
-        with the service table (see recovery.py)."""
+    def recover(self, dpid, flows, now, meters=()):
+        """The switch's flows (and meter ids), read back: rebuild its state and
+        reconcile it with the service table (see recovery.py)."""
         sw = self.switches.get(dpid)
         if sw is None:
             return []
-        return self.recovery.recover(sw, flows, now)
+        return self.recovery.recover(sw, flows, now, meters)
 
     def switch_disconnected(self, dpid):
         self.conns.remove_switch(dpid)
@@ -241,11 +245,18 @@ class Director:
             # a VIP): no connection is made for it
             self.dropped["martian"] += 1
             return []
+        if self.limits.max_entries:
+            admitted, out = self.limits.admit(sw, now, self._end_connection_now)
+            self.lifecycle.pressure = self.limits.pressure
+            if not admitted:
+                return out
+        else:
+            out = []
         service, via_ftp = self.index.find(proto, vip, vport)
         if service is None or via_ftp and not service.persistent:
             # IPVS schedules a packet that reached a port-21 service through
             # the FTP fallback only for a persistent service (vport != port)
-            return []
+            return out
         state = self.runtime.service(service)
         template = None
         if service.persistent:
@@ -259,14 +270,13 @@ class Director:
             dest = self._pick(state, p, now)
         if dest is None:
             LOG.warning("%s: %s - no destination available", service.scheduler, service.key)
-            return []
+            return out
         unready = self._unready(sw, dest, in_port, data, now)
         if unready is not None:
-            return unready
+            return out + unready
         rid = dest.rid
         if rid is None:
             rid = dest.rid = self.ids.server(service.key, dest.address, dest.port)
-        out = []
         if service.persistent:
             if template is None:
                 template, msgs = self.templates.create(sw, service, dest, rid, tkey, now)
@@ -285,6 +295,8 @@ class Director:
             return out + [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
         conn = self._new_connection(sw, service, state, dest, rid, key, dport, template, now)
         out += self._enter(sw, conn, self.lifecycle.first_flow_idle(proto), False)
+        if proto == "tcp":
+            self.limits.track(sw, conn)
         return out + self._forward_packet(sw, conn, in_port, data, now)
 
     def _pick(self, state, p, now):
@@ -376,6 +388,10 @@ class Director:
             return []
         actions = self.flows.reverse_packet_actions(conn)
         return [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
+
+    def _end_connection_now(self, sw, conn):
+        """End an entry before its time (drop_entry): its flows go too."""
+        return self._end_connection(sw, conn, delete_flows=True)
 
     def _end_connection(self, sw, conn, delete_flows=False):
         if conn.ftp is not None:

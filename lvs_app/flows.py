@@ -18,8 +18,9 @@ REVERSE = pl.TABLES[pl.REVERSE]
 class Flows:
     """Builds connection and template flows; owns the encoding cache."""
 
-    def __init__(self, hosts):
+    def __init__(self, hosts, meters=None):
         self.hosts = hosts
+        self.meters = meters or pl.PuntMeters()
         self.cache = ofmsg.EncodingCache()
 
     # -- client -> server --------------------------------------------------------------
@@ -138,7 +139,7 @@ class Flows:
         the controller (IPVS conn_out); nothing else of the server's is touched."""
         cookie = ids.Cookie(ids.KIND_REVERSE_TEMPLATE, sid, template.server_id).value
         return [(sw.dpid, REVERSE.flow(pl.PRIO_TEMPLATE, ofmsg.match(**fields),
-                                       ofmsg.apply(ofmsg.to_controller()), cookie))
+                                       ofmsg.punt(self.meters.service), cookie))
                 for fields in matches]
 
     def delete_template_reverse(self, sw, template, sid, matches):

@@ -13,6 +13,7 @@ after its last packet: the flow comes back for the rest of that time.
 import math
 
 from lvs_app import tcpstate
+from lvs_app.limits import SECURE_SYN_RECV
 
 
 class Lifecycle:
@@ -23,6 +24,7 @@ class Lifecycle:
         self.conns = conns
         self.flows = flows
         self._first = {}             # proto -> a new connection's flow timeout (hot path)
+        self.pressure = False        # near the table's cap: see limits.py (secure_tcp)
 
     def table_edited(self):
         """The --set timeouts may have changed."""
@@ -50,6 +52,8 @@ class Lifecycle:
         if idle is None:
             idle = self._first[proto] = (self.flow_idle("SYN_RECV") if proto == "tcp"
                                          else self.config.table.timeouts["udp"])
+        if self.pressure and proto == "tcp":
+            return min(idle, SECURE_SYN_RECV)
         return idle
 
     def first_timeout(self, proto):

@@ -28,7 +28,7 @@ from lvs_app.ha import HEARTBEAT
 from lvs_app.ids import StableIds
 from lvs_app.jobs import JobTable, TimedJob
 from lvs_app.model import LvsError
-from lvs_app.pipeline import PipelineError
+from lvs_app.pipeline import PipelineError, PuntMeters
 from lvs_app.reconfig import Reconfigure
 from lvs_app.state import RuntimeState
 
@@ -47,10 +47,12 @@ _MASTER_ONLY = (parser.OFPFlowMod, parser.OFPPacketOut)
 
 
 class _Recovering:
-    """A switch whose flows are being read back; its events wait."""
+    """A switch whose flows (and meters) are being read back; its events wait."""
 
-    def __init__(self, deadline):
+    def __init__(self, deadline, meters):
         self.deadline, self.flows, self.queue = deadline, [], []
+        self.meters = []                        # the meter ids the switch has
+        self.flows_done, self.meters_done = False, not meters
 
 
 class _Claim:
@@ -69,14 +71,15 @@ class Manager:
     """The director of one controller: configuration, logic, timers, sending."""
 
     def __init__(self, rules_path=None, settings=None, clock=time.monotonic, strict=False,
-                 ha=None):
+                 ha=None, packetin_pps=0, max_connections=0):
         self.clock = clock
         self.ha = ha                  # a HighAvailability, or None (standalone)
         self.strict = strict          # tests: a flow that breaks the pipeline raises
         self.api = DirectorAPI(rules_path=rules_path, settings=settings, runtime=self)
         self.ids = StableIds(ids_path(rules_path))
         self.runtime = RuntimeState()
-        self.director = Director(self.api, self.ids, self.runtime)
+        self.director = Director(self.api, self.ids, self.runtime, PuntMeters(packetin_pps),
+                                 max_connections)
         self.reconfigure = Reconfigure(self.director)
         self.jobs = JobTable([
             TimedJob("scheduler-ageing", SCHEDULER_AGEING, self.director.age_schedulers),
@@ -134,7 +137,8 @@ class Manager:
 
     def _serve(self, dpid):
         """Read the switch's flows back, then direct its traffic."""
-        self.recovering[dpid] = _Recovering(self.clock() + RECOVERY_TIMEOUT)
+        self.recovering[dpid] = _Recovering(self.clock() + RECOVERY_TIMEOUT,
+                                            self.director.meters.pps)
         self._handle(self.director.switch_connected, dpid, self.ports.get(dpid, {}),
                      self.clock())
 
@@ -192,12 +196,24 @@ class Manager:
         if recovering is None:
             return
         recovering.flows += body
-        if not more:
+        recovering.flows_done = not more
+        if recovering.flows_done and recovering.meters_done:
+            self._recovered(dpid)
+
+    def meter_config(self, dpid, body, more=False):
+        """A part of a meter configuration reply: which punt meters exist."""
+        recovering = self.recovering.get(dpid)
+        if recovering is None:
+            return
+        recovering.meters += [m.meter_id for m in body]
+        recovering.meters_done = not more
+        if recovering.flows_done and recovering.meters_done:
             self._recovered(dpid)
 
     def _recovered(self, dpid):
         recovering = self.recovering.pop(dpid)
-        self._handle(self.director.recover, dpid, recovering.flows, self.clock())
+        self._handle(self.director.recover, dpid, recovering.flows, self.clock(),
+                     recovering.meters)
         for event in recovering.queue:          # what came meanwhile, in order
             event()
 

@@ -33,6 +33,7 @@ NO_BUFFER = ofp.OFP_NO_BUFFER
 ADD, MODIFY, DELETE, DELETE_STRICT = (ofp.OFPFC_ADD, ofp.OFPFC_MODIFY, ofp.OFPFC_DELETE,
                                       ofp.OFPFC_DELETE_STRICT)
 DELETES = (DELETE, DELETE_STRICT)
+METER_ADD, METER_MODIFY = ofp.OFPMC_ADD, ofp.OFPMC_MODIFY
 REMOVED_IDLE, REMOVED_HARD, REMOVED_DELETE = (ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT,
                                               ofp.OFPRR_DELETE)
 
@@ -61,6 +62,18 @@ def output(port):
 
 def to_controller():
     return [parser.OFPActionOutput(CONTROLLER, ofp.OFPCML_NO_BUFFER)]
+
+
+def punt(meter=None):
+    """Instructions that send a packet to the controller, through ``meter``
+    (a rate limit in the switch) when one is given."""
+    return ([parser.OFPInstructionMeter(meter)] if meter else []) + apply(to_controller())
+
+
+def meter_mod(meter_id, pps, command=METER_ADD):
+    """A packets-per-second meter that drops what exceeds ``pps`` (burst: a tenth)."""
+    return parser.OFPMeterMod(None, command, ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, meter_id,
+                              [parser.OFPMeterBandDrop(rate=pps, burst_size=max(1, pps // 10))])
 
 
 def set_field(**field):

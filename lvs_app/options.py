@@ -15,6 +15,12 @@ OPTIONS = (
      "IPVS expire_nodest_conn: connections of a deleted real server are removed at once"),
     ("lvs-rest-token-file", "str", None,
      "file holding the REST API's bearer token; required when --wsapi-host is not loopback"),
+    ("lvs-packetin-pps", "int", 2000,
+     "OpenFlow meters: new connections a switch may send the controller per second "
+     "(ARP and learning get half); 0 turns them off"),
+    ("lvs-max-connections", "int", 200000,
+     "cap on connection-table entries (connections and templates); near it, half-open "
+     "entries are dropped first (IPVS drop_entry/secure_tcp); 0: no cap"),
     ("lvs-ha-role", "str", None,
      "high availability with a second controller: 'master' or 'backup' (needs --lvs-ha-peer)"),
     ("lvs-ha-peer", "str", None,
@@ -30,7 +36,7 @@ def register(conf):
     for name, kind, default, help_text in OPTIONS:
         if name.replace("-", "_") in known:
             continue
-        cls = cfg.StrOpt if kind == "str" else cfg.BoolOpt
+        cls = {"str": cfg.StrOpt, "bool": cfg.BoolOpt, "int": cfg.IntOpt}[kind]
         opts.append(cls(name, default=default, help=help_text))
     if opts:
         conf.register_cli_opts(opts)

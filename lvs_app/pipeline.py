@@ -89,11 +89,11 @@ class Table:
         self._check_instructions(instructions)
         return ofmsg.flow_modify(cookie_and_mask, self.id, instructions)
 
-    def miss_flow(self):
+    def miss_flow(self, meter=None):
         if self.miss == "drop":
             inst = []
         elif self.miss == "controller":
-            inst = ofmsg.apply(ofmsg.to_controller())
+            inst = ofmsg.punt(meter)
         else:
             inst = [ofmsg.goto(self.miss)]
         return self.flow(PRIO_MISS, ofmsg.match(), inst, ids.Cookie(ids.KIND_BASE).value)
@@ -175,13 +175,37 @@ TABLE_NAMES = {t.id: t.name for t in TABLES.values()}
 N_TABLES = len(TABLES)
 
 
-def base_flows():
+class PuntMeters:
+    """OpenFlow meters on the flows that send packets to the controller, so a
+    flood is dropped in the switch instead of queueing in front of the
+    controller (Faucet's packetin_pps, OVN's per-kind meters).  ``pps`` limits
+    the punts of new connections to VIPs (meter 1); ARP and learning punts get
+    half of it (meter 2).  0 turns them off."""
+
+    SERVICE, L2 = 1, 2
+
+    def __init__(self, pps=0):
+        self.pps = pps
+        self.service = self.SERVICE if pps else None
+        self.l2 = self.L2 if pps else None
+
+    def mods(self, present=()):
+        """The MeterMods a switch needs: ADD, or MODIFY for a meter it has
+        (deleting a meter would delete the flows that use it)."""
+        if not self.pps:
+            return []
+        return [ofmsg.meter_mod(meter_id, pps, ofmsg.METER_MODIFY if meter_id in present
+                                else ofmsg.METER_ADD)
+                for meter_id, pps in ((self.SERVICE, self.pps), (self.L2, max(1, self.pps // 2)))]
+
+
+def base_flows(meters=PuntMeters()):
     """The pipeline's skeleton: every table's miss flow, and the director's own
     punt (ARP replies to the director's MAC, answers to its probes)."""
     flows = [TABLES[CLASSIFY].flow(
         PRIO_ARP, ofmsg.match(eth_type=pkt.ETH_ARP, eth_dst=pkt.mac_text(pkt.DIRECTOR_MAC)),
-        ofmsg.apply(ofmsg.to_controller()), ids.Cookie(ids.KIND_BASE).value)]
-    return flows + [table.miss_flow() for table in TABLES.values()]
+        ofmsg.punt(meters.l2), ids.Cookie(ids.KIND_BASE).value)]
+    return flows + [table.miss_flow(meters.l2) for table in TABLES.values()]
 
 
 def check(flowmod):

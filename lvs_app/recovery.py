@@ -54,6 +54,13 @@ def flow_stats_request(datapath=None):
                                       cookie, mask, parser.OFPMatch())
 
 
+def meter_config_request(datapath=None):
+    """Ask a switch which meters it has (the punt meters may be there already)."""
+    from ryu.ofproto import ofproto_v1_3 as ofp
+    from ryu.ofproto import ofproto_v1_3_parser as parser
+    return parser.OFPMeterConfigStatsRequest(datapath, 0, ofp.OFPM_ALL)
+
+
 def _ip(value):
     return int(ipaddress.IPv4Address(value[0] if isinstance(value, tuple) else value))
 
@@ -64,11 +71,12 @@ class Recovery:
     def __init__(self, director):
         self.director = director
 
-    def recover(self, sw, flows, now):
+    def recover(self, sw, flows, now, meters=()):
         """Rebuild ``sw``'s connections and templates from ``flows`` (flow
-        statistics); returns the messages that reconcile the switch."""
+        statistics); ``meters`` are the meter ids the switch has.  Returns the
+        messages that reconcile the switch."""
         d = self.director
-        out = [(sw.dpid, m) for m in pl.base_flows()]
+        out = [(sw.dpid, m) for m in d.meters.mods(meters) + pl.base_flows(d.meters)]
         conns, templates, vips = [], [], {}
         for flow in flows:
             cookie = idmod.Cookie.parse(flow.cookie)

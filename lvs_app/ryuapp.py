@@ -44,7 +44,8 @@ class LVSDirector(app_manager.RyuApp):
                 rules_path=CONF.lvs_rules,
                 settings={"expire_quiescent_template": CONF.lvs_expire_quiescent_template,
                           "expire_nodest_conn": CONF.lvs_expire_nodest_conn},
-                ha=self._high_availability(access))
+                ha=self._high_availability(access), packetin_pps=CONF.lvs_packetin_pps,
+                max_connections=CONF.lvs_max_connections)
             if self.manager.load_rules():
                 LOG.info("lvs_app: loaded %d virtual services from %s",
                          len(self.manager.api.table.services), CONF.lvs_rules)
@@ -112,6 +113,12 @@ class LVSDirector(app_manager.RyuApp):
         msg = ev.msg
         self.manager.flow_stats(msg.datapath.id, msg.body,
                                 bool(msg.flags & ofproto_v1_3.OFPMPF_REPLY_MORE))
+
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    def _meter_config(self, ev):
+        msg = ev.msg
+        self.manager.meter_config(msg.datapath.id, msg.body,
+                                  bool(msg.flags & ofproto_v1_3.OFPMPF_REPLY_MORE))
 
     @set_ev_cls(ofp_event.EventOFPEchoReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _echo_reply(self, ev):

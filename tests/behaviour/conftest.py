@@ -9,9 +9,11 @@ that answer ARP.  A test then says
 
 import io
 import shlex
+from types import SimpleNamespace
 
 import pytest
 import webob
+from ryu.ofproto import ofproto_v1_3
 
 from lvs_app import cli, ipvsadm
 from lvs_app import pipeline as pl
@@ -68,18 +70,30 @@ class LabDatapath:
         if type(msg).__name__ == "OFPEchoRequest":
             self.echoes.append(msg)
             return
+        if type(msg).__name__ == "OFPMeterMod":      # the fake switch does not meter
+            assert (msg.command == ofproto_v1_3.OFPMC_ADD) != (msg.meter_id in self.lab.meters)
+            self.lab.meters[msg.meter_id] = msg
+            return
+        if type(msg).__name__ == "OFPMeterConfigStatsRequest":
+            self.lab.meter_replies.append((self.id, [
+                SimpleNamespace(meter_id=m) for m in self.lab.meters]))
+            return
         self.lab.outbox += self.lab.sw.apply(msg)
 
 
 class DirectorLab:
-    def __init__(self, n_ports=24, rules_path=None):
+    def __init__(self, n_ports=24, rules_path=None, packetin_pps=0, max_connections=0):
         self.clock = FakeClock()
         self.rules_path = rules_path
+        self.packetin_pps = packetin_pps
+        self.max_connections = max_connections
+        self.meters = {}           # meter id -> the MeterMod the switch holds
         self.sw = FakeSwitch(dpid=1, n_tables=pl.N_TABLES, ports=range(1, n_ports + 1),
                              clock=self.clock)
         self.hosts = {}            # ip -> port (hosts that answer ARP)
         self.outbox = []           # (port, packet) that left the switch, not yet read
         self.replies = []          # (dpid, flow stats) the switch owes the manager
+        self.meter_replies = []    # (dpid, meter configs) likewise
         self._start_controller()
         for ip, port in SERVERS.items():
             self.add_host(ip, port)
@@ -87,7 +101,8 @@ class DirectorLab:
     def _start_controller(self):
         """A controller (the Manager the shim builds) and the switch connecting to it."""
         self.manager = Manager(rules_path=self.rules_path, clock=lambda: self.clock.now,
-                               strict=True)
+                               strict=True, packetin_pps=self.packetin_pps,
+                               max_connections=self.max_connections)
         self.manager.load_rules()
         self.api = self.manager.api
         self.director = self.manager.director
@@ -99,7 +114,7 @@ class DirectorLab:
     def restart_controller(self):
         """kill -9 of the controller and a new one with the same rules file:
         the switch keeps its flows and connects to the new controller."""
-        self.outbox, self.replies = [], []
+        self.outbox, self.replies, self.meter_replies = [], [], []
         self.sw.packet_ins.clear()
         self.sw.flow_removed.clear()
         self._start_controller()
@@ -130,6 +145,10 @@ class DirectorLab:
             if self.replies:
                 dpid, body = self.replies.pop(0)
                 self.manager.flow_stats(dpid, body)
+                continue
+            if self.meter_replies:
+                dpid, body = self.meter_replies.pop(0)
+                self.manager.meter_config(dpid, body)
                 continue
             if not (self.sw.packet_ins or self.sw.flow_removed):
                 break

@@ -71,8 +71,11 @@ def test_the_shim_builds_a_manager_and_hands_it_every_event():
     app._switch_features(event(datapath=datapath))
     assert app.manager.datapaths[1] is datapath
     kinds = [type(m).__name__ for m in datapath.sent]
-    assert kinds == ["OFPPortDescStatsRequest", "OFPFlowStatsRequest"]   # flows first
+    assert kinds == ["OFPPortDescStatsRequest", "OFPFlowStatsRequest",   # flows first
+                     "OFPMeterConfigStatsRequest"]                       # and the meters
     app._flow_stats(event(datapath=datapath, body=[], flags=0))
+    assert "OFPFlowMod" not in [type(m).__name__ for m in datapath.sent]   # meters to come
+    app._meter_config(event(datapath=datapath, body=[], flags=0))
     kinds = [type(m).__name__ for m in datapath.sent]
     assert "OFPFlowMod" in kinds
     app._port_desc(event(datapath=datapath, body=[SimpleNamespace(port_no=5, name=b"vxlan0")]))
@@ -107,6 +110,7 @@ def test_the_shim_logs_an_openflow_error_with_the_message_that_caused_it(caplog)
     datapath = RecordingDatapath()
     app._switch_features(event(datapath=datapath))
     app._flow_stats(event(datapath=datapath, body=[], flags=0))
+    app._meter_config(event(datapath=datapath, body=[], flags=0))
     flow = next(m for m in datapath.sent if type(m).__name__ == "OFPFlowMod"
                 and m.command == ofp.OFPFC_ADD)
     with caplog.at_level(logging.ERROR, logger="lvs_app"):
