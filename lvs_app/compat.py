@@ -18,11 +18,15 @@ application, so they cannot be made from the application itself:
    ``ryu-manager lvs_app`` run in the repository (where ``lvs_app/`` is a
    directory) fails with IsADirectoryError; a directory is imported as the
    package it is.
+5. OpenFlow over TLS: ``ryu.lib.hub.StreamServer`` pops its TLS settings out
+   of a shared dict while it wraps the first connection, so every later
+   connection (a switch that reconnects, a second switch) is wrapped with no
+   certificate and fails.  The context is built once and used for each.
 
 The install step (``python -m lvs_app.compat install``) writes a ``.pth`` file
 into the virtualenv's site-packages.  At interpreter start it adds a tiny
 import hook that applies each fix right after its module (``eventlet.wsgi``,
-``ryu.flags``, ``ryu.app.wsgi``, ``ryu.utils``) is imported -- nothing is imported eagerly, so ordinary Python
+``ryu.flags``, ``ryu.app.wsgi``, ``ryu.utils``, ``ryu.lib.hub``) is imported -- nothing is imported eagerly, so ordinary Python
 programs in the venv pay nothing.  The other two install problems (setuptools
 >= 68 and dnspython < 2) are handled by the install script's pins.
 """
@@ -68,8 +72,41 @@ def _fix_import_module(module):
     module.import_module = import_module
 
 
+def _fix_tls_server(module):
+    server_class = module.StreamServer
+    original = server_class.__init__
+    if getattr(original, "_lvs_compat", False):
+        return
+
+    def __init__(self, listen_info, handle=None, backlog=None, spawn="default", **ssl_args):
+        context = ssl_args.pop("ssl_ctx", None)
+        if context is None:
+            original(self, listen_info, handle, backlog, spawn, **ssl_args)
+            return
+        original(self, listen_info, handle, backlog, spawn)      # listens; TLS below
+        context.load_cert_chain(ssl_args.pop("certfile"), ssl_args.pop("keyfile"))
+        if "cert_reqs" in ssl_args:
+            context.verify_mode = ssl_args.pop("cert_reqs")
+        if "ca_certs" in ssl_args:
+            context.load_verify_locations(ssl_args.pop("ca_certs"))
+
+        def wrap_and_handle(sock, addr):
+            try:
+                wrapped = context.wrap_socket(sock, server_side=True)
+            except OSError:          # a peer without a good certificate: drop it
+                sock.close()
+                return
+            handle(wrapped, addr)
+
+        self.handle = wrap_and_handle
+
+    __init__._lvs_compat = True
+    server_class.__init__ = __init__
+
+
 FIXES = {"eventlet.wsgi": _fix_eventlet_wsgi, "ryu.flags": _register_ryu_options,
-         "ryu.app.wsgi": _rest_on_loopback, "ryu.utils": _fix_import_module}
+         "ryu.app.wsgi": _rest_on_loopback, "ryu.utils": _fix_import_module,
+         "ryu.lib.hub": _fix_tls_server}
 
 
 class _Loader(importlib.abc.Loader):
