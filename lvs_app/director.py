@@ -50,6 +50,7 @@ from lvs_app.state import RuntimeState
 LOG = logging.getLogger(__name__)
 
 PROTO_NAMES = {pkt.PROTO_TCP: "tcp", pkt.PROTO_UDP: "udp"}
+SWEEP_GRACE = 10.0         # s past an entry's time before the sweep asks the switch
 CLASSIFY, SERVICE = pl.TABLES[pl.CLASSIFY], pl.TABLES[pl.SERVICE]
 
 
@@ -437,17 +438,20 @@ class Director:
             return self.templates.expired(sw, mkey, duration, now)
         return []
 
+    @classmethod
+    def _conn_by_match(cls, sw, mkey):
+        return sw.conns.get(cls._conn_key(dict(mkey)))
+
     @staticmethod
-    def _conn_by_match(sw, mkey):
-        fields = dict(mkey)
+    def _conn_key(fields):
+        """The connection key a connection flow's match names (None if none)."""
         proto = "tcp" if fields.get("ip_proto") == pkt.PROTO_TCP else "udp"
         try:
-            key = (proto, int(ipaddress.IPv4Address(fields["ipv4_src"])),
-                   fields[f"{proto}_src"], int(ipaddress.IPv4Address(fields["ipv4_dst"])),
-                   fields[f"{proto}_dst"])
-        except (KeyError, ValueError):
+            return (proto, int(ipaddress.IPv4Address(fields["ipv4_src"])),
+                    fields[f"{proto}_src"], int(ipaddress.IPv4Address(fields["ipv4_dst"])),
+                    fields[f"{proto}_dst"])
+        except (KeyError, TypeError, ValueError):
             return None
-        return sw.conns.get(key)
 
     # -- timed work and listing --------------------------------------------------------
     def age_schedulers(self, now):
@@ -456,6 +460,59 @@ class Director:
             if state.scheduler is not None:
                 state.scheduler.gc(now)
         return []
+
+    def sweep(self, now):
+        """Timed job: entries whose time is long up but whose FlowRemoved never
+        came (a lost message) are checked against the switch: one flow
+        statistics request per switch, answered by :meth:`_swept`."""
+        out = []
+        for sw in self.switches.values():
+            late = now - SWEEP_GRACE
+            # with their times now: an entry re-timed before the answer comes
+            # (its FlowRemoved crossed the request) is left alone
+            conns = [(c, c.expires_at) for c in sw.conns.values() if c.expires_at < late]
+            templates = [(t, t.expires_at) for t in sw.templates.values()
+                         if t.expires_at < late]
+            if not conns and not templates:
+                continue
+            request = flow_stats_request()
+            request.on_reply = (lambda flows, when, sw=sw, conns=conns, templates=templates:
+                                self._swept(sw, conns, templates, flows, when))
+            out.append((sw.dpid, request))
+        return out
+
+    def _swept(self, sw, conns, templates, flows, now):
+        """The switch's flows for a sweep: an entry whose flow is there lives
+        on (a busy connection: its time is counted again from now); one whose
+        flow is gone ends."""
+        present, template_matches = {}, set()
+        for flow in flows:
+            cookie = idmod.Cookie.parse(flow.cookie)
+            kind = cookie.kind if cookie else None
+            if kind == idmod.KIND_CONN:
+                present[self._conn_key(flow.match)] = flow.idle_timeout
+            elif kind == idmod.KIND_TEMPLATE:
+                template_matches.add(ofmsg.match_key(flow.match))
+        out = []
+        for conn, expires_at in conns:
+            if sw.conns.get(conn.key) is not conn or conn.expires_at != expires_at:
+                continue
+            idle = present.get(conn.key)
+            if idle is None:
+                self.dropped["swept"] += 1
+                out += self._end_connection(sw, conn)
+            else:
+                conn.expires_at = now + idle
+        for template, expires_at in templates:
+            if sw.templates.get(template.key) is not template or template.expires_at != expires_at:
+                continue
+            if any(ofmsg.match_key(ofmsg.match(**m)) in template_matches
+                   for m in template.matches):
+                template.expires_at = now + template.timeout
+            else:
+                self.dropped["swept"] += 1
+                out += self.templates.drop(sw, template)
+        return out
 
     def refresh_hosts(self, now):
         """Timed job: retry unanswered ARP probes, re-probe stale real-server MACs."""

@@ -43,6 +43,7 @@ CLAIM_WAIT = 3.0            # s: the first connection of a datapath id may answe
 CLAIM_ECHO = b"lvs_app: are you there?"
 EVENT_QUEUE_LIMIT = 4096    # PacketIns/FlowRemoveds held while a switch recovers
 RULES_RELOAD = 1.0          # s: a backup looks at the shared rules file this often
+SWEEP_INTERVAL = 30.0       # s: entries whose FlowRemoved never came are looked for
 _MASTER_ONLY = (parser.OFPFlowMod, parser.OFPPacketOut)
 
 
@@ -86,11 +87,13 @@ class Manager:
             TimedJob("host-refresh", HOST_REFRESH, self.director.refresh_hosts),
             TimedJob("fragment-expiry", FRAGMENT_EXPIRY, self.director.fragments.expire),
             TimedJob("switch-recovery", 1.0, self._recovery_timeouts),
+            TimedJob("sweep", SWEEP_INTERVAL, self.director.sweep),
         ], start=clock())
         self.datapaths = {}           # dpid -> object with send_msg(msg)
         self.ports = {}               # dpid -> {port: name} (as connected)
         self.recovering = {}          # dpid -> _Recovering: flows being read back
         self.claims = {}              # dpid -> _Claim: a second connection waiting
+        self._replies = {}            # (dpid, xid) -> (handler(flows, now), parts so far)
         self._xid = 0
         self._sent = {}               # dpid -> {xid: message}
         self.api.listeners.append(self._table_changed)
@@ -190,8 +193,16 @@ class Manager:
             LOG.error("lvs_app: HA: the rules file could not be reloaded: %s", err.message)
         return []
 
-    def flow_stats(self, dpid, body, more=False):
-        """A part of a flow statistics reply (``more``: further parts follow)."""
+    def flow_stats(self, dpid, body, more=False, xid=None):
+        """A part of a flow statistics reply (``more``: further parts follow):
+        for a switch's read-back, or for a request that named a handler."""
+        waiting = self._replies.get((dpid, xid))
+        if waiting is not None:
+            waiting[1].extend(body)
+            if not more:
+                del self._replies[(dpid, xid)]
+                self._handle(waiting[0], waiting[1], self.clock())
+            return
         recovering = self.recovering.get(dpid)
         if recovering is None:
             return
@@ -345,6 +356,8 @@ class Manager:
             msg.xid = xid
             msg.datapath = datapath
             datapath.send_msg(msg)
+            if hasattr(msg, "on_reply"):          # a request whose answer has a handler
+                self._replies[(dpid, xid)] = (msg.on_reply, [])
             # a ring of the encoded messages (one plain buffer each: keeping the
             # message objects alive would cost the hot path its caches); the
             # slot of an xid is reused SENT_LOG_SIZE messages later

@@ -112,7 +112,7 @@ class LVSDirector(app_manager.RyuApp):
     def _flow_stats(self, ev):
         msg = ev.msg
         self.manager.flow_stats(msg.datapath.id, msg.body,
-                                bool(msg.flags & ofproto_v1_3.OFPMPF_REPLY_MORE))
+                                bool(msg.flags & ofproto_v1_3.OFPMPF_REPLY_MORE), msg.xid)
 
     @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
     def _meter_config(self, ev):

@@ -65,7 +65,7 @@ class LabDatapath:
         if type(msg).__name__ == "OFPFlowMod":
             pl.check(msg)
         if type(msg).__name__ == "OFPFlowStatsRequest":
-            self.lab.replies.append((self.id, self.lab.sw.flow_stats(msg)))
+            self.lab.replies.append((self.id, msg.xid, self.lab.sw.flow_stats(msg)))
             return
         if type(msg).__name__ == "OFPEchoRequest":
             self.echoes.append(msg)
@@ -142,15 +142,16 @@ class DirectorLab:
         while True:
             outputs += self.outbox
             self.outbox = []
-            if self.replies:
-                dpid, body = self.replies.pop(0)
-                self.manager.flow_stats(dpid, body)
-                continue
-            if self.meter_replies:
-                dpid, body = self.meter_replies.pop(0)
-                self.manager.meter_config(dpid, body)
-                continue
             if not (self.sw.packet_ins or self.sw.flow_removed):
+                # a reply comes after what the switch had sent before it
+                if self.replies:
+                    dpid, xid, body = self.replies.pop(0)
+                    self.manager.flow_stats(dpid, body, False, xid)
+                    continue
+                if self.meter_replies:
+                    dpid, body = self.meter_replies.pop(0)
+                    self.manager.meter_config(dpid, body)
+                    continue
                 break
             for rec in self.sw.take_packet_ins():
                 self.manager.packet_in(1, rec.match["in_port"], rec.raw, rec.table_id)

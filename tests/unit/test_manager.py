@@ -73,7 +73,7 @@ def test_the_shim_builds_a_manager_and_hands_it_every_event():
     kinds = [type(m).__name__ for m in datapath.sent]
     assert kinds == ["OFPPortDescStatsRequest", "OFPFlowStatsRequest",   # flows first
                      "OFPMeterConfigStatsRequest"]                       # and the meters
-    app._flow_stats(event(datapath=datapath, body=[], flags=0))
+    app._flow_stats(event(datapath=datapath, body=[], flags=0, xid=0))
     assert "OFPFlowMod" not in [type(m).__name__ for m in datapath.sent]   # meters to come
     app._meter_config(event(datapath=datapath, body=[], flags=0))
     kinds = [type(m).__name__ for m in datapath.sent]
@@ -109,7 +109,7 @@ def test_the_shim_logs_an_openflow_error_with_the_message_that_caused_it(caplog)
     app = LVSDirector(wsgi=FakeWsgi())
     datapath = RecordingDatapath()
     app._switch_features(event(datapath=datapath))
-    app._flow_stats(event(datapath=datapath, body=[], flags=0))
+    app._flow_stats(event(datapath=datapath, body=[], flags=0, xid=0))
     app._meter_config(event(datapath=datapath, body=[], flags=0))
     flow = next(m for m in datapath.sent if type(m).__name__ == "OFPFlowMod"
                 and m.command == ofp.OFPFC_ADD)
@@ -191,7 +191,7 @@ def test_the_manager_declares_its_jobs_and_ticks_them_on_its_clock():
     clock = FakeClock()
     manager = Manager(clock=lambda: clock.now)
     assert set(manager.jobs.jobs) == {"scheduler-ageing", "host-refresh", "fragment-expiry",
-                                      "switch-recovery"}
+                                      "switch-recovery", "sweep"}
     datapath = RecordingDatapath()
     manager.switch_connected(1, datapath)
     web_service(manager)                           # 10.0.0.11's MAC is asked for once
