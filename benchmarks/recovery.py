@@ -116,7 +116,7 @@ def main():
                  for d in s.dests.values())
     print(f"connections set up through the director: {made} ({len(flows)} flows)")
     print(f"  set-up time:            {setup:8.2f} s   {setup / made * 1e6:8.1f} us per connection")
-    print(f"recovery after a restart (one switch):")
+    print("recovery after a restart (one switch):")
     print(f"  connections {len(sw.conns)}, templates {len(sw.templates)}, "
           f"ActiveConn+InActConn {counts}")
     print(f"  time:                   {took:8.2f} s   {took / len(flows) * 1e6 * 1000:8.0f} us "

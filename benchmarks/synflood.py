@@ -17,9 +17,7 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -52,12 +50,8 @@ def run(defences, args):
         for rs in ("10.0.0.11", "10.0.0.12", "10.0.0.13"):
             lab.lvsadm(f"-a -t {VIP}:80 -r {rs} -m")
         rss_before = rss_mib(lab.controller.pid)
-        floods = [lab.popen(host, [lvslab.SYSTEM_PYTHON, str(lvslab.REPO / "mininet" /
-                                                            "probe_client.py"),
-                                   "flood", VIP, "80", "--count", str(args.count),
-                                   "--spoof", spoof],
-                            description=f"flood from {host}", stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+        floods = [lab.probe_background(host, "flood", VIP, 80, "--count", args.count,
+                                       "--spoof", spoof)
                   for host, spoof in (("c2", "10.0.0.128/26"), ("c3", "10.0.0.192/26"))]
         times, answered = [], 0
         for _ in range(args.requests):

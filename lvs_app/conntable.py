@@ -15,6 +15,8 @@ table, a template counts in PersistConn while it decides anything.
 import collections
 from dataclasses import dataclass, field
 
+import ipaddress
+
 from lvs_app import packet as pkt
 from lvs_app.model import ServiceKey
 
@@ -91,6 +93,16 @@ class Switch:
         self.ports = dict(ports)
         self.tunnel_port = next((no for no, name in sorted(self.ports.items())
                                  if "vxlan" in name), None)
+
+
+def conn_key(fields):
+    """The connection key a connection flow's match names (None if none)."""
+    proto = "tcp" if fields.get("ip_proto") == pkt.PROTO_TCP else "udp"
+    try:
+        return (proto, int(ipaddress.IPv4Address(fields["ipv4_src"])), fields[f"{proto}_src"],
+                int(ipaddress.IPv4Address(fields["ipv4_dst"])), fields[f"{proto}_dst"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class ConnectionTable:

@@ -30,7 +30,7 @@ from lvs_app import ids as idmod
 from lvs_app import ofmsg
 from lvs_app import packet as pkt
 from lvs_app import pipeline as pl
-from lvs_app.conntable import EXPIRE_LATER, Connection, ConnectionTable
+from lvs_app.conntable import EXPIRE_LATER, Connection, ConnectionTable, conn_key
 from lvs_app.flows import Flows
 from lvs_app.forwarding import method_of
 from lvs_app.ftp import LISTEN_TIMEOUT
@@ -44,13 +44,13 @@ from lvs_app.persistence import Templates
 from lvs_app.recovery import Recovery, flow_stats_request, meter_config_request
 from lvs_app.schedulers import SchedKey
 from lvs_app.services import ServiceIndex
+from lvs_app.sweep import Sweep
 from lvs_app.vips import VipFlows
 from lvs_app.state import RuntimeState
 
 LOG = logging.getLogger(__name__)
 
 PROTO_NAMES = {pkt.PROTO_TCP: "tcp", pkt.PROTO_UDP: "udp"}
-SWEEP_GRACE = 10.0         # s past an entry's time before the sweep asks the switch
 CLASSIFY, SERVICE = pl.TABLES[pl.CLASSIFY], pl.TABLES[pl.SERVICE]
 
 
@@ -76,6 +76,7 @@ class Director:
         self.lifecycle = Lifecycle(config, self.conns, self.flows)
         self.limits = Limits(self.conns, max_entries)
         self.recovery = Recovery(self)
+        self.sweep = Sweep(self)
         self.templates = Templates(config, self.ids, self.conns, self.flows, lambda: self.index)
         self._index = None
         self.dropped = collections.Counter()   # frames refused, by reason
@@ -210,7 +211,7 @@ class Director:
         flags = p.tcp_flags
         syn = flags & pkt.TCP_SYN and not flags & pkt.TCP_RST
         if conn is not None and syn and self._reschedule(conn):
-            out = self._end_connection(sw, conn, delete_flows=True)
+            out = self.end_connection(sw, conn, delete_flows=True)
             return out + self._service_in(sw, in_port, data, p, now)
         if conn is None:
             if not syn:
@@ -336,7 +337,7 @@ class Director:
         out = []
         old = sw.conns.get(conn.key) if replace else None
         if old is not None:
-            out += self._end_connection(sw, old)
+            out += self.end_connection(sw, old)
         self.conns.add(sw, conn)
         return out + self.flows.connection_flows(sw, conn, conn.service_id,
                                                  timeout)
@@ -392,9 +393,9 @@ class Director:
 
     def _end_connection_now(self, sw, conn):
         """End an entry before its time (drop_entry): its flows go too."""
-        return self._end_connection(sw, conn, delete_flows=True)
+        return self.end_connection(sw, conn, delete_flows=True)
 
-    def _end_connection(self, sw, conn, delete_flows=False):
+    def end_connection(self, sw, conn, delete_flows=False):
         if conn.ftp is not None:
             self.ftp.forget(sw, conn)
         template = self.conns.remove(sw, conn)
@@ -433,25 +434,14 @@ class Director:
                 return [self.flows.conn_flow(sw, conn, conn.service_id,
                                              EXPIRE_LATER)]
             flow = self.lifecycle.idled_out(sw, conn, packet_count, now)
-            return flow if flow is not None else self._end_connection(sw, conn)
+            return flow if flow is not None else self.end_connection(sw, conn)
         if parsed.kind == idmod.KIND_TEMPLATE:
             return self.templates.expired(sw, mkey, duration, now)
         return []
 
-    @classmethod
-    def _conn_by_match(cls, sw, mkey):
-        return sw.conns.get(cls._conn_key(dict(mkey)))
-
     @staticmethod
-    def _conn_key(fields):
-        """The connection key a connection flow's match names (None if none)."""
-        proto = "tcp" if fields.get("ip_proto") == pkt.PROTO_TCP else "udp"
-        try:
-            return (proto, int(ipaddress.IPv4Address(fields["ipv4_src"])),
-                    fields[f"{proto}_src"], int(ipaddress.IPv4Address(fields["ipv4_dst"])),
-                    fields[f"{proto}_dst"])
-        except (KeyError, TypeError, ValueError):
-            return None
+    def _conn_by_match(sw, mkey):
+        return sw.conns.get(conn_key(dict(mkey)))
 
     # -- timed work and listing --------------------------------------------------------
     def age_schedulers(self, now):
@@ -460,59 +450,6 @@ class Director:
             if state.scheduler is not None:
                 state.scheduler.gc(now)
         return []
-
-    def sweep(self, now):
-        """Timed job: entries whose time is long up but whose FlowRemoved never
-        came (a lost message) are checked against the switch: one flow
-        statistics request per switch, answered by :meth:`_swept`."""
-        out = []
-        for sw in self.switches.values():
-            late = now - SWEEP_GRACE
-            # with their times now: an entry re-timed before the answer comes
-            # (its FlowRemoved crossed the request) is left alone
-            conns = [(c, c.expires_at) for c in sw.conns.values() if c.expires_at < late]
-            templates = [(t, t.expires_at) for t in sw.templates.values()
-                         if t.expires_at < late]
-            if not conns and not templates:
-                continue
-            request = flow_stats_request()
-            request.on_reply = (lambda flows, when, sw=sw, conns=conns, templates=templates:
-                                self._swept(sw, conns, templates, flows, when))
-            out.append((sw.dpid, request))
-        return out
-
-    def _swept(self, sw, conns, templates, flows, now):
-        """The switch's flows for a sweep: an entry whose flow is there lives
-        on (a busy connection: its time is counted again from now); one whose
-        flow is gone ends."""
-        present, template_matches = {}, set()
-        for flow in flows:
-            cookie = idmod.Cookie.parse(flow.cookie)
-            kind = cookie.kind if cookie else None
-            if kind == idmod.KIND_CONN:
-                present[self._conn_key(flow.match)] = flow.idle_timeout
-            elif kind == idmod.KIND_TEMPLATE:
-                template_matches.add(ofmsg.match_key(flow.match))
-        out = []
-        for conn, expires_at in conns:
-            if sw.conns.get(conn.key) is not conn or conn.expires_at != expires_at:
-                continue
-            idle = present.get(conn.key)
-            if idle is None:
-                self.dropped["swept"] += 1
-                out += self._end_connection(sw, conn)
-            else:
-                conn.expires_at = now + idle
-        for template, expires_at in templates:
-            if sw.templates.get(template.key) is not template or template.expires_at != expires_at:
-                continue
-            if any(ofmsg.match_key(ofmsg.match(**m)) in template_matches
-                   for m in template.matches):
-                template.expires_at = now + template.timeout
-            else:
-                self.dropped["swept"] += 1
-                out += self.templates.drop(sw, template)
-        return out
 
     def refresh_hosts(self, now):
         """Timed job: retry unanswered ARP probes, re-probe stale real-server MACs."""

@@ -87,7 +87,7 @@ class Manager:
             TimedJob("host-refresh", HOST_REFRESH, self.director.refresh_hosts),
             TimedJob("fragment-expiry", FRAGMENT_EXPIRY, self.director.fragments.expire),
             TimedJob("switch-recovery", 1.0, self._recovery_timeouts),
-            TimedJob("sweep", SWEEP_INTERVAL, self.director.sweep),
+            TimedJob("sweep", SWEEP_INTERVAL, self.director.sweep),  # see sweep.py
         ], start=clock())
         self.datapaths = {}           # dpid -> object with send_msg(msg)
         self.ports = {}               # dpid -> {port: name} (as connected)
@@ -95,7 +95,7 @@ class Manager:
         self.claims = {}              # dpid -> _Claim: a second connection waiting
         self._replies = {}            # (dpid, xid) -> (handler(flows, now), parts so far)
         self._xid = 0
-        self._sent = {}               # dpid -> {xid: message}
+        self._sent = {}               # dpid -> ring of the last SENT_LOG_SIZE messages sent
         self.api.listeners.append(self._table_changed)
         if ha is not None:
             self.jobs.add(TimedJob("ha-heartbeat", HEARTBEAT, self._ha_heartbeat), clock())
@@ -276,6 +276,8 @@ class Manager:
         self.datapaths.pop(dpid, None)
         self._sent.pop(dpid, None)
         self.ports.pop(dpid, None)
+        for key in [k for k in self._replies if k[0] == dpid]:
+            del self._replies[key]          # their answers will not come
         self.recovering.pop(dpid, None)
         self.director.switch_disconnected(dpid)
         return True

@@ -20,7 +20,6 @@ import argparse
 import collections
 import re
 import signal
-import subprocess
 import sys
 
 # This directory is sys.path[0] when run as a script; it has no __init__.py,
@@ -244,13 +243,10 @@ def ssl_demo(lab):
 def restart_demo(lab, backup):
     """kill -9 of the controller (of the master, with a backup) breaks nothing."""
     vip = lab.vip
-    print(f"== a persistent service; every client asks once; c1 holds a connection open")
+    print("== a persistent service; every client asks once; c1 holds a connection open")
     configure(lab, f"-t {vip}:80", "-s rr -p 600", LVSADM_FLAGS)
-    held = lab.popen(lab.clients[0], [lvslab.SYSTEM_PYTHON, str(lvslab.REPO / "mininet" /
-                                                               "probe_client.py"),
-                                      "tcp-idle", vip, "80", "--sport", "45500", "--idle", "12",
-                                      "--timeout", "40"], description="held connection",
-                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    held = lab.probe_background(lab.clients[0], "tcp-idle", vip, 80, "--sport", 45500,
+                                "--idle", 12, "--timeout", 40)
     homes = {c: lab.curl(c, f"http://{vip}/").strip() for c in lab.clients}
     print("   " + ", ".join(f"{c} -> {s}" for c, s in homes.items()))
     show("lvsadm -L -c -n", lab.lvsadm("-L", "-c", "-n").stdout)

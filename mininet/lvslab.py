@@ -149,7 +149,7 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
     {repo} {of_port} {rest_port}; default :data:`LVS_APP_CMD` (plus
     ``--lvs-rules FILE`` when ``rules_file`` is given); ``extra_args`` are
     appended to it (e.g. the high-availability options, see lvslab_ha.py).
-    ``tls``: OpenFlow over TLS between the switch and the controller
+    ``openflow_tls``: OpenFlow over TLS between the switch and the controller
     (:class:`lvslab_tls.SwitchTls`).
     ``of_port``/``rest_port``: default free ports.
     ``wait_rest``: wait until the REST port listens (default: only for the
@@ -166,7 +166,7 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
     def __init__(self, topology, controller_cmd=None, of_port=None, rest_port=None,
                  log_dir=None, rules_file=None, wait_rest=None, ready_flows=1,
                  lock_timeout=120.0, start_timeout=30.0, mn_cleanup=None,
-                 mn_log_level="warning", extra_args=(), tls=None):
+                 mn_log_level="warning", extra_args=(), openflow_tls=None):
         self.topology = load_topology(topology)
         self.name = self.topology["name"]
         self.of_port = of_port or free_tcp_port()
@@ -174,9 +174,10 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
         while self.rest_port == self.of_port:
             self.rest_port = free_tcp_port()
         self.rules_file = rules_file
-        self.tls = tls                # OpenFlow over TLS (lvslab_tls.SwitchTls), or None
+        self.of_tls = openflow_tls    # OpenFlow over TLS (lvslab_tls.SwitchTls), or None
         self.controller_cmd = (self._controller_argv(controller_cmd) + list(extra_args)
-                               + (tls.controller_args(self.of_port) if tls else []))
+                               + (openflow_tls.controller_args(self.of_port)
+                                  if openflow_tls else []))
         self.wait_rest = (controller_cmd is None) if wait_rest is None else wait_rest
         self.ready_flows = ready_flows
         self.lock_timeout = lock_timeout
@@ -300,7 +301,7 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
                 pass
 
         net.addController("c0", controller=KnownListening, ip="127.0.0.1", port=self.of_port,
-                          protocol=self.tls.protocol if self.tls else "tcp")
+                          protocol=self.of_tls.protocol if self.of_tls else "tcp")
         switch = net.addSwitch(self.switch_name, dpid="%x" % topo["switch"]["dpid"],
                                datapath="user", protocols="OpenFlow13")
         for port, host in enumerate(topo["clients"] + topo["servers"], start=1):
@@ -309,8 +310,8 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
             net.addLink(node, switch, port2=port)
             self.ports[host["name"]] = port
         net.build()
-        if self.tls:
-            self.tls.switch_setup()
+        if self.of_tls:
+            self.of_tls.switch_setup()
         net.start()
         # reconnect within a second when the controller restarts (OVS backs off
         # up to 8 s by default)
@@ -406,8 +407,8 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
             stop_process(self.controller, 5, group=True)
         except Exception as err:  # noqa: BLE001
             problems.append(f"controller: {err!r}")
-        if self.tls:
-            self.tls.switch_teardown()
+        if self.of_tls:
+            self.of_tls.switch_teardown()
         # a bridge or link Mininet did not remove would break the next lab
         try:
             self.cleanup_leftovers(mn_cleanup=False)

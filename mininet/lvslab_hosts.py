@@ -320,6 +320,13 @@ class HostClients:
         _, out, _ = self.host_run(client, cmd, timeout, check=check)
         return out.strip()
 
+    def probe_background(self, client, *args, description=None):
+        """Start probe_client.py ARGS in host ``client`` in the background (a
+        connection held open, a flood); ``communicate()`` gives its output."""
+        return self.popen(client, [SYSTEM_PYTHON, str(PROBE_CLIENT)] + [str(a) for a in args],
+                          description=description or f"{client}: probe {args[0]}",
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
     def curl(self, client, url, timeout=5, check=True):
         """GET ``url`` from host ``client``; return the body (str).
 

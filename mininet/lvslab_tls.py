@@ -1,7 +1,7 @@
 """OpenFlow over TLS in a lab: certificates from ``ovs-pki``, both ends configured.
 
     tls = SwitchTls(tmp_dir)                  # a CA, a controller and a switch certificate
-    lab = Lab("nat", tls=tls)                 # ryu-manager --ctl-privkey ... --ca-certs ...
+    lab = Lab("nat", openflow_tls=tls)        # ryu-manager --ctl-privkey ... --ca-certs ...
     lab.start()                               # the switch connects to ssl:127.0.0.1:PORT
 
 The controller accepts only switches whose certificate the lab's switch CA

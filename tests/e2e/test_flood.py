@@ -7,9 +7,7 @@ about what the meter let through, and a real client is still answered.
 """
 
 import re
-import subprocess
 
-import lvslab
 import pytest
 
 VIP = "10.0.0.100"
@@ -35,11 +33,8 @@ def test_a_syn_flood_is_metered_in_the_switch_and_real_clients_are_served(flood_
     for rs in ("10.0.0.11", "10.0.0.12", "10.0.0.13"):
         lab.lvsadm(f"-a -t {VIP}:80 -r {rs} -m")
     before = meter_drops(lab, 1)
-    flood = lab.popen("c2", [lvslab.SYSTEM_PYTHON, str(lvslab.REPO / "mininet" /
-                                                      "probe_client.py"),
-                             "flood", VIP, "80", "--count", "5000", "--spoof", "10.0.0.128/25"],
-                      description="SYN flood", stdout=subprocess.PIPE,
-                      stderr=subprocess.STDOUT, text=True)
+    flood = lab.probe_background("c2", "flood", VIP, 80, "--count", 5000,
+                                 "--spoof", "10.0.0.128/25")
     answers = [lab.curl("c1", f"http://{VIP}/", timeout=10) for _ in range(3)]
     out, _ = flood.communicate(timeout=60)
     assert flood.returncode == 0, out

@@ -5,9 +5,7 @@ the backup, both with the same rules file; the switch connects to both.
 """
 
 import re
-import subprocess
 
-import lvslab
 import pytest
 from lvslab_ha import BackupController, BackupPorts, master_args
 
@@ -35,12 +33,8 @@ def test_the_backup_takes_over_without_breaking_a_connection(ha_lab):
     for rs in SERVERS:
         lab.lvsadm(f"-a -t {VIP}:80 -r {rs} -g")
     assert "high-availability backup" in backup.lvsadm("-A", "-t", f"{VIP}:81").stderr
-    long_lived = lab.popen("c1", [lvslab.SYSTEM_PYTHON, str(lvslab.REPO / "mininet" /
-                                                           "probe_client.py"),
-                                  "tcp-idle", VIP, "80", "--sport", "45000", "--idle", "12",
-                                  "--timeout", "40"],
-                           description="long-lived client", stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+    long_lived = lab.probe_background("c1", "tcp-idle", VIP, 80, "--sport", 45000,
+                                      "--idle", 12, "--timeout", 40)
     homes = {c: fetch(lab, c) for c in lab.clients}
 
     lab.kill_controller()                                   # kill -9 of the master

@@ -6,10 +6,8 @@ servers, Open vSwitch and ryu-manager.
 """
 
 import re
-import subprocess
 import time
 
-import lvslab
 import pytest
 
 SERVERS = ("10.0.0.11", "10.0.0.12", "10.0.0.13")
@@ -84,10 +82,8 @@ def test_a_half_open_connection_ends_after_60_seconds_and_an_idle_one_lives(lab)
     configure(lab, opts="-s rr", service=f"-t {VIP}:80")
     lab.lvsadm("-d", "-t", f"{VIP}:80", "-r", "10.0.0.12")
     lab.lvsadm("-d", "-t", f"{VIP}:80", "-r", "10.0.0.13")
-    idle = lab.popen("c2", [lvslab.SYSTEM_PYTHON, str(lvslab.REPO / "mininet" / "probe_client.py"),
-                            "tcp-idle", VIP, "80", "--sport", "41200", "--idle", "70",
-                            "--timeout", "90"], description="idle client",
-                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    idle = lab.probe_background("c2", "tcp-idle", VIP, 80, "--sport", 41200, "--idle", 70,
+                                "--timeout", 90)
     lab.probe("c1", "syn", VIP, 80, "--sport", 41201)       # no handshake follows
     wait_for(lambda: counts(lab)["10.0.0.11"][0] == 2, 10, "two active connections")
     assert any("SYN_RECV" in line for line in entries(lab, lab.ip("c1")))

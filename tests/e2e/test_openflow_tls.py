@@ -18,7 +18,7 @@ VIP = "10.0.0.100"
 
 @pytest.fixture
 def tls_lab(lab_factory, tmp_path):
-    return lab_factory("nat", fresh=True, tls=SwitchTls(tmp_path))
+    return lab_factory("nat", fresh=True, openflow_tls=SwitchTls(tmp_path))
 
 
 def test_the_director_works_over_tls_and_a_reconnect_is_accepted(tls_lab):

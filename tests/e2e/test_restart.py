@@ -5,9 +5,7 @@ the controller started again with the same rules file reads them back.
 """
 
 import re
-import subprocess
 
-import lvslab
 import pytest
 
 VIP = "10.0.0.100"
@@ -32,12 +30,8 @@ def test_kill_9_breaks_no_connection_and_keeps_every_template(restart_lab):
     for rs in SERVERS:
         lab.lvsadm(f"-a -t {VIP}:80 -r {rs} {METHODS[lab.name]}")
     # a connection that is open across the restart: its request comes after it
-    long_lived = lab.popen("c1", [lvslab.SYSTEM_PYTHON, str(lvslab.REPO / "mininet" /
-                                                           "probe_client.py"),
-                                  "tcp-idle", VIP, "80", "--sport", "44000", "--idle", "15",
-                                  "--timeout", "40"],
-                           description="long-lived client", stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+    long_lived = lab.probe_background("c1", "tcp-idle", VIP, 80, "--sport", 44000,
+                                      "--idle", 15, "--timeout", 40)
     clients = lab.clients
     homes = {c: fetch(lab, c) for c in clients}
     assert len(set(homes.values())) == len(clients)           # rr over the clients
