@@ -98,6 +98,8 @@ class DirectorAPI:
         # server_view(service, server), connection_rows(); None when alone
         self.runtime = runtime
         self.read_only = None             # why changes are refused now (HA backup), or None
+        self.keepalived_path = None       # --lvs-keepalived FILE, once loaded
+        self.keepalived_keys = set()      # the services that file defines
 
     # -- start-up ------------------------------------------------------
     def load_rules(self):
@@ -207,6 +209,30 @@ class DirectorAPI:
             from lvs_app.model import NotFound
             raise NotFound(f"firewall mark {number} does not exist")
         return self.table.marks[number].to_dict()
+
+    def apply_keepalived(self, config, path):
+        """keepalived.conf's virtual servers (a keepalived.KeepalivedConfig read
+        from ``path``) into the table, all or nothing.  For the services it
+        defines the file wins over the rules file and REST; the services the
+        previous keepalived file defined and this one no longer does go, as a
+        keepalived reload removes them."""
+        table = self.table.copy()
+        for key in self.keepalived_keys - set(config.keys):
+            table.services.pop(key, None)
+        self.table = config.apply(table, replace=True)
+        self.keepalived_path, self.keepalived_keys = path, set(config.keys)
+        self._commit(Change("table-replaced"))
+        return {"services": [str(k) for k in config.keys], "warnings": config.warnings}
+
+    @_write
+    def reload_keepalived(self, text):
+        """``PUT /ipvs/keepalived``: the keepalived.conf text again (a reload)."""
+        from lvs_app import keepalived
+        if not isinstance(text, str):
+            raise BadRequest("keepalived.conf: body must be its text")
+        config = keepalived.parse(text, name=self.keepalived_path or "keepalived.conf",
+                                  marks=self.table.marks)
+        return self.apply_keepalived(config, self.keepalived_path)
 
     def ha_status(self):
         """This controller's high-availability role (see lvs_app.ha)."""

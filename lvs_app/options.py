@@ -9,6 +9,9 @@ REST_HOST = "127.0.0.1"      # the default of Ryu's --wsapi-host under lvs_app
 OPTIONS = (
     ("lvs-rules", "str", None,
      "rules file in 'ipvsadm -S' format: loaded at start-up, rewritten on every change"),
+    ("lvs-keepalived", "str", None,
+     "keepalived.conf whose virtual_server blocks are loaded at start (its services win "
+     "over --lvs-rules for the keys it defines); checkers are read, not yet run"),
     ("lvs-expire-quiescent-template", "bool", False,
      "IPVS expire_quiescent_template: a template to a weight-0 server is not used"),
     ("lvs-expire-nodest-conn", "bool", False,

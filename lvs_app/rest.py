@@ -61,6 +61,7 @@ ROUTES = [
     (rf"/ipvs/marks/{MARK}", {"GET": ("mark", None), "DELETE": ("delete_mark", None)}),
     (r"/ipvs/settings", {"GET": ("get_settings", None), "PUT": ("set_settings", "json")}),
     (r"/ipvs/ha", {"GET": ("ha_status", None)}),
+    (r"/ipvs/keepalived", {"PUT": ("reload_keepalived", "text")}),
 ]
 _COMPILED = [(re.compile(pattern + r"/?\Z"), methods) for pattern, methods in ROUTES]
 
@@ -142,6 +143,8 @@ class RestApp:
         call_args = [args[k] for k in ("sid", "rid", "mark") if k in args]
         if "body" in args:
             call_args.append(args["body"])
+        if "text" in args:
+            call_args.append(args["text"])
         result = handler(*call_args)
         if name in ("services", "servers", "marks"):
             result = {name: result}

@@ -17,7 +17,7 @@ from ryu.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER,
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from lvs_app import rest
+from lvs_app import keepalived, rest
 from lvs_app.access import Access, AccessConfigError
 from lvs_app.ha import BACKUP, MASTER, HighAvailability
 from lvs_app.manager import Manager
@@ -49,6 +49,8 @@ class LVSDirector(app_manager.RyuApp):
             if self.manager.load_rules():
                 LOG.info("lvs_app: loaded %d virtual services from %s",
                          len(self.manager.api.table.services), CONF.lvs_rules)
+            if CONF.lvs_keepalived:
+                self._load_keepalived(CONF.lvs_keepalived)
         except (AccessConfigError, LvsError) as err:
             # A bad rules file is refused whole and the controller does not
             # start with a half-loaded table (the file is left as it is); nor
@@ -57,6 +59,17 @@ class LVSDirector(app_manager.RyuApp):
             sys.stderr.write(f"lvs_app: {err.message}\n")
             raise SystemExit(1) from None
         rest.register(kwargs["wsgi"], self.manager.api, access)
+
+    def _load_keepalived(self, path):
+        """--lvs-keepalived FILE: its virtual servers join the table (a bad file
+        stops the controller, naming file and line)."""
+        api = self.manager.api
+        config = keepalived.load(path, marks=api.table.marks)
+        for warning in config.warnings:
+            LOG.warning("lvs_app: %s", warning)
+        done = api.apply_keepalived(config, path)
+        LOG.info("lvs_app: loaded %d virtual services from %s (health checks are not run "
+                 "yet)", len(done["services"]), path)
 
     @staticmethod
     def _high_availability(access):

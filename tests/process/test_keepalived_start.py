@@ -1,0 +1,79 @@
+"""ryu-manager lvs_app --lvs-keepalived FILE: keepalived.conf's virtual servers at start,
+and PUT /ipvs/keepalived as a reload."""
+
+import json
+import urllib.request
+
+from conftest import Controller, assert_clean_log
+
+CONF = """\
+! the LVS part of a keepalived.conf
+global_defs {
+    router_id LVS_TEST
+}
+virtual_server 10.0.0.100 80 {
+    delay_loop 2
+    lb_algo wrr
+    lb_kind DR
+    protocol TCP
+    real_server 10.0.0.11 80 {
+        weight 3
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+    real_server 10.0.0.12 80 {
+        weight 1
+    }
+}
+"""
+
+
+def put(ctl, text):
+    request = urllib.request.Request(ctl.url + "/ipvs/keepalived", data=text.encode(),
+                                     method="PUT", headers={"Content-Type": "text/plain"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_keepalived_virtual_servers_win_over_the_rules_file_and_reload(tmp_path):
+    rules = tmp_path / "lvs.rules"
+    rules.write_text("-A -t 10.0.0.100:80 -s rr\n-A -t 10.0.0.100:443 -s lc\n")
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(CONF)
+    ctl = Controller(tmp_path, rules=rules, extra=["--lvs-keepalived", str(conf)]).start()
+    try:
+        saved = ctl.lvsadm("-S", "-n").stdout.splitlines()
+        assert "-A -t 10.0.0.100:80 -s wrr" in saved                 # the file's scheduler
+        assert "-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g -w 3" in saved
+        assert "-A -t 10.0.0.100:443 -s lc" in saved                 # the rules file's own
+        assert "global_defs" in ctl.log_text()                       # ignored, with a warning
+        # a reload: the 80 block changes, a new block comes
+        status, body = put(ctl, CONF.replace("lb_algo wrr", "lb_algo rr").replace(
+            "virtual_server 10.0.0.100 80", "virtual_server 10.0.0.100 8080"))
+        assert status == 200 and body["services"] == ["tcp 10.0.0.100:8080"], body
+        saved = ctl.lvsadm("-S", "-n").stdout.splitlines()
+        assert "-A -t 10.0.0.100:8080 -s rr" in saved
+        assert not [line for line in saved if "10.0.0.100:80 " in line + " "]   # gone with it
+        # a bad reload names the line and changes nothing
+        status, body = put(ctl, CONF.replace("weight 3", "weight -1"))
+        assert status == 400 and ":11: " in body["error"]["message"], body
+        assert ctl.lvsadm("-S", "-n").stdout.splitlines() == saved
+    finally:
+        ctl.stop()
+    assert_clean_log(ctl.log_text())
+
+
+def test_a_bad_keepalived_conf_stops_the_start_naming_file_and_line(tmp_path):
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(CONF.replace("lb_algo wrr", "lb_algoo wrr"))
+    ctl = Controller(tmp_path, extra=["--lvs-keepalived", str(conf)]).start(expect_ready=False)
+    try:
+        assert ctl.proc.wait(timeout=30) == 1
+    finally:
+        ctl.stop()
+    log = ctl.log_text()
+    assert f"{conf}:7: " in log and "lb_algoo" in log and "Traceback" not in log
