@@ -6,9 +6,10 @@ servers, Open vSwitch and ryu-manager.
 """
 
 import re
-import time
 
 import pytest
+
+from lvslab import wait_until
 
 SERVERS = ("10.0.0.11", "10.0.0.12", "10.0.0.13")
 VIP = "10.0.0.100"
@@ -39,15 +40,6 @@ def counts(lab):
 def entries(lab, client):
     return [line for line in lab.lvsadm("-L -c -n").stdout.splitlines()
             if re.search(rf" {re.escape(client)}:\d+ ", line)]
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # -- items 2 and 3: a client port used again ----------------------------------------
@@ -85,9 +77,9 @@ def test_a_half_open_connection_ends_after_60_seconds_and_an_idle_one_lives(lab)
     idle = lab.probe_background("c2", "tcp-idle", VIP, 80, "--sport", 41200, "--idle", 70,
                                 "--timeout", 90)
     lab.probe("c1", "syn", VIP, 80, "--sport", 41201)       # no handshake follows
-    wait_for(lambda: counts(lab)["10.0.0.11"][0] == 2, 10, "two active connections")
+    wait_until(lambda: counts(lab)["10.0.0.11"][0] == 2, 10, 0.5, "two active connections")
     assert any("SYN_RECV" in line for line in entries(lab, lab.ip("c1")))
-    wait_for(lambda: counts(lab)["10.0.0.11"][0] == 1, 75, "the half-open entry to end")
+    wait_until(lambda: counts(lab)["10.0.0.11"][0] == 1, 75, 0.5, "the half-open entry to end")
     assert entries(lab, lab.ip("c1")) == []
     out, _ = idle.communicate(timeout=40)                   # asks after 70 s idle
     assert idle.returncode == 0 and out.strip() == "rs1", out
