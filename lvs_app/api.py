@@ -100,6 +100,8 @@ class DirectorAPI:
         self.read_only = None             # why changes are refused now (HA backup), or None
         self.keepalived_path = None       # --lvs-keepalived FILE, once loaded
         self.keepalived_keys = set()      # the services that file defines
+        self.keepalived = None            # the KeepalivedConfig applied last (health checks)
+        self.keepalived_checks = []       # callables(config) that may refuse a file (LvsError)
 
     # -- start-up ------------------------------------------------------
     def load_rules(self):
@@ -216,12 +218,16 @@ class DirectorAPI:
         defines the file wins over the rules file and REST; the services the
         previous keepalived file defined and this one no longer does go, as a
         keepalived reload removes them."""
+        for check in self.keepalived_checks:
+            check(config)
         table = self.table.copy()
         for key in self.keepalived_keys - set(config.keys):
             table.services.pop(key, None)
         self.table = config.apply(table, replace=True)
         self.keepalived_path, self.keepalived_keys = path, set(config.keys)
+        self.keepalived = config
         self._commit(Change("table-replaced"))
+        self._notify(Change("keepalived"))       # the health checks follow the new file
         return {"services": [str(k) for k in config.keys], "warnings": config.warnings}
 
     @_write
@@ -233,6 +239,31 @@ class DirectorAPI:
         config = keepalived.parse(text, name=self.keepalived_path or "keepalived.conf",
                                   marks=self.table.marks)
         return self.apply_keepalived(config, self.keepalived_path)
+
+    def health(self):
+        """``GET /ipvs/health``: the checkers' state (beyond ipvsadm)."""
+        status = self.runtime.health_status() if self.runtime else None
+        return status or {"source": None, "virtual_servers": [], "counts": {}}
+
+    def health_set(self, key, address, port, options):
+        """The health checks' change of one real server: ``options`` None takes
+        it out of the service, else it is there with these add_server options
+        (only its weight is changed when it is there already).  Not refused
+        while read-only: only the serving controller runs checks."""
+        service = self.table.services.get(key)
+        if service is None:
+            return
+        server = service.find_server(address, port)
+        if options is None:
+            if server is not None:
+                self.table.delete_server(key, address, port)
+                self._commit(Change("server-deleted", key, server))
+        elif server is None:
+            server = self.table.add_server(key, address, port, **options)
+            self._commit(Change("server-added", key, server))
+        elif server.weight != options.get("weight", server.weight):
+            server = self.table.edit_server(key, address, port, weight=options["weight"])
+            self._commit(Change("server-edited", key, server))
 
     def ha_status(self):
         """This controller's high-availability role (see lvs_app.ha)."""

@@ -238,6 +238,9 @@ def run(cmd, client, stdin, stdout):
         doc = client.request("GET", "/ipvs/marks")
         stdout.write(ipvsadm.format_marks(_unwrap(doc, "marks") or []))
         return 0
+    if c == "list-health":
+        stdout.write(ipvsadm.format_health(client.request("GET", "/ipvs/health")))
+        return 0
     if c == "restore":
         text = stdin.read()
         ipvsadm.parse_rules(text)          # usage errors stop here, nothing is sent

@@ -80,6 +80,10 @@ class Director:
         self.templates = Templates(config, self.ids, self.conns, self.flows, lambda: self.index)
         self._index = None
         self.dropped = collections.Counter()   # frames refused, by reason
+        # the health checks (lvs_app.health.engine.HealthChecks) own this
+        # address: ARP for it is answered, IPv4 to it is theirs
+        self.health_source = None
+        self.health = None
 
     @property
     def index(self):
@@ -148,6 +152,8 @@ class Director:
             if self.ftp.is_control_reply(sw, p):
                 return out + self._ftp_from_server(sw, in_port, data, p, now)
             return out + self._conn_out(sw, in_port, data, p, now)
+        if p.ip_dst == self.health_source and p.eth_type == pkt.ETH_IP:
+            return out + self.health.packet_in(sw.dpid, in_port, data, now)
         return out + self._l2_in(sw, in_port, data, p, now)
 
     def _fragment_in(self, sw, in_port, data, p, now, first):
@@ -187,6 +193,8 @@ class Director:
         out = self._learn_host(sw, in_port, p.ip_src, p.arp_sha, now) if p.ip_src else []
         if p.proto == pkt.ARP_REQUEST and p.ip_dst in self.index.vips:
             return out + [self.hosts.arp_answer(sw.dpid, in_port, p)]
+        if p.proto == pkt.ARP_REQUEST and p.ip_dst == self.health_source:
+            return out + [self.hosts.arp_answer(sw.dpid, in_port, p, pkt.DIRECTOR_MAC)]
         if p.eth_dst == pkt.DIRECTOR_MAC:
             return out     # a reply to our probe: learned above, nothing to forward
         return out + self._l2_in(sw, in_port, data, p, now)

@@ -56,9 +56,10 @@ class Hosts:
 
     # -- VIPs ------------------------------------------------------------------------
     @staticmethod
-    def arp_answer(dpid, in_port, p):
-        """The ARP reply for a request for VIP ``p.ip_dst``, from its virtual MAC."""
-        vmac = pkt.virtual_mac(p.ip_dst)
+    def arp_answer(dpid, in_port, p, mac=None):
+        """The ARP reply for a request for VIP ``p.ip_dst``, from its virtual MAC
+        (or from ``mac``: the director's own for its health-check address)."""
+        vmac = mac or pkt.virtual_mac(p.ip_dst)
         reply = pkt.arp_frame(pkt.ARP_REPLY, vmac, p.ip_dst, p.arp_sha, p.ip_src)
         return (dpid, ofmsg.packet_out(ofmsg.CONTROLLER, [ofmsg.output(in_port)], reply))
 

@@ -40,6 +40,10 @@ class JobTable:
             job.next_run = now + job.interval
         self.jobs[job.name] = job
 
+    def next_due(self):
+        """When the next job is due (the shim sleeps until then)."""
+        return min((job.next_run for job in self.jobs.values()), default=None)
+
     def run_due(self, now):
         """Run every job whose time has come; returns their messages."""
         out = []

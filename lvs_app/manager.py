@@ -25,6 +25,7 @@ from lvs_app import ofmsg
 from lvs_app.api import DirectorAPI
 from lvs_app.director import Director
 from lvs_app.ha import HEARTBEAT
+from lvs_app.health.engine import HealthChecks
 from lvs_app.ids import StableIds
 from lvs_app.jobs import JobTable, TimedJob
 from lvs_app.model import LvsError
@@ -44,6 +45,7 @@ CLAIM_ECHO = b"lvs_app: are you there?"
 EVENT_QUEUE_LIMIT = 4096    # PacketIns/FlowRemoveds held while a switch recovers
 RULES_RELOAD = 1.0          # s: a backup looks at the shared rules file this often
 SWEEP_INTERVAL = 30.0       # s: entries whose FlowRemoved never came are looked for
+HEALTH_TICK = 0.02          # s: health probes are started and timed out this often
 _MASTER_ONLY = (parser.OFPFlowMod, parser.OFPPacketOut)
 
 
@@ -72,22 +74,32 @@ class Manager:
     """The director of one controller: configuration, logic, timers, sending."""
 
     def __init__(self, rules_path=None, settings=None, clock=time.monotonic, strict=False,
-                 ha=None, packetin_pps=0, max_connections=0):
+                 ha=None, packetin_pps=0, max_connections=0, health_source=None,
+                 run_script=None):
         self.clock = clock
         self.ha = ha                  # a HighAvailability, or None (standalone)
         self.strict = strict          # tests: a flow that breaks the pipeline raises
         self.api = DirectorAPI(rules_path=rules_path, settings=settings, runtime=self)
         self.ids = StableIds(ids_path(rules_path))
         self.runtime = RuntimeState()
-        self.director = Director(self.api, self.ids, self.runtime, PuntMeters(packetin_pps),
+        self.director = Director(self.api, self.ids, self.runtime,
+                                 PuntMeters(packetin_pps, health=health_source is not None),
                                  max_connections)
         self.reconfigure = Reconfigure(self.director)
+        # run_script(argv, timeout, user, group, done): see health/scripts.py;
+        # its done(rc, detail) comes back through report_script
+        self.health = HealthChecks(self.api, self.director.hosts, self._serving_dpids,
+                                   health_source, run_script)
+        self.director.health_source = self.health.source
+        self.api.keepalived_checks.append(self.health.validate)
+        self.director.health = self.health
         self.jobs = JobTable([
             TimedJob("scheduler-ageing", SCHEDULER_AGEING, self.director.age_schedulers),
             TimedJob("host-refresh", HOST_REFRESH, self.director.refresh_hosts),
             TimedJob("fragment-expiry", FRAGMENT_EXPIRY, self.director.fragments.expire),
             TimedJob("switch-recovery", 1.0, self._recovery_timeouts),
             TimedJob("sweep", SWEEP_INTERVAL, self.director.sweep),  # see sweep.py
+            TimedJob("health-checks", HEALTH_TICK, self._health_tick),
         ], start=clock())
         self.datapaths = {}           # dpid -> object with send_msg(msg)
         self.ports = {}               # dpid -> {port: name} (as connected)
@@ -116,6 +128,27 @@ class Manager:
 
     def connection_rows(self):
         return self.director.connections(self.clock())
+
+    def health_status(self):
+        return self.health.status(self.clock())
+
+    # -- health checks -------------------------------------------------------------------
+    def _serving_dpids(self):
+        """The switches probes may leave through (none on an HA backup)."""
+        if self.ha is not None and not self.ha.serving:
+            return []
+        return [d for d in self.datapaths if d not in self.recovering]
+
+    def _health_tick(self, now):
+        """Timed job: start due probes, time out late ones (the master only:
+        a backup's table follows the master's rules file)."""
+        if not self.health.active or (self.ha is not None and not self.ha.serving):
+            return []
+        return self.health.tick(now)
+
+    def report_script(self, done, rc, detail):
+        """A script the health checks started has ended (ScriptRunner's report)."""
+        self._handle(done, rc, detail, self.clock())
 
     # -- switches ----------------------------------------------------------------------
     def switch_connected(self, dpid, datapath, ports=None):
@@ -327,6 +360,9 @@ class Manager:
         self.send(self.jobs.run_due(self.clock()))
 
     def _table_changed(self, change):
+        if change.kind == "keepalived":
+            self._handle(self.health.configure, self.api.keepalived, self.clock())
+            return
         self._handle(self.reconfigure.table_changed, change, self.clock())
 
     def _handle(self, handler, *args):

@@ -11,7 +11,11 @@ OPTIONS = (
      "rules file in 'ipvsadm -S' format: loaded at start-up, rewritten on every change"),
     ("lvs-keepalived", "str", None,
      "keepalived.conf whose virtual_server blocks are loaded at start (its services win "
-     "over --lvs-rules for the keys it defines); checkers are read, not yet run"),
+     "over --lvs-rules for the keys it defines) and whose checkers run in-band"),
+    ("lvs-health-address", "str", None,
+     "IPv4 address the health probes leave from (with the director's MAC, through the "
+     "switch); the real servers must reach it on their link; needed by every checker "
+     "but MISC_CHECK"),
     ("lvs-expire-quiescent-template", "bool", False,
      "IPVS expire_quiescent_template: a template to a weight-0 server is not used"),
     ("lvs-expire-nodest-conn", "bool", False,

@@ -12,6 +12,7 @@ and the director's own punts) come from the declaration too.
 Tables (OpenFlow 1.3, Open vSwitch)::
 
   0 CLASSIFY   ARP for a VIP and ARP replies to the director -> controller;
+               ARP for and IPv4 to the health-check address -> controller;
                IPv4 to a VIP's virtual MAC -> SERVICE; the rest -> REVERSE
   1 SERVICE    IP fragments to a VIP -> controller (it maps them by IP id);
                TCP SYN/FIN/RST and new UDP flows -> controller;
@@ -33,6 +34,7 @@ CLASSIFY, SERVICE, REVERSE, FORWARD = 0, 1, 2, 3
 
 # priorities, by table (named in each table's declaration below)
 PRIO_ARP = 300          # CLASSIFY: ARP for a VIP / replies to the director
+PRIO_HEALTH = 350       # CLASSIFY: IPv4 to the health-check address (probe replies)
 PRIO_VIP = 200          # CLASSIFY: IPv4 to VIP + virtual MAC
 PRIO_FRAG = 500         # SERVICE/REVERSE: IP fragments to a VIP / from a NAT server
 PRIO_PUNT_TCP = 400     # SERVICE: SYN / FIN / RST to a VIP (+ the flag bit)
@@ -147,7 +149,8 @@ class Table:
 TABLES = {
     CLASSIFY: Table(
         CLASSIFY, "classify", _L2 | _ARP | _IP, frozenset(), frozenset(),
-        frozenset({SERVICE, REVERSE}), {"arp": PRIO_ARP, "vip": PRIO_VIP, "miss": PRIO_MISS},
+        frozenset({SERVICE, REVERSE}), {"arp": PRIO_ARP, "health": PRIO_HEALTH, "vip": PRIO_VIP,
+                                        "miss": PRIO_MISS},
         frozenset({ids.KIND_BASE, ids.KIND_VIP}), REVERSE),
     SERVICE: Table(
         SERVICE, "service", _L2 | _IP,
@@ -180,31 +183,48 @@ class PuntMeters:
     flood is dropped in the switch instead of queueing in front of the
     controller (Faucet's packetin_pps, OVN's per-kind meters).  ``pps`` limits
     the punts of new connections to VIPs (meter 1); ARP and learning punts get
-    half of it (meter 2).  0 turns them off."""
+    half of it (meter 2), and so do the replies to health probes (meter 3,
+    when health checks run: ``health=True``).  0 turns them off."""
 
-    SERVICE, L2 = 1, 2
+    SERVICE, L2, HEALTH = 1, 2, 3
 
-    def __init__(self, pps=0):
+    def __init__(self, pps=0, health=False):
         self.pps = pps
         self.service = self.SERVICE if pps else None
         self.l2 = self.L2 if pps else None
+        self.health = self.HEALTH if pps and health else None
 
     def mods(self, present=()):
         """The MeterMods a switch needs: ADD, or MODIFY for a meter it has
         (deleting a meter would delete the flows that use it)."""
         if not self.pps:
             return []
+        half = max(1, self.pps // 2)
+        wanted = [(self.SERVICE, self.pps), (self.L2, half)]
+        if self.health:
+            wanted.append((self.HEALTH, half))
         return [ofmsg.meter_mod(meter_id, pps, ofmsg.METER_MODIFY if meter_id in present
                                 else ofmsg.METER_ADD)
-                for meter_id, pps in ((self.SERVICE, self.pps), (self.L2, max(1, self.pps // 2)))]
+                for meter_id, pps in wanted]
 
 
-def base_flows(meters=PuntMeters()):
+def base_flows(meters=PuntMeters(), health=None):
     """The pipeline's skeleton: every table's miss flow, and the director's own
-    punt (ARP replies to the director's MAC, answers to its probes)."""
-    flows = [TABLES[CLASSIFY].flow(
+    punts (ARP replies to the director's MAC, answers to its probes); with a
+    health-check address (an int), ARP requests for it and every IPv4 packet
+    to it (the replies to health probes, through their own meter)."""
+    cookie = ids.Cookie(ids.KIND_BASE).value
+    classify = TABLES[CLASSIFY]
+    flows = [classify.flow(
         PRIO_ARP, ofmsg.match(eth_type=pkt.ETH_ARP, eth_dst=pkt.mac_text(pkt.DIRECTOR_MAC)),
-        ofmsg.punt(meters.l2), ids.Cookie(ids.KIND_BASE).value)]
+        ofmsg.punt(meters.l2), cookie)]
+    if health is not None:
+        address = pkt.ip_text(health)
+        flows += [
+            classify.flow(PRIO_ARP, ofmsg.match(eth_type=pkt.ETH_ARP, arp_op=1, arp_tpa=address),
+                          ofmsg.punt(meters.l2), cookie),
+            classify.flow(PRIO_HEALTH, ofmsg.match(eth_type=pkt.ETH_IP, ipv4_dst=address),
+                          ofmsg.punt(meters.health), cookie)]
     return flows + [table.miss_flow(meters.l2) for table in TABLES.values()]
 
 

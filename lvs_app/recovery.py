@@ -76,7 +76,8 @@ class Recovery:
         statistics); ``meters`` are the meter ids the switch has.  Returns the
         messages that reconcile the switch."""
         d = self.director
-        out = [(sw.dpid, m) for m in d.meters.mods(meters) + pl.base_flows(d.meters)]
+        base = d.meters.mods(meters) + pl.base_flows(d.meters, d.health_source)
+        out = [(sw.dpid, m) for m in base]
         conns, templates, vips = [], [], {}
         for flow in flows:
             cookie = idmod.Cookie.parse(flow.cookie)

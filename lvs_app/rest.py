@@ -62,6 +62,7 @@ ROUTES = [
     (r"/ipvs/settings", {"GET": ("get_settings", None), "PUT": ("set_settings", "json")}),
     (r"/ipvs/ha", {"GET": ("ha_status", None)}),
     (r"/ipvs/keepalived", {"PUT": ("reload_keepalived", "text")}),
+    (r"/ipvs/health", {"GET": ("health", None)}),
 ]
 _COMPILED = [(re.compile(pattern + r"/?\Z"), methods) for pattern, methods in ROUTES]
 

@@ -20,8 +20,9 @@ from ryu.ofproto import ofproto_v1_3
 from lvs_app import keepalived, rest
 from lvs_app.access import Access, AccessConfigError
 from lvs_app.ha import BACKUP, MASTER, HighAvailability
+from lvs_app.health.scripts import ScriptRunner
 from lvs_app.manager import Manager
-from lvs_app.model import BadRequest, LvsError
+from lvs_app.model import BadRequest, LvsError, parse_ip
 from lvs_app.options import register as register_options
 
 LOG = logging.getLogger("lvs_app")
@@ -34,7 +35,7 @@ class LVSDirector(app_manager.RyuApp):
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
     _CONTEXTS = {"wsgi": WSGIApplication}
-    TICK = 0.5               # s: how often the timed jobs are looked at
+    TICK = 0.5               # s: the longest the timed jobs wait to be looked at
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -45,7 +46,9 @@ class LVSDirector(app_manager.RyuApp):
                 settings={"expire_quiescent_template": CONF.lvs_expire_quiescent_template,
                           "expire_nodest_conn": CONF.lvs_expire_nodest_conn},
                 ha=self._high_availability(access), packetin_pps=CONF.lvs_packetin_pps,
-                max_connections=CONF.lvs_max_connections)
+                max_connections=CONF.lvs_max_connections,
+                health_source=self._health_address(),
+                run_script=ScriptRunner(hub.spawn, self._script_done, green_popen()))
             if self.manager.load_rules():
                 LOG.info("lvs_app: loaded %d virtual services from %s",
                          len(self.manager.api.table.services), CONF.lvs_rules)
@@ -68,8 +71,23 @@ class LVSDirector(app_manager.RyuApp):
         for warning in config.warnings:
             LOG.warning("lvs_app: %s", warning)
         done = api.apply_keepalived(config, path)
-        LOG.info("lvs_app: loaded %d virtual services from %s (health checks are not run "
-                 "yet)", len(done["services"]), path)
+        LOG.info("lvs_app: loaded %d virtual services from %s (%d health checkers)",
+                 len(done["services"]), path, len(self.manager.health.checks))
+
+    @staticmethod
+    def _health_address():
+        """--lvs-health-address: where the in-band probes come from."""
+        text = CONF.lvs_health_address
+        if text is None:
+            return None
+        address = parse_ip(text, "--lvs-health-address")
+        if address.version != 4:
+            raise BadRequest(f"--lvs-health-address {text}: the probes are IPv4 (the data "
+                             "plane is IPv4)")
+        return address
+
+    def _script_done(self, done, rc, detail):
+        self.manager.report_script(done, rc, detail)
 
     @staticmethod
     def _high_availability(access):
@@ -93,9 +111,11 @@ class LVSDirector(app_manager.RyuApp):
         return thread
 
     def _timer(self):
+        jobs, clock = self.manager.jobs, self.manager.clock
         while self.is_active:
             self.manager.tick()
-            hub.sleep(self.TICK)
+            due = jobs.next_due()
+            hub.sleep(self.TICK if due is None else min(self.TICK, max(0.005, due - clock())))
 
     # -- switch events ---------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -155,6 +175,12 @@ class LVSDirector(app_manager.RyuApp):
     def _error(self, ev):
         msg = ev.msg
         self.manager.error(msg.datapath.id, msg.xid, msg.type, msg.code, msg.data)
+
+
+def green_popen():
+    """A Popen whose wait() lets the other green threads run."""
+    from eventlet.green import subprocess as green_subprocess
+    return green_subprocess.Popen
 
 
 # ``ryu-manager lvs_app`` only picks up an app class whose __module__ is the

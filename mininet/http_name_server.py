@@ -9,13 +9,27 @@ for direct routing and tunnelling), prints ``ready`` once every port is bound,
 and logs one line per request.  ``GET /info`` answers JSON ``{"server",
 "local", "peer"}``: ``local`` is the address the request arrived for (the
 VIP for droute/tunnel, the real address for NAT), ``peer`` the client.
+``GET /health`` answers the status code written in the file named by the
+environment variable ``HEALTH_FILE`` (200 while there is none): the
+health-check tests make one server unhealthy with it.
 Standard library only, no lvs_app imports.
 """
 
 import http.server
 import json
+import os
 import sys
 import threading
+
+HEALTH_FILE = os.environ.get("HEALTH_FILE")
+
+
+def health_status():
+    try:
+        with open(HEALTH_FILE) as handle:
+            return int(handle.read().strip() or 200)
+    except (TypeError, OSError, ValueError):
+        return 200
 
 
 def main(argv):
@@ -23,13 +37,17 @@ def main(argv):
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            if self.path.startswith("/info"):
+            status = 200
+            if self.path.startswith("/health"):
+                status = health_status()
+                body = ("%s %d" % (name, status)).encode()
+            elif self.path.startswith("/info"):
                 local = self.connection.getsockname()
                 body = json.dumps({"server": name, "local": "%s:%d" % local[:2],
                                    "peer": "%s:%d" % self.client_address[:2]}).encode()
             else:
                 body = name.encode()
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

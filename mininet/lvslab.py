@@ -481,11 +481,24 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
         quicker than parsing ``lvsadm -L -c -n`` when a test looks after
         every transfer.
         """
+        return self.rest("GET", "/ipvs/connections", timeout=timeout)["connections"]
+
+    def rest(self, method, path, body=None, timeout=10):
+        """One request to the controller's REST API; the decoded JSON answer.
+        ``body``: text (sent as text/plain) or a JSON-able object.  An error
+        status raises urllib's HTTPError (its ``read()`` has the JSON error)."""
         import urllib.request
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        url = f"http://127.0.0.1:{self.rest_port}/ipvs/connections"
-        with opener.open(url, timeout=timeout) as response:
-            return json.loads(response.read().decode())["connections"]
+        data, headers = None, {}
+        if isinstance(body, str):
+            data, headers = body.encode(), {"Content-Type": "text/plain"}
+        elif body is not None:
+            data, headers = json.dumps(body).encode(), {"Content-Type": "application/json"}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.rest_port}{path}", data=data,
+                                         headers=headers, method=method)
+        with opener.open(request, timeout=timeout) as response:
+            raw = response.read().decode()
+        return json.loads(raw) if raw.strip() else None
 
     def ofctl(self, command, *args, check=True):
         """``ovs-ofctl -O OpenFlow13 <command> <switch> ARGS``."""

@@ -17,6 +17,7 @@ Mininet host), ``topology``, ``vip``, ``log_dir`` and ``processes`` (a
 """
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -158,14 +159,15 @@ class HostServers:
         self._ftp_started = self._tls_started = False
         self._udp_ports = frozenset()
 
-    def _start_server(self, name, kind, argv):
+    def _start_server(self, name, kind, argv, env=None, append=False):
         """Start ``argv`` in host ``name``, output to ``<log_dir>/<name>-<kind>.log``,
         recorded as ``<kind> <name>``; returns (Popen, log path)."""
         path = self.log_dir / f"{name}-{kind}.log"
-        log = open(path, "w")
+        log = open(path, "a" if append else "w")
+        extra = {"env": dict(os.environ, **env)} if env else {}
         try:
             proc = self.host(name).popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, **extra)
         finally:
             log.close()
         self.processes.add(f"{kind} {name}", proc)
@@ -179,17 +181,45 @@ class HostServers:
             wait_or_raise(lambda log=log: "ready" in log.read_text(), 10,
                           f"the HTTP server of {spec['name']} ({log})")
 
-    def start_http_server(self, name, ports=DEFAULT_HTTP_PORTS, body=None):
+    def start_http_server(self, name, ports=DEFAULT_HTTP_PORTS, body=None, append=False):
         """Start the name-answering HTTP server in host ``name`` on ``ports``.
 
         ``GET /`` answers ``body`` (default: the host's name); ``GET /info``
         answers JSON {server, local, peer} (local shows whether the request
         arrived for the VIP or the real address, peer the client's address).
+        ``GET /health`` answers what :meth:`set_health` said (200 by default).
         The process writes ``ready`` to its log once every port is bound.
         """
         proc, _ = self._start_server(
             name, "http",
-            [SYSTEM_PYTHON, "-u", str(HTTP_SERVER), body or name] + [str(p) for p in ports])
+            [SYSTEM_PYTHON, "-u", str(HTTP_SERVER), body or name] + [str(p) for p in ports],
+            env={"HEALTH_FILE": str(self.health_file(name))}, append=append)
+        return proc
+
+    def health_file(self, name):
+        return self.log_dir / f"{name}.health"
+
+    def set_health(self, name, status=None):
+        """What ``GET /health`` answers on real server ``name`` (None: 200 again)."""
+        path = self.health_file(name)
+        if status is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(f"{status}\n")
+
+    def stop_http_server(self, name):
+        """Stop real server ``name``'s HTTP server (its ports then refuse)."""
+        for description, proc, group in self.processes.entries:
+            if description == f"http {name}" and proc.poll() is None:
+                stop_process(proc, group=group)
+
+    def restart_http_server(self, name, ports=DEFAULT_HTTP_PORTS):
+        """Start real server ``name``'s HTTP server again; returns once it listens."""
+        self.stop_http_server(name)
+        proc = self.start_http_server(name, ports, append=True)
+        for port in ports:
+            self.wait_listening(name, port, proc=proc,
+                                log=self.log_dir / f"{name}-http.log")
         return proc
 
     def start_udp_servers(self, port):

@@ -4,6 +4,7 @@
     /usr/bin/python3 mininet/probe_client.py tcp-idle HOST PORT --sport S --idle SECONDS
     /usr/bin/python3 mininet/probe_client.py syn HOST PORT --sport S
     /usr/bin/python3 mininet/probe_client.py flood HOST PORT --count N --spoof 10.0.0.128/25
+    /usr/bin/python3 mininet/probe_client.py requests HOST PORT --duration S --interval I
 
 ``udp`` sends one datagram of ``--size`` bytes (a size above the MTU is
 fragmented by the sending kernel) from source port S and prints the first
@@ -14,7 +15,12 @@ the answer's body; ``syn`` sends one bare TCP SYN from port S with a raw
 socket (no handshake follows: a half-open connection); ``flood`` sends
 ``--count`` such SYNs as fast as it can, each from a random source address
 of ``--spoof`` and a random port (a SYN flood, for the lab only), and prints
-how many it sent per second.  Exit 1 with a
+how many it sent per second; ``requests`` opens a new connection every
+``--interval`` seconds for ``--duration`` seconds (each in its own thread,
+so a request hanging on a dead server does not delay the next), each with
+its own ``--timeout``, and prints one line per request: the Unix time it started and
+the body that answered, or ``ERR`` and why (a health-check test reads which
+requests failed and when).  Exit 1 with a
 one-line reason on a timeout or an error.  Standard library only.
 """
 
@@ -52,15 +58,20 @@ def tcp_idle(args):
     sock.settimeout(args.timeout)
     sock.connect((args.host, args.port))
     time.sleep(args.idle)
-    sock.sendall(f"GET / HTTP/1.0\r\nHost: {args.host}\r\n\r\n".encode())
+    data = _get(sock, args.host)
+    sock.close()
+    print(data.partition(b"\r\n\r\n")[2].decode())
+
+
+def _get(sock, host):
+    """``GET /`` on a connected socket; the whole answer, once the server closes."""
+    sock.sendall(f"GET / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
     data = b""
     while True:
         chunk = sock.recv(65535)
         if not chunk:
-            break
+            return data
         data += chunk
-    sock.close()
-    print(data.partition(b"\r\n\r\n")[2].decode())
 
 
 def _checksum(data):
@@ -104,9 +115,48 @@ def flood(args):
     print(f"{args.count} {args.count / took:.0f}")
 
 
+def _one_request(host, port, timeout):
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        data = _get(sock, host)
+    finally:
+        sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/"):
+        raise ValueError("no HTTP answer")
+    return body.decode(errors="replace").strip() or "(empty)"
+
+
+def requests(args):
+    import threading
+    lock = threading.Lock()
+
+    def one(started):
+        try:
+            answer = _one_request(args.host, args.port, args.timeout)
+        except (OSError, ValueError) as err:
+            answer = f"ERR {type(err).__name__}"
+        with lock:
+            print(f"{started:.3f} {answer}", flush=True)
+
+    # each request in a thread of its own, so that one hanging on a dead
+    # server does not hold the next ones back
+    threads = []
+    end = time.time() + args.duration
+    next_start = time.time()
+    while time.time() < end:
+        thread = threading.Thread(target=one, args=(time.time(),))
+        thread.start()
+        threads.append(thread)
+        next_start += args.interval
+        time.sleep(max(0.0, next_start - time.time()))
+    for thread in threads:
+        thread.join()
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=("udp", "tcp-idle", "syn", "flood"))
+    ap.add_argument("mode", choices=("udp", "tcp-idle", "syn", "flood", "requests"))
     ap.add_argument("host")
     ap.add_argument("port", type=int)
     ap.add_argument("--sport", type=int, default=40000)
@@ -116,9 +166,12 @@ def main(argv):
     ap.add_argument("--echo", action="store_true")
     ap.add_argument("--idle", type=float, default=0.0)
     ap.add_argument("--timeout", type=float, default=5.0)
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--interval", type=float, default=0.05)
     args = ap.parse_args(argv[1:])
     try:
-        {"udp": udp, "tcp-idle": tcp_idle, "syn": syn, "flood": flood}[args.mode](args)
+        {"udp": udp, "tcp-idle": tcp_idle, "syn": syn, "flood": flood,
+         "requests": requests}[args.mode](args)
     except (OSError, ValueError) as err:
         raise SystemExit(f"{args.mode} {args.host}:{args.port}: {err}") from None
 

@@ -43,7 +43,7 @@ from lvs_app.ipvsadm.commands import (
     DEFAULT_SERVER, LIST_FLAGS, MUTATING_COMMANDS, NONE, OPTIONAL, OPTNAMES, REQUIRED,
     SERVER_COMMANDS, TUNNEL_TYPES, Command, UsageError, format_usage, format_version)
 from lvs_app.ipvsadm.formats import (
-    format_connections, format_header, format_list, format_marks, format_timeout,
+    format_connections, format_header, format_health, format_list, format_marks, format_timeout,
     print_largenum, sort_servers, sort_services)
 from lvs_app.ipvsadm.rules import apply, format_mark_rule, format_save, parse_rules, restore
 from lvs_app.model import CONN_TAB_SIZE, IPVS_VERSION
@@ -51,8 +51,9 @@ from lvs_app.model import CONN_TAB_SIZE, IPVS_VERSION
 __all__ = [
     "CONN_TAB_SIZE", "DEFAULT_SERVER", "IPVS_VERSION", "LIST_FLAGS", "MUTATING_COMMANDS",
     "NONE", "OPTIONAL", "OPTNAMES", "REQUIRED", "SERVER_COMMANDS", "TUNNEL_TYPES",
-    "Command", "UsageError", "apply", "format_connections", "format_header", "format_list",
-    "format_mark_rule", "format_marks", "format_save", "format_timeout", "format_usage",
+    "Command", "UsageError", "apply", "format_connections", "format_header", "format_health",
+    "format_list", "format_mark_rule", "format_marks", "format_save", "format_timeout",
+    "format_usage",
     "format_version", "parse_args", "parse_fwmark", "parse_rules", "parse_sched_flags",
     "parse_service", "parse_timeout", "print_largenum", "restore", "sort_servers",
     "sort_services", "string_to_number",

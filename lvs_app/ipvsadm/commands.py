@@ -73,6 +73,7 @@ _MATRIX = {
     "add-mark":       "x" * 34 + "+ ",
     "delete-mark":    "x" * 34 + _EXT_X,
     "list-marks":     " " + "x" * 33 + _EXT_X,
+    "list-health":    " " + "x" * 33 + _EXT_X,
 }
 assert all(len(row) == len(OPTNAMES) for row in _MATRIX.values())
 
@@ -118,6 +119,7 @@ _SPECS = [
     _Spec("add-mark", "add-mark", arg=REQUIRED, is_command=True),
     _Spec("delete-mark", "delete-mark", arg=REQUIRED, is_command=True),
     _Spec("list-marks", "list-marks", is_command=True),
+    _Spec("list-health", "list-health", is_command=True),
     _Spec("tcp", "tcp-service", "t", REQUIRED),
     _Spec("udp", "udp-service", "u", REQUIRED),
     _Spec("sctp", "sctp-service", "", REQUIRED),
@@ -298,6 +300,7 @@ def format_usage(prog="lvsadm"):
   {p} --add-mark fwmark --match proto:VIP[:port[-port]] [--match ...] [--mark-name name]
   {p} --delete-mark fwmark
   {p} --list-marks
+  {p} --list-health
   {p} -h
 
 Commands:
@@ -317,6 +320,7 @@ Either long or short options are allowed.
   --add-mark fwmark           define a firewall mark by its matches
   --delete-mark fwmark        delete a firewall mark
   --list-marks                list the firewall marks
+  --list-health               list the health checks' state (keepalived's checkers)
   --help            -h        display this help message
   --version         -v        display the version
 

@@ -405,3 +405,30 @@ def format_marks(marks):
         out.append(line + "\n")
         out.extend(f"  -> {m}\n" for m in mark.get("matches") or ())
     return "".join(out)
+
+
+def _age(seconds):
+    return "-" if seconds is None else f"{seconds:.1f}s"
+
+
+def format_health(doc):
+    """``lvsadm --list-health`` (an lvs_app extension): every keepalived
+    virtual_server, its real servers and their checkers, as the health
+    checks see them (``GET /ipvs/health``)."""
+    out = [f"Health checks from {doc.get('source') or '(no health-check address)'}\n"]
+    for vs in doc.get("virtual_servers") or ():
+        line = (f"VS {vs['virtual_server']} ({vs['origin']}): quorum {vs['quorum_state']}, "
+                f"alive weight {vs['alive_weight']}, quorum {vs['quorum']}"
+                f" hysteresis {vs['hysteresis']}")
+        if vs.get("sorry_server"):
+            state = "in use" if vs.get("sorry_server_active") else "standing by"
+            line += f", sorry server {vs['sorry_server']} {state}"
+        out.append(line + "\n")
+        for rs in vs.get("real_servers") or ():
+            out.append(f"  -> {rs['address']}:{rs['port']} {rs['state']} for "
+                       f"{_age(rs.get('for_seconds'))} weight {rs['weight']}\n")
+            for check in rs.get("checkers") or ():
+                out.append(f"       {check['checker']} {check['target']} {check['state']} for "
+                           f"{_age(check.get('for_seconds'))}: {check['last_result']} "
+                           f"({_age(check.get('last_run_seconds_ago'))} ago)\n")
+    return "".join(out)

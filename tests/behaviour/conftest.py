@@ -82,8 +82,11 @@ class LabDatapath:
 
 
 class DirectorLab:
-    def __init__(self, n_ports=24, rules_path=None, packetin_pps=0, max_connections=0):
+    def __init__(self, n_ports=24, rules_path=None, packetin_pps=0, max_connections=0,
+                 health_source=None, run_script=None):
         self.clock = FakeClock()
+        self.health_source = health_source
+        self.run_script = run_script
         self.rules_path = rules_path
         self.packetin_pps = packetin_pps
         self.max_connections = max_connections
@@ -102,7 +105,8 @@ class DirectorLab:
         """A controller (the Manager the shim builds) and the switch connecting to it."""
         self.manager = Manager(rules_path=self.rules_path, clock=lambda: self.clock.now,
                                strict=True, packetin_pps=self.packetin_pps,
-                               max_connections=self.max_connections)
+                               max_connections=self.max_connections,
+                               health_source=self.health_source, run_script=self.run_script)
         self.manager.load_rules()
         self.api = self.manager.api
         self.director = self.manager.director

@@ -44,13 +44,18 @@ def test_keepalived_virtual_servers_win_over_the_rules_file_and_reload(tmp_path)
     rules.write_text("-A -t 10.0.0.100:80 -s rr\n-A -t 10.0.0.100:443 -s lc\n")
     conf = tmp_path / "keepalived.conf"
     conf.write_text(CONF)
-    ctl = Controller(tmp_path, rules=rules, extra=["--lvs-keepalived", str(conf)]).start()
+    ctl = Controller(tmp_path, rules=rules, extra=["--lvs-keepalived", str(conf),
+                                                   "--lvs-health-address", "10.0.0.250"]).start()
     try:
         saved = ctl.lvsadm("-S", "-n").stdout.splitlines()
         assert "-A -t 10.0.0.100:80 -s wrr" in saved                 # the file's scheduler
         assert "-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g -w 3" in saved
         assert "-A -t 10.0.0.100:443 -s lc" in saved                 # the rules file's own
         assert "global_defs" in ctl.log_text()                       # ignored, with a warning
+        # the checker is there; with no switch connected it has nothing to probe through
+        health = ctl.lvsadm("--list-health").stdout
+        assert "Health checks from 10.0.0.250" in health
+        assert "TCP_CHECK 10.0.0.11:80 up" in health, health
         # a reload: the 80 block changes, a new block comes
         status, body = put(ctl, CONF.replace("lb_algo wrr", "lb_algo rr").replace(
             "virtual_server 10.0.0.100 80", "virtual_server 10.0.0.100 8080"))
@@ -77,3 +82,27 @@ def test_a_bad_keepalived_conf_stops_the_start_naming_file_and_line(tmp_path):
         ctl.stop()
     log = ctl.log_text()
     assert f"{conf}:7: " in log and "lb_algoo" in log and "Traceback" not in log
+
+
+def test_checkers_need_the_health_address_or_the_start_stops_naming_the_checker(tmp_path):
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(CONF)
+    ctl = Controller(tmp_path, extra=["--lvs-keepalived", str(conf)]).start(expect_ready=False)
+    try:
+        assert ctl.proc.wait(timeout=30) == 1
+    finally:
+        ctl.stop()
+    log = ctl.log_text()
+    assert f"{conf}:12: TCP_CHECK probes leave through the switch" in log
+    assert "--lvs-health-address" in log and "Traceback" not in log
+
+
+def test_a_bad_health_address_stops_the_start(tmp_path):
+    ctl = Controller(tmp_path, extra=["--lvs-health-address", "10.0.0.999"]).start(
+        expect_ready=False)
+    try:
+        assert ctl.proc.wait(timeout=30) == 1
+    finally:
+        ctl.stop()
+    log = ctl.log_text()
+    assert "--lvs-health-address" in log and "10.0.0.999" in log and "Traceback" not in log

@@ -191,7 +191,7 @@ def test_the_manager_declares_its_jobs_and_ticks_them_on_its_clock():
     clock = FakeClock()
     manager = Manager(clock=lambda: clock.now)
     assert set(manager.jobs.jobs) == {"scheduler-ageing", "host-refresh", "fragment-expiry",
-                                      "switch-recovery", "sweep"}
+                                      "switch-recovery", "sweep", "health-checks"}
     datapath = RecordingDatapath()
     manager.switch_connected(1, datapath)
     web_service(manager)                           # 10.0.0.11's MAC is asked for once

@@ -1,0 +1,1 @@
+"""Health checks: keepalived's checkers run in-band through the switch."""

@@ -1,0 +1,517 @@
+"""The health-check engine: keepalived's checker, real-server and quorum logic.
+
+Pure and clock-driven like the director: :meth:`HealthChecks.tick` (a timed
+job), :meth:`HealthChecks.packet_in` (a reply to the health address) and
+:meth:`HealthChecks.script_done` (a script finished) take ``now`` and return
+``(dpid, message)`` pairs; scripts to run are handed to ``run_script``
+(the manager's :class:`lvs_app.health.scripts.ScriptRunner`), and the
+service table is changed through the DirectorAPI's ``health_set``, whose
+listeners adjust the switches (see reconfig.py: a deleted server keeps its
+templates for when it comes back, ``expire_nodest_conn`` applies).
+
+keepalived's semantics (keepalived.conf(5); ipwrapper.c, check_*.c):
+
+* each checker runs every ``delay_loop``, the first time after a random
+  ``warmup``; a failure is retried ``retry`` times ``delay_before_retry``
+  apart before the checker is down; one success brings it up;
+* a real server is up while every one of its checkers is up; ``alpha``
+  starts checkers (so servers) down until their first success;
+* a server that goes down leaves its services (or stays with weight 0 with
+  ``inhibit_on_failure``) and comes back with its configured weight;
+  ``notify_up``/``notify_down`` run on the way;
+* a MISC_CHECK exit code 0 is up, 1 down, 2..255 with ``misc_dynamic`` up
+  with weight ``code - 2``;
+* per virtual_server block, the weight of the servers that are up is
+  compared with ``quorum``: below ``quorum - hysteresis`` (or 0) the quorum
+  is lost (``quorum_down``; with a ``sorry_server`` the remaining servers
+  leave and the sorry server takes their place), at ``quorum + hysteresis``
+  it is back (``quorum_up``; the sorry server leaves, the live servers
+  return).  While the sorry server serves, server changes are remembered
+  but not pushed to the table.
+
+One probe per (address, checker): every virtual_server that checks the same
+real server the same way shares one checker and its result (keepalived
+probes once per service).
+
+Probes leave from the health-check address (``--lvs-health-address``) and
+the director's MAC: see :mod:`lvs_app.health.probes` for the probes and
+:meth:`route` for how a probe finds its way out of the switch.
+"""
+
+import dataclasses
+import heapq
+import itertools
+import logging
+import random
+
+from lvs_app import ofmsg
+from lvs_app import packet as pkt
+from lvs_app.errors import LvsError
+from lvs_app.keepalived import ConfigError
+from lvs_app.health import probes as probemod
+from lvs_app.health import wire
+
+LOG = logging.getLogger(__name__)
+
+PORT_RANGE = (40000, 60000)     # local ports of TCP/UDP probes, used in turn
+NOTIFY_TIMEOUT = 10.0           # s: a notify or quorum script is killed after this
+NO_ROUTE = "no ARP answer from the server"
+
+
+class Check:
+    """One checker of one address, shared by every server that uses it."""
+
+    def __init__(self, spec, now, rng):
+        self.spec = spec
+        self.up = not spec.alpha
+        self.retries = 0
+        self.weight = None              # MISC_CHECK misc_dynamic: the weight it set
+        self.probe = None
+        self.route = None               # (dpid, port or None, MAC) of the running probe
+        self.running = False            # a probe or script is out
+        self.last, self.last_at, self.since = "not run yet", None, now
+        self.users = []                 # ServerHealth
+        self.next_run = now + rng.uniform(0, spec.warmup or 0)
+        self.generation = 0             # tells a stale script answer from the current one
+
+    @property
+    def name(self):
+        spec = self.spec
+        if spec.kind == "MISC_CHECK":
+            return f"MISC_CHECK {spec.script}"
+        where = pkt.ip_text(int(spec.connect_ip))
+        if spec.connect_port:
+            where += f":{spec.connect_port}"
+        return f"{spec.kind} {where}"
+
+    def to_dict(self, now):
+        return {"checker": self.spec.kind, "target": self.name.split(" ", 1)[1],
+                "origin": self.spec.origin, "state": "up" if self.up else "down",
+                "for_seconds": round(now - self.since, 3), "last_result": self.last,
+                "last_run_seconds_ago": (None if self.last_at is None
+                                         else round(now - self.last_at, 3)),
+                "retries": self.retries}
+
+
+class ServerHealth:
+    """One real server of one virtual_server block."""
+
+    def __init__(self, vs, config, entries, now):
+        self.vs = vs
+        self.config = config            # keepalived.RealServerHealth
+        self.entries = entries          # [(ServiceKey, port, add_server options)]
+        self.checks = []
+        self.up = True
+        self.since = now
+
+    @property
+    def alive(self):
+        return all(check.up for check in self.checks)
+
+    @property
+    def weight(self):
+        """keepalived's effective weight: a dynamic MISC_CHECK's, else the configured."""
+        dynamic = [c.weight for c in self.checks if c.weight is not None]
+        return dynamic[-1] if dynamic else self.config.weight
+
+    @property
+    def name(self):
+        return f"{pkt.ip_text(int(self.config.address))}:{self.config.port}"
+
+    def to_dict(self, now):
+        return {"address": str(self.config.address), "port": self.config.port,
+                "state": "up" if self.up else "down", "for_seconds": round(now - self.since, 3),
+                "weight": self.weight, "checkers": [c.to_dict(now) for c in self.checks]}
+
+
+class VirtualServerHealth:
+    """One virtual_server block: its servers and its quorum."""
+
+    def __init__(self, config):
+        self.config = config            # keepalived.VirtualServerHealth
+        self.servers = []
+        self.quorum_up = True
+
+    @property
+    def alive_weight(self):
+        return sum(s.weight for s in self.servers if s.up)
+
+    def to_dict(self, now):
+        return {"virtual_server": self.config.name, "origin": self.config.origin,
+                "services": [str(k) for k in self.config.keys],
+                "quorum": self.config.quorum, "hysteresis": self.config.hysteresis,
+                "alive_weight": self.alive_weight,
+                "quorum_state": "up" if self.quorum_up else "down",
+                "sorry_server": (f"{self.config.sorry_server.address}:"
+                                 f"{self.config.sorry_server.port}"
+                                 if self.config.sorry_server else None),
+                "sorry_server_active": self.sorry_active,
+                "real_servers": [s.to_dict(now) for s in self.servers]}
+
+    @property
+    def sorry_active(self):
+        return not self.quorum_up and self.config.sorry_server is not None
+
+
+def _shared_key(spec):
+    """What makes two checkers the same probe: everything but where they were written."""
+    return dataclasses.replace(spec, origin="")
+
+
+class HealthChecks:
+    """Every health checker of the keepalived configuration, run in-band."""
+
+    def __init__(self, api, hosts, dpids, source=None, run_script=None, seed=None):
+        self.api = api                  # DirectorAPI: table, health_set
+        self.hosts = hosts              # lvs_app.hosts.Hosts: MACs and ports
+        self.dpids = dpids              # callable() -> the connected switches
+        self.source = int(source) if source is not None else None
+        self.run_script = run_script    # callable(argv, timeout, user, group, done(rc))
+        self.rng = random.Random(seed)
+        self.ssl = None
+        self.checks = {}                # shared key -> Check
+        self.blocks = []                # VirtualServerHealth
+        self.by_reply = {}              # wire.reply_key -> Check with a running probe
+        self.probing = set()            # the Checks with a running probe
+        self._ports = itertools.cycle(range(*PORT_RANGE))
+        self._due = []                  # heap of (next_run, seq, Check)
+        self._seq = itertools.count()
+        self.counts = {"probes": 0, "ok": 0, "failed": 0, "replies": 0, "strays": 0}
+
+    @property
+    def active(self):
+        return bool(self.checks)
+
+    # -- configuration -------------------------------------------------------------
+    def validate(self, config):
+        """Refuse a keepalived configuration these checks cannot run (before
+        anything of it is applied): in-band probes need the health-check
+        address.  What is accepted but not used is logged."""
+        for block in config.health:
+            for rs in block.real_servers:
+                for spec in rs.checkers:
+                    if spec.kind != "MISC_CHECK" and self.source is None:
+                        raise ConfigError(
+                            f"{spec.kind} probes leave through the switch from the "
+                            "health-check address: start the controller with "
+                            "--lvs-health-address ADDRESS (an unused address on the real "
+                            "servers' link)", spec.origin)
+                    for name in ("bindto", "bind_if", "fwmark"):
+                        if getattr(spec, name, None) not in (None, ""):
+                            LOG.warning("lvs_app: %s: %s %s ignored: probes leave from the "
+                                        "health-check address through the switch",
+                                        spec.origin, spec.kind, name)
+
+    def configure(self, config, now):
+        """A keepalived configuration was applied (``config`` is a
+        :class:`lvs_app.keepalived.KeepalivedConfig`, or None for none).
+
+        Checkers that stay (same address and options) keep their state, so a
+        reload does not bring a dead server back; the table, which the reload
+        has just refilled, is brought in line with what is known.
+        """
+        old_checks = self.checks
+        for check in old_checks.values():
+            self._stop(check)
+        self.checks, self.blocks, self._due = {}, [], []
+        self.ssl = config.ssl if config is not None else None
+        for block in (config.health if config is not None else []):
+            vs = VirtualServerHealth(block)
+            entries = {}
+            for service in config.services:
+                if service.key in block.keys:
+                    for index, server in enumerate(service.servers):
+                        entries.setdefault(index, []).append(
+                            (service.key, server.port, dict(server.options)))
+            for index, rs in enumerate(block.real_servers):
+                server = ServerHealth(vs, rs, entries.get(index, []), now)
+                for spec in rs.checkers:
+                    key = _shared_key(spec)
+                    check = self.checks.get(key)
+                    if check is None:
+                        check = old_checks.get(key) or Check(spec, now, self.rng)
+                        check.users = []
+                        self.checks[key] = check
+                        check.running, check.probe = False, None
+                        heapq.heappush(self._due, (check.next_run, next(self._seq), check))
+                    check.users.append(server)
+                    server.checks.append(check)
+                server.up = server.alive
+                vs.servers.append(server)
+            vs.quorum_up = self._quorum_now(vs, True)     # keepalived starts with quorum
+            self.blocks.append(vs)
+        for vs in self.blocks:
+            self._apply(vs, vs.servers)
+            self._apply_sorry(vs)
+        # the probes' first attempts need the servers' MACs (tunnel servers'
+        # are not resolved for forwarding): ask for them now
+        targets = {int(c.spec.connect_ip) for c in self.checks.values()
+                   if c.spec.kind != "MISC_CHECK" and c.spec.connect_ip.version == 4}
+        return self.hosts.probe_unknown(list(self.dpids()), targets, now)
+
+    def _quorum_now(self, vs, current):
+        """keepalived's quorum rule, with hysteresis around the current state."""
+        weight, cfg = vs.alive_weight, vs.config
+        if current:
+            return not (weight == 0 or weight < cfg.quorum - cfg.hysteresis)
+        return weight >= cfg.quorum + cfg.hysteresis
+
+    # -- the timed job ---------------------------------------------------------------
+    def tick(self, now):
+        """Start the checks that are due; time out the probes that are late."""
+        out = []
+        for check in list(self.probing):
+            out += self._frames(check, check.probe.poll(now))
+            if check.probe.done:
+                out += self._finished(check, now)
+        due = self._due
+        while due and due[0][0] <= now:
+            _, _, check = heapq.heappop(due)
+            if check.running or self.checks.get(_shared_key(check.spec)) is not check:
+                continue
+            out += self._start(check, now)
+        return out
+
+    def _schedule(self, check, delay, now):
+        check.next_run = now + delay
+        heapq.heappush(self._due, (check.next_run, next(self._seq), check))
+
+    def _start(self, check, now):
+        spec = check.spec
+        check.running = True
+        self.counts["probes"] += 1
+        if spec.kind == "MISC_CHECK":
+            if self.run_script is None:
+                return self._result(check, False, "no script runner", now)
+            check.generation += 1
+            generation = check.generation
+            self._run(spec.script, spec.timeout,
+                      lambda rc, detail, now: self.script_done(check, generation, rc, detail, now))
+            return []
+        route = self.route(int(spec.connect_ip), now)
+        if route is None:
+            # no switch to probe through (none connected yet, or a backup):
+            # nothing is known, nothing changes
+            check.running, check.last = False, "not run: no switch connected"
+            self._schedule(check, spec.delay_loop, now)
+            return []
+        if route[2] is None:
+            return route[3] + self._result(check, False, NO_ROUTE, now)
+        if self.source is None:
+            return self._result(check, False, "no health-check address (--lvs-health-address)",
+                                now)
+        check.route = route[:3]
+        check.probe = probemod.make_probe(
+            spec, src_ip=self.source, src_mac=pkt.DIRECTOR_MAC, dst_mac=route[2],
+            next_port=self._next_port, now=now, ssl=self.ssl)
+        self.probing.add(check)
+        out = self._frames(check, check.probe.start(now))
+        if check.probe.done:
+            out += self._finished(check, now)
+        return out
+
+    def _next_port(self):
+        for _ in range(PORT_RANGE[1] - PORT_RANGE[0]):
+            port = next(self._ports)
+            if not any(key[3] == port for key in self.by_reply if len(key) == 4):
+                return port
+        return next(self._ports)
+
+    def route(self, ip, now):
+        """Where a probe to ``ip`` leaves: ``(dpid, port, MAC, messages)``.
+
+        The MAC is the director's knowledge of the address (learned from any
+        packet or ARP answer); the port is where the switch saw that MAC
+        (None: flood it on that switch).  An unknown MAC is asked for with
+        the director's ARP probe and this attempt fails ("no ARP answer"):
+        the retry finds it.
+        """
+        mac = self.hosts.macs.get(ip)
+        dpids = list(self.dpids())
+        if not dpids:
+            return None
+        if mac is None:
+            return (None, None, None, self.hosts.probe_unknown(dpids, {ip}, now))
+        for dpid in dpids:
+            port = self.hosts.ports.get(dpid, {}).get(mac)
+            if port is not None:
+                return (dpid, port, mac, [])
+        return (dpids[0], None, mac, [])
+
+    def _frames(self, check, frames):
+        """PacketOuts for a probe's frames; its reply keys are (re)indexed."""
+        for key in [k for k, c in self.by_reply.items() if c is check]:
+            del self.by_reply[key]
+        if check.probe is not None and not check.probe.done:
+            for key in check.probe.keys:
+                self.by_reply[key] = check
+        if not frames or check.route is None:
+            return []
+        dpid, port, _ = check.route
+        action = ofmsg.output(port if port is not None else ofmsg.FLOOD)
+        return [(dpid, ofmsg.packet_out(ofmsg.CONTROLLER, [action], frame)) for frame in frames]
+
+    def _finished(self, check, now):
+        probe = check.probe
+        out = self._frames(check, probe.finish())
+        check.probe = None
+        self.probing.discard(check)
+        for key in [k for k, c in self.by_reply.items() if c is check]:
+            del self.by_reply[key]
+        return out + self._result(check, probe.ok, probe.detail, now)
+
+    def _stop(self, check):
+        if check.probe is not None:
+            check.probe.finish()
+            check.probe = None
+        self.probing.discard(check)
+        for key in [k for k, c in self.by_reply.items() if c is check]:
+            del self.by_reply[key]
+        check.running = False
+
+    # -- replies ------------------------------------------------------------------------
+    def wants(self, ip_dst):
+        return self.source is not None and ip_dst == self.source
+
+    def packet_in(self, dpid, in_port, data, now):
+        """A frame to the health-check address: a probe's reply, or a stray
+        (a TCP segment for no probe gets the RST a host would send)."""
+        segment = wire.parse(data)
+        if segment is None:
+            return []
+        check = self.by_reply.get(wire.reply_key(segment))
+        if check is None or check.probe is None:
+            self.counts["strays"] += 1
+            reset = wire.reset_for(segment, pkt.DIRECTOR_MAC) if segment.proto == 6 else None
+            if reset is None:
+                return []
+            return [(dpid, ofmsg.packet_out(ofmsg.CONTROLLER, [ofmsg.output(in_port)], reset))]
+        self.counts["replies"] += 1
+        out = self._frames(check, check.probe.receive(segment, now))
+        if check.probe.done:
+            out += self._finished(check, now)
+        return out
+
+    # -- scripts ------------------------------------------------------------------------
+    def _run(self, script, timeout, done=None):
+        if script is None or self.run_script is None:
+            return
+        self.run_script(script.argv, timeout, script.user, script.group, done)
+
+    def script_done(self, check, generation, rc, detail, now):
+        """A MISC_CHECK script ended with exit code ``rc`` (None: killed or
+        not started; ``detail`` says why).  Returns messages (table changes
+        are sent by the API's listeners)."""
+        if generation != check.generation or not check.running:
+            return []
+        if rc is None:
+            return self._result(check, False, detail, now)
+        if rc == 0:
+            return self._result(check, True, "exit 0", now)
+        if rc >= 2 and check.spec.dynamic:
+            check.weight = rc - 2
+            return self._result(check, True, f"exit {rc}: weight {rc - 2}", now)
+        return self._result(check, False, f"exit {rc}", now)
+
+    # -- results and their consequences -------------------------------------------------
+    def _result(self, check, ok, detail, now):
+        spec = check.spec
+        check.running = False
+        check.last, check.last_at = ("ok: " if ok else "failed: ") + detail, now
+        self.counts["ok" if ok else "failed"] += 1
+        if ok:
+            check.retries = 0
+            self._schedule(check, spec.delay_loop, now)
+            changed = not check.up
+            check.up = True
+            if changed:
+                check.since = now
+                LOG.info("lvs_app: health: %s (%s) succeeded: %s", check.name, spec.origin,
+                         detail)
+        elif check.retries < spec.retry:
+            check.retries += 1
+            self._schedule(check, spec.delay_before_retry, now)
+            if spec.log_all_failures:
+                LOG.info("lvs_app: health: %s failed (%s), retry %d of %d", check.name, detail,
+                         check.retries, spec.retry)
+            return []
+        else:
+            check.retries = 0
+            self._schedule(check, spec.delay_loop, now)
+            changed = check.up
+            check.up = False
+            if changed:
+                check.since = now
+                LOG.warning("lvs_app: health: %s (%s) failed: %s", check.name, spec.origin,
+                            detail)
+        self._servers_changed(check, now)
+        return []
+
+    def _servers_changed(self, check, now):
+        for server in check.users:
+            alive = server.alive
+            if alive != server.up:
+                server.up, server.since = alive, now
+                LOG.warning("lvs_app: health: %s: real server %s is %s", server.vs.config.name,
+                            server.name, "up" if alive else "down")
+                self._run(server.config.notify_up if alive else server.config.notify_down,
+                          NOTIFY_TIMEOUT)
+                self._server_changed(server.vs, server)
+            elif alive and check.weight is not None:
+                self._server_changed(server.vs, server)       # a dynamic weight moved
+
+    def _server_changed(self, vs, server):
+        quorum = self._quorum_now(vs, vs.quorum_up)
+        if quorum != vs.quorum_up:
+            vs.quorum_up = quorum
+            LOG.warning("lvs_app: health: %s: %s quorum (alive weight %d, quorum %d, "
+                        "hysteresis %d)", vs.config.name, "gained" if quorum else "lost",
+                        vs.alive_weight, vs.config.quorum, vs.config.hysteresis)
+            self._run(vs.config.quorum_up if quorum else vs.config.quorum_down, NOTIFY_TIMEOUT)
+            if vs.config.sorry_server is not None:
+                # the sorry server replaces every server, or they all come back
+                self._apply_sorry(vs)
+                self._apply(vs, vs.servers)
+                return
+        if not vs.sorry_active:
+            self._apply(vs, [server])
+
+    def _apply(self, vs, servers):
+        """Bring the table in line with these servers' state."""
+        for server in servers:
+            for key, port, options in server.entries:
+                if vs.sorry_active:
+                    wanted = dict(options, weight=0) if server.config.inhibit_on_failure else None
+                elif server.up:
+                    wanted = dict(options, weight=server.weight)
+                elif server.config.inhibit_on_failure:
+                    wanted = dict(options, weight=0)
+                else:
+                    wanted = None
+                self._set(key, server.config.address, port, wanted)
+
+    def _apply_sorry(self, vs):
+        sorry = vs.config.sorry_server
+        if sorry is None:
+            return
+        options = {"method": sorry.method}
+        if vs.sorry_active:
+            wanted = dict(options, weight=1)
+        else:
+            wanted = dict(options, weight=0) if sorry.inhibit else None
+        for key in vs.config.keys:
+            self._set(key, sorry.address, sorry.port, wanted)
+
+    def _set(self, key, address, port, options):
+        try:
+            self.api.health_set(key, address, port, options)
+        except LvsError as err:
+            LOG.error("lvs_app: health: service %s: real server %s:%s: %s", key, address, port,
+                      err.message)
+
+    # -- reading ------------------------------------------------------------------------
+    def status(self, now):
+        """Every virtual_server block, its servers and their checkers (REST)."""
+        return {"source": pkt.ip_text(self.source) if self.source is not None else None,
+                "virtual_servers": [vs.to_dict(now) for vs in self.blocks],
+                "counts": dict(self.counts)}

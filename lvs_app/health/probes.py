@@ -1,0 +1,639 @@
+"""One attempt of one keepalived checker, as frames in and frames out.
+
+:func:`make_probe` turns a checker of :mod:`lvs_app.keepalived.checks` into
+a :class:`Probe`.  The engine sends what :meth:`Probe.start` returns, hands
+:meth:`Probe.receive` every parsed segment whose :func:`wire.reply_key` is in
+:attr:`Probe.keys`, calls :meth:`Probe.poll` by :attr:`Probe.next_poll`,
+reads ``done``/``ok``/``detail`` and calls :meth:`Probe.finish` when it drops
+the probe.  Retries, delays and up/down state are the engine's: a probe is
+one try.
+
+What counts as success follows keepalived's check_*.c (see each class).
+``connect_timeout`` bounds each step that makes no progress (connecting, a
+read, a write), as keepalived re-arms its read timer after every read, so
+:attr:`Probe.deadline` moves forward whenever the server moves.
+
+A probe that finishes aborts its TCP connection at once (RST): the next url
+of an HTTP check may reuse a ``bind_port``, and a finished probe leaves no
+half-closed connection behind.  Stdlib only.
+"""
+
+import hashlib
+import random
+import re
+import ssl as tls
+
+from lvs_app.health import wire
+from lvs_app.health.tcpclient import TcpClient
+from lvs_app.packet import ip_text
+
+DEFAULT_TIMEOUT = 5.0
+UDP_DEFAULT_PAYLOAD = 32        # keepalived sends 32 bytes when no payload is configured
+PING_PAYLOAD = 128              # keepalived's ICMP_BUFSIZE
+SMTP_DEFAULT_HELO = "localhost"  # keepalived's own is "smtpchecker.keepalived.org"
+DNS_TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28,
+             "RRSIG": 46, "DNSKEY": 48}
+UNREACHABLE = {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
+               3: "port unreachable", 4: "fragmentation needed", 9: "net prohibited",
+               10: "host prohibited", 13: "administratively prohibited"}
+
+
+def icmp_detail(seg):
+    """"ICMP port unreachable", "ICMP time exceeded" ... for an ICMP error segment."""
+    if seg.icmp_type == wire.ICMP_TIME_EXCEEDED:
+        return "ICMP time exceeded"
+    name = UNREACHABLE.get(seg.icmp_code)
+    return f"ICMP {name}" if name else f"ICMP unreachable code {seg.icmp_code}"
+
+
+class Probe:
+    """The interface every probe has; subclasses fill in start/receive and the timers."""
+
+    def __init__(self, checker, src_ip, src_mac, dst_mac, next_port, now, ssl=None):
+        self.checker = checker
+        self.src_ip, self.src_mac, self.dst_mac = int(src_ip), src_mac, dst_mac
+        self.dst_ip = int(checker.connect_ip)
+        self.dport = checker.connect_port or 0
+        self.next_port = next_port
+        self.ssl = ssl
+        timeout = checker.connect_timeout
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
+        self.keys = set()
+        self.done = self.ok = False
+        self.detail = ""
+        self.deadline = now + self.timeout
+        self.phase = ""                 # what the probe waits for, for the timeout detail
+
+    def local_port(self):
+        """The source port of a new connection or socket: ``bind_port`` wins."""
+        return self.checker.bind_port or self.next_port()
+
+    @property
+    def next_poll(self):
+        """When :meth:`poll` has something to do (a timeout or a retransmission)."""
+        return None if self.done else self.deadline
+
+    def start(self, now):
+        raise NotImplementedError
+
+    def receive(self, segment, now):
+        return []
+
+    def poll(self, now):
+        if not self.done and now >= self.deadline:
+            self._timed_out()
+            return self._close()
+        return []
+
+    def finish(self):
+        """The frames that end whatever the probe still has open (an RST)."""
+        return self._close()
+
+    def _close(self):
+        return []
+
+    def _end(self, ok, detail):
+        if not self.done:
+            self.done, self.ok, self.detail = True, ok, detail
+            self.keys = set()
+
+    def _timed_out(self):
+        phase = f" ({self.phase})" if self.phase else ""
+        self._end(False, f"no answer within {self.timeout:g} s{phase}")
+
+
+class StreamProbe(Probe):
+    """A probe over one TCP connection at a time; subclasses react to connect and data."""
+
+    tcp = None
+
+    def start(self, now):
+        return self._connect(now)
+
+    def _connect(self, now):
+        """A new connection (aborting the previous one) from a fresh local port."""
+        frames = self.tcp.abort() if self.tcp else []
+        sport = self.local_port()
+        self.tcp = TcpClient(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
+                             sport, self.dport, random.getrandbits(32))
+        self.keys = {("tcp", self.dst_ip, self.dport, sport)}
+        self.phase = "connecting"
+        self.deadline = now + self.timeout
+        return frames + self.tcp.connect(now)
+
+    @property
+    def next_poll(self):
+        if self.done:
+            return None
+        timer = self.tcp.timer if self.tcp else None
+        return self.deadline if timer is None else min(timer, self.deadline)
+
+    def receive(self, segment, now):
+        if self.done or self.tcp is None:
+            return []
+        tcp = self.tcp
+        if segment.proto == wire.PROTO_ICMP:
+            # Linux gives up a connect on an ICMP unreachable; once connected it ignores them
+            if segment.icmp_type == wire.ICMP_UNREACH and not tcp.established:
+                self._end(False, icmp_detail(segment))
+                return self._close()
+            return []
+        before = (tcp.established, tcp.rcv_nxt, tcp.snd_una)
+        frames = tcp.receive(segment, now)
+        if tcp.refused:
+            self._end(False, "connection refused")
+        elif tcp.reset:
+            self._end(False, f"connection reset ({self.phase})")
+        elif (tcp.established, tcp.rcv_nxt, tcp.snd_una) != before:
+            self.deadline = now + self.timeout          # progress
+            if not before[0]:
+                frames += self.connected(now)
+            if tcp.rcv_nxt != before[1] and not self.done and self.tcp is tcp:
+                frames += self.readable(now)
+        if self.done:
+            frames += self._close()
+        return frames
+
+    def poll(self, now):
+        frames = super().poll(now)
+        if not self.done and self.tcp is not None:
+            frames += self.tcp.poll(now)
+        return frames
+
+    def _close(self):
+        return self.tcp.abort() if self.tcp else []
+
+    def connected(self, now):
+        """The handshake completed; returns frames to send."""
+        return []
+
+    def readable(self, now):
+        """New data (``self.tcp.take()``) or the peer's FIN (``self.tcp.peer_closed``)."""
+        return []
+
+
+class TcpProbe(StreamProbe):
+    """TCP_CHECK (check_tcp.c): the connection opens, and is closed again."""
+
+    def connected(self, now):
+        self._end(True, "connected")
+        return []
+
+
+class SmtpProbe(StreamProbe):
+    """SMTP_CHECK (check_smtp.c): the 220 greeting, ``HELO name`` -> 250, QUIT -> a reply.
+
+    keepalived reads one line per step and so fails on a multi-line ``220-``
+    greeting; here a reply is complete at its last line (``NNN `` or
+    ``NNN``), as RFC 5321 has it.  Like keepalived, the QUIT must be
+    answered (any line) and a server that closes instead fails.
+    """
+
+    def connected(self, now):
+        self.stage, self.buffer = "greeting", b""
+        self.phase = "waiting for the SMTP greeting"
+        return []
+
+    def readable(self, now):
+        self.buffer += self.tcp.take()
+        frames = []
+        while not self.done:
+            reply = self._reply()
+            if reply is None:
+                break
+            frames += self._step(reply, now)
+        if not self.done and self.tcp.peer_closed:
+            self._end(False, f"SMTP connection closed ({self.phase})")
+        return frames
+
+    def _reply(self):
+        """The status of the first complete reply in the buffer (-1 unreadable), or None."""
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            line = line.rstrip(b"\r")
+            if len(line) > 3 and line[3:4] == b"-" and line[:3].isdigit():
+                continue                        # a continuation line
+            code = line[:3]
+            if code.isdigit() and line[3:4] in (b"", b" "):
+                return int(code)
+            return -1
+        return None
+
+    def _step(self, code, now):
+        shown = "unreadable" if code < 0 else code
+        if self.stage == "greeting":
+            if code != 220:
+                self._end(False, f"SMTP greeting {shown}")
+                return []
+            helo = self.checker.helo_name or SMTP_DEFAULT_HELO
+            self.stage, self.phase = "helo", "waiting for the HELO answer"
+            return self.tcp.send(f"HELO {helo}\r\n".encode(), now)
+        if self.stage == "helo":
+            if code != 250:
+                self._end(False, f"SMTP HELO answer {shown}")
+                return []
+            self.stage, self.phase = "quit", "waiting for the QUIT answer"
+            return self.tcp.send(b"QUIT\r\n", now)
+        self._end(True, "SMTP greeting 220, HELO 250")
+        return []
+
+
+# --------------------------------------------------------------------------
+# HTTP_GET and SSL_GET
+
+HTTP_KEEP = 1 << 20             # bytes of a response kept for the regex
+# PCRE2 options that Python's re has; the others (ungreedy, dollar_endonly,
+# firstline, ...) have no counterpart and are ignored.
+REGEX_FLAGS = {"caseless": re.I, "multiline": re.M, "dotall": re.S, "extended": re.X}
+_STATUS = re.compile(rb"[^ \r]* ([0-9]{3}) ")
+_LENGTH = re.compile(rb"^content-length:[ \t]*([0-9]+)[ \t]*\r?$", re.I | re.M)
+
+
+class HttpResponse:
+    """A response as it arrives: status, Content-Length, MD5 of the body, text for the regex.
+
+    As keepalived (lib/html.c): the status code is the 3 digits between the
+    first two spaces (0 when there are none); the body is what follows the
+    first blank line, and only Content-Length bytes of it are digested when
+    the header has one (keepalived's genhash does the same).
+    """
+
+    def __init__(self):
+        self.raw = bytearray()
+        self.head_len = None
+        self.status = 0
+        self.length = None
+        self.body_len = 0
+        self.md5 = hashlib.md5()
+
+    @property
+    def complete(self):
+        return self.length is not None and self.body_len >= self.length
+
+    def feed(self, data):
+        if self.head_len is None:
+            start = max(0, len(self.raw) - 3)
+            self.raw += data[:max(0, HTTP_KEEP - len(self.raw))]
+            end = self.raw.find(b"\r\n\r\n", start)
+            if end < 0:
+                return
+            self.head_len = end + 4
+            head = bytes(self.raw[:self.head_len])
+            match = _STATUS.match(head)
+            self.status = int(match.group(1)) if match else 0
+            match = _LENGTH.search(head)
+            self.length = int(match.group(1)) if match else None
+            data = bytes(self.raw[self.head_len:])
+        else:
+            self.raw += data[:max(0, HTTP_KEEP - len(self.raw))]
+        if self.length is not None:
+            data = data[:max(0, self.length - self.body_len)]
+        self.md5.update(data)
+        self.body_len += len(data)
+
+
+def regex_matches(url, text):
+    """Does ``url.regex`` match ``text`` (the response, header included, as keepalived)?
+
+    keepalived runs PCRE2 over what it has read, the header with the first
+    chunk of body.  Python's ``re`` is close to PCRE2 for the usual patterns;
+    it lacks \\K, \\Q...\\E, (?|...), recursion and callouts, and ``$``
+    behaves as PCRE2's default.  Pattern and text are both bytes seen as
+    latin-1, so that, as in PCRE2 without ``utf``, one character is one byte.
+    A match must start at or after ``regex_min_offset`` and before
+    ``regex_max_offset``.
+    """
+    flags = 0
+    for option in url.regex_options or ():
+        flags |= REGEX_FLAGS.get(option, 0)
+    pattern = url.regex.encode().decode("latin-1")
+    match = re.compile(pattern, flags).search(text, url.regex_min_offset or 0)
+    return bool(match) and (not url.regex_max_offset or match.start() < url.regex_max_offset)
+
+
+def tls_context(conf):
+    """The client context for SSL_GET from the ``SSL { }`` block (None: defaults).
+
+    keepalived loads ``ca`` but never asks OpenSSL to verify the peer; here a
+    ``ca`` makes the certificate checked against it (not the host name: the
+    server is reached by address).
+    """
+    context = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.set_ciphers("DEFAULT")
+    if conf is not None and conf.ca:
+        context.load_verify_locations(cafile=conf.ca)
+        context.verify_mode = tls.CERT_REQUIRED
+    else:
+        context.verify_mode = tls.CERT_NONE
+    if conf is not None and conf.certificate:
+        context.load_cert_chain(conf.certificate, conf.key or None, conf.password or None)
+    return context
+
+
+class TlsSession:
+    """An ``SSLObject`` over memory BIOs: bytes from TCP in, bytes for TCP out."""
+
+    def __init__(self, context, server_hostname):
+        self.incoming, self.outgoing = tls.MemoryBIO(), tls.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
+        self.handshaken = False
+
+    def read_all(self):
+        """Decrypted bytes available now, and whether the stream ended.
+
+        Like keepalived, a close_notify, an EOF without one or a TLS error
+        all end the response: what arrived before is judged.
+        """
+        chunks = []
+        while True:
+            try:
+                chunk = self.obj.read(65536)
+            except tls.SSLWantReadError:
+                return b"".join(chunks), False
+            except tls.SSLError:
+                return b"".join(chunks), True
+            if not chunk:
+                return b"".join(chunks), True
+            chunks.append(chunk)
+
+
+class HttpProbe(StreamProbe):
+    """HTTP_GET and SSL_GET (check_http.c, check_ssl.c): every url, in order, must answer.
+
+    Each url gets a connection of its own and keepalived's request; the
+    response is read until the server closes (or Content-Length is
+    complete), then judged: status in ``status_codes``, then ``digest``, then
+    ``regex``.  The first url that fails fails the probe.
+    """
+
+    def start(self, now):
+        self.index = 0
+        if not self.checker.urls:
+            self._end(True, "no url to check")      # keepalived: up without checking
+            return []
+        return self._open(now)
+
+    def _open(self, now):
+        self.url = self.checker.urls[self.index]
+        self.response, self.tls = HttpResponse(), None
+        if self.checker.ssl:
+            try:
+                self.tls = TlsSession(tls_context(self.ssl), self.sni())
+            except (OSError, ValueError) as error:      # ssl.SSLError is an OSError
+                self._end(False, f"TLS setup failed: {error}")
+                return []
+        return self._connect(now)
+
+    def sni(self):
+        c = self.checker
+        return (c.sni_name or self.url.virtualhost or c.virtualhost) if c.enable_sni else None
+
+    def request_text(self):
+        """keepalived's request_template for the current url."""
+        url, proto = self.url, self.checker.http_protocol or "1.0"
+        host = (url.virtualhost or self.checker.virtualhost
+                or f"{ip_text(self.dst_ip)}:{self.dport}")
+        lines = [f"GET {url.path} HTTP/1.{1 if proto == '1.1' else 0}",
+                 "User-Agent: KeepAliveClient"]
+        if proto in ("1.0C", "1.1"):
+            lines.append("Connection: close")
+        lines.append(f"Host: {host}")
+        return "\r\n".join(lines) + "\r\n\r\n"
+
+    def connected(self, now):
+        if self.tls:
+            self.phase = "in TLS handshake"
+            return self._tls_input(b"", False, now)
+        return self._request(now)
+
+    def _request(self, now):
+        self.phase = f"reading {self.url.path}"
+        request = self.request_text().encode()
+        if self.tls:
+            self.tls.obj.write(request)
+            request = self.tls.outgoing.read()
+        return self.tcp.send(request, now)
+
+    def readable(self, now):
+        data, eof = self.tcp.take(), self.tcp.peer_closed
+        if self.tls:
+            return self._tls_input(data, eof, now)
+        self.response.feed(data)
+        return self._judge(now) if eof or self.response.complete else []
+
+    def _tls_input(self, data, eof, now):
+        session, frames = self.tls, []
+        if data:
+            session.incoming.write(data)
+        if eof:
+            session.incoming.write_eof()
+        if not session.handshaken:
+            try:
+                session.obj.do_handshake()
+            except tls.SSLWantReadError:
+                return self.tcp.send(session.outgoing.read(), now)
+            except tls.SSLError as error:
+                closed = isinstance(error, (tls.SSLEOFError, tls.SSLZeroReturnError))
+                reason = "connection closed" if closed else (error.reason or str(error))
+                self._end(False, f"TLS handshake failed: {reason}")
+                return []
+            session.handshaken = True
+            frames += self._request(now)            # with the end of the handshake
+        body, ended = session.read_all()
+        frames += self.tcp.send(session.outgoing.read(), now)
+        self.response.feed(body)
+        if eof or ended or self.response.complete:
+            frames += self._judge(now)
+        return frames
+
+    def failure(self):
+        """Why the current url's response fails, or None."""
+        response, path = self.response, self.url.path
+        if response.head_len is None:
+            return f"no HTTP response for {path}"
+        ranges = self.url.status_codes or ((200, 299),)
+        if not any(low <= response.status <= high for low, high in ranges):
+            shown = ",".join(f"{lo}-{hi}" if lo != hi else f"{lo}" for lo, hi in ranges)
+            return f"HTTP status {response.status} not in {shown} for {path}"
+        if self.url.digest and response.md5.hexdigest() != self.url.digest.lower():
+            return f"digest mismatch for {path}"
+        if self.url.regex:
+            try:
+                matched = regex_matches(self.url, response.raw.decode("latin-1"))
+            except re.error as error:
+                return f"regex error for {path}: {error}"
+            if matched == self.url.regex_no_match:
+                return (f"regex matched for {path} (regex_no_match)" if matched
+                        else f"regex did not match for {path}")
+        return None
+
+    def _judge(self, now):
+        failure = self.failure()
+        if failure:
+            self._end(False, failure)
+            return []
+        self.index += 1
+        if self.index == len(self.checker.urls):
+            self._end(True, f"HTTP {self.response.status}")
+            return []
+        return self._open(now)
+
+
+class DatagramProbe(Probe):
+    """A probe that sends one datagram and waits for its answer (no retransmission)."""
+
+    def receive(self, segment, now):
+        if self.done:
+            return []
+        if segment.proto == wire.PROTO_ICMP and segment.icmp_type in wire.ICMP_ERRORS:
+            self.icmp_error(segment)
+        else:
+            self.answer(segment)
+        return []
+
+    def icmp_error(self, segment):
+        self._end(False, icmp_detail(segment))
+
+    def answer(self, segment):
+        raise NotImplementedError
+
+    def _udp(self, payload, now):
+        sport = self.local_port()
+        self.keys = {("udp", self.dst_ip, self.dport, sport)}
+        self.deadline = now + self.timeout
+        return [wire.build_udp(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
+                               sport, self.dport, payload)]
+
+
+class UdpProbe(DatagramProbe):
+    """UDP_CHECK (check_udp.c, layer4.c).
+
+    keepalived sends the payload (32 random bytes without one) and waits one
+    ``connect_timeout``: an ICMP destination unreachable (any code) fails it.
+    Without ``require_reply``, the timeout or any reply is a success.  With
+    it a reply is needed, and, as in keepalived, the length limits and the
+    data are only checked when ``require_reply`` gave data: the first
+    ``min(len(reply), len(reply_data))`` bytes must equal ``reply_data`` where
+    ``reply_mask`` (a 1 bit: compared) says so.  ICMP time exceeded is not a
+    destination unreachable and is ignored, as keepalived does.
+    """
+
+    def start(self, now):
+        payload = self.checker.payload
+        if payload is None:
+            payload = random.randbytes(UDP_DEFAULT_PAYLOAD)
+        self.phase = ""
+        return self._udp(payload, now)
+
+    def icmp_error(self, segment):
+        if segment.icmp_type == wire.ICMP_UNREACH:
+            super().icmp_error(segment)
+
+    def answer(self, segment):
+        if segment.proto != wire.PROTO_UDP:
+            return
+        c, data = self.checker, segment.payload
+        if c.require_reply and c.reply_data is not None:
+            low, high = c.min_reply_length or 0, c.max_reply_length
+            high = 255 if high is None else high
+            if not low <= len(data) <= high:
+                self._end(False, f"UDP reply of {len(data)} bytes, not within {low}-{high}")
+                return
+            mask = c.reply_mask or b"\xff" * len(c.reply_data)
+            if any((got ^ want) & bits for got, want, bits in zip(data, c.reply_data, mask)):
+                self._end(False, "UDP reply data mismatch")
+                return
+        self._end(True, f"UDP reply of {len(data)} bytes")
+
+    def _timed_out(self):
+        if self.checker.require_reply:
+            super()._timed_out()
+        else:
+            self._end(True, f"no ICMP error within {self.timeout:g} s")
+
+
+def dns_query(ident, name, qtype):
+    """keepalived's query: header with RD, one question ``name``/``qtype``/IN.
+
+    ``name`` is cut at dots as dns_make_query() does: "." is the root alone,
+    a trailing dot adds nothing, and any other name gets the root label.
+    """
+    out = bytearray(ident.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+    start = 0
+    while start < len(name):
+        end = name.find(".", start)
+        end = len(name) if end < 0 else end
+        label = name[start:end].encode()[:63]
+        out.append(len(label))
+        out += label
+        start = end + 1 if end < len(name) else end
+    if name != ".":
+        out.append(0)
+    return bytes(out) + DNS_TYPES[qtype].to_bytes(2, "big") + b"\x00\x01"
+
+
+class DnsProbe(DatagramProbe):
+    """DNS_CHECK (check_dns.c): one query, and an answer with rcode 0.
+
+    keepalived ignores answers shorter than a header, with another id or
+    without QR, and keeps waiting; an answer with our id and QR decides:
+    rcode 0 is a success whatever its records (keepalived does not look at
+    the answer section), any other rcode a failure.  Its UDP socket is
+    connected, so an ICMP error fails the check.
+    """
+
+    def start(self, now):
+        self.ident = random.getrandbits(16)
+        self.phase = ""
+        return self._udp(dns_query(self.ident, self.checker.name or ".",
+                                   self.checker.type or "SOA"), now)
+
+    def answer(self, segment):
+        data = segment.payload
+        if segment.proto != wire.PROTO_UDP or len(data) < 12:
+            return
+        if int.from_bytes(data[:2], "big") != self.ident or not data[2] & 0x80:
+            return
+        rcode = data[3] & 0x0F
+        if rcode:
+            self._end(False, f"DNS answer has rcode {rcode}")
+        else:
+            count = int.from_bytes(data[6:8], "big")
+            self._end(True, f"DNS answer, rcode 0, {count} answer records")
+
+
+class PingProbe(DatagramProbe):
+    """PING_CHECK (check_ping.c): an echo request, and the echo reply with its sequence."""
+
+    def start(self, now):
+        self.ident, self.seq = self.next_port() & 0xFFFF, 1
+        self.keys = {("icmp", self.dst_ip, self.ident)}
+        self.deadline = now + self.timeout
+        payload = bytes(i & 0xFF for i in range(PING_PAYLOAD))
+        return [wire.build_icmp_echo(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
+                                     self.ident, self.seq, payload)]
+
+    def answer(self, segment):
+        if (segment.proto == wire.PROTO_ICMP and segment.icmp_type == wire.ICMP_ECHO_REPLY
+                and segment.seq == self.seq):
+            self._end(True, "echo reply")
+
+
+PROBES = {"TCP_CHECK": TcpProbe, "HTTP_GET": HttpProbe, "SSL_GET": HttpProbe,
+          "SMTP_CHECK": SmtpProbe, "UDP_CHECK": UdpProbe, "DNS_CHECK": DnsProbe,
+          "PING_CHECK": PingProbe}
+
+
+def make_probe(checker, *, src_ip, src_mac, dst_mac, next_port, now, ssl=None):
+    """The :class:`Probe` for one attempt of ``checker`` (not MISC_CHECK: that runs a script).
+
+    ``next_port()`` gives a fresh local port for each connection or socket;
+    ``ssl`` is the :class:`SslContext` SSL_GET uses (None: a default one).
+    """
+    try:
+        cls = PROBES[checker.kind]
+    except KeyError:
+        raise ValueError(f"{checker.kind} is not probed in-band") from None
+    return cls(checker, src_ip, src_mac, dst_mac, next_port, now, ssl=ssl)
+
