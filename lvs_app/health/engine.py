@@ -73,6 +73,8 @@ class Check:
         self.users = []                 # ServerHealth
         self.next_run = now + rng.uniform(0, spec.warmup or 0)
         self.generation = 0             # tells a stale script answer from the current one
+        self.keys = ()                  # the reply keys indexed for its running probe
+        self.retired = False            # a reload dropped it
 
     @property
     def name(self):
@@ -172,6 +174,7 @@ class HealthChecks:
         self.checks = {}                # shared key -> Check
         self.blocks = []                # VirtualServerHealth
         self.by_reply = {}              # wire.reply_key -> Check with a running probe
+        self._ports_used = set()        # local ports of the running probes
         self.probing = set()            # the Checks with a running probe
         self._ports = itertools.cycle(range(*PORT_RANGE))
         self._due = []                  # heap of (next_run, seq, Check)
@@ -213,6 +216,12 @@ class HealthChecks:
         old_checks = self.checks
         for check in old_checks.values():
             self._stop(check)
+        names = {block.name for block in (config.health if config is not None else [])}
+        for vs in self.blocks:
+            if vs.config.omega and vs.config.name not in names:
+                self._omega(vs)
+        for check in old_checks.values():
+            check.retired = True            # unless the new file has it too (below)
         self.checks, self.blocks, self._due = {}, [], []
         self.ssl = config.ssl if config is not None else None
         for block in (config.health if config is not None else []):
@@ -230,7 +239,7 @@ class HealthChecks:
                     check = self.checks.get(key)
                     if check is None:
                         check = old_checks.get(key) or Check(spec, now, self.rng)
-                        check.users = []
+                        check.users, check.retired = [], False
                         self.checks[key] = check
                         check.running, check.probe = False, None
                         heapq.heappush(self._due, (check.next_run, next(self._seq), check))
@@ -248,6 +257,15 @@ class HealthChecks:
         targets = {int(c.spec.connect_ip) for c in self.checks.values()
                    if c.spec.kind != "MISC_CHECK" and c.spec.connect_ip.version == 4}
         return self.hosts.probe_unknown(list(self.dpids()), targets, now)
+
+    def _omega(self, vs):
+        """``omega``: a virtual server that goes away (a reload without it) runs
+        its servers' ``notify_down`` and, if it had quorum, ``quorum_down``."""
+        for server in vs.servers:
+            if server.up:
+                self._run(server.config.notify_down, NOTIFY_TIMEOUT)
+        if vs.quorum_up:
+            self._run(vs.config.quorum_down, NOTIFY_TIMEOUT)
 
     def _quorum_now(self, vs, current):
         """keepalived's quorum rule, with hysteresis around the current state."""
@@ -267,7 +285,7 @@ class HealthChecks:
         due = self._due
         while due and due[0][0] <= now:
             _, _, check = heapq.heappop(due)
-            if check.running or self.checks.get(_shared_key(check.spec)) is not check:
+            if check.running or check.retired:
                 continue
             out += self._start(check, now)
         return out
@@ -313,7 +331,7 @@ class HealthChecks:
     def _next_port(self):
         for _ in range(PORT_RANGE[1] - PORT_RANGE[0]):
             port = next(self._ports)
-            if not any(key[3] == port for key in self.by_reply if len(key) == 4):
+            if port not in self._ports_used:
                 return port
         return next(self._ports)
 
@@ -340,11 +358,14 @@ class HealthChecks:
 
     def _frames(self, check, frames):
         """PacketOuts for a probe's frames; its reply keys are (re)indexed."""
-        for key in [k for k, c in self.by_reply.items() if c is check]:
-            del self.by_reply[key]
-        if check.probe is not None and not check.probe.done:
-            for key in check.probe.keys:
+        keys = check.probe.keys if check.probe is not None and not check.probe.done else ()
+        if keys != check.keys:
+            self._unindex(check)
+            check.keys = frozenset(keys)
+            for key in check.keys:
                 self.by_reply[key] = check
+                if len(key) == 4:
+                    self._ports_used.add(key[3])
         if not frames or check.route is None:
             return []
         dpid, port, _ = check.route
@@ -356,8 +377,7 @@ class HealthChecks:
         out = self._frames(check, probe.finish())
         check.probe = None
         self.probing.discard(check)
-        for key in [k for k, c in self.by_reply.items() if c is check]:
-            del self.by_reply[key]
+        self._unindex(check)
         return out + self._result(check, probe.ok, probe.detail, now)
 
     def _stop(self, check):
@@ -365,9 +385,16 @@ class HealthChecks:
             check.probe.finish()
             check.probe = None
         self.probing.discard(check)
-        for key in [k for k, c in self.by_reply.items() if c is check]:
-            del self.by_reply[key]
+        self._unindex(check)
         check.running = False
+
+    def _unindex(self, check):
+        for key in check.keys:
+            if self.by_reply.get(key) is check:
+                del self.by_reply[key]
+            if len(key) == 4:
+                self._ports_used.discard(key[3])
+        check.keys = ()
 
     # -- replies ------------------------------------------------------------------------
     def wants(self, ip_dst):

@@ -318,3 +318,23 @@ def test_checkers_without_a_health_address_are_refused_naming_file_and_line():
         load(lab, config())
     assert "keepalived.conf:13: TCP_CHECK probes leave through the switch" in str(err.value)
     assert lab.lvsadm("-L -n").count("->") == 1          # nothing was applied
+
+
+def test_omega_runs_the_down_scripts_of_a_virtual_server_a_reload_removes():
+    ran = []
+    lab = DirectorLab(health_source=ipaddress.IPv4Address(HC),
+                      run_script=lambda argv, timeout, user, group, done: ran.append(argv[0]))
+    FakeServers(lab).run(0)
+    load(lab, config(extra="omega\n    quorum_down /bin/qdown",
+                     rs_extra="notify_down /bin/rsdown"))
+    load(lab, config().replace(f"{VIP} 80", f"{VIP} 81"))
+    assert ran == ["/bin/rsdown"] * 3 + ["/bin/qdown"]
+
+
+def test_replies_to_probes_pass_their_own_meter():
+    lab = DirectorLab(health_source=ipaddress.IPv4Address(HC), packetin_pps=1000)
+    assert set(lab.meters) == {pl.PuntMeters.SERVICE, pl.PuntMeters.L2, pl.PuntMeters.HEALTH}
+    assert lab.meters[pl.PuntMeters.HEALTH].bands[0].rate == 500
+    (flow,) = lab.sw.flows(pl.CLASSIFY, match={"eth_type": 0x0800, "ipv4_dst": HC})
+    meters = [i.meter_id for i in flow.instructions if hasattr(i, "meter_id")]
+    assert meters == [pl.PuntMeters.HEALTH]

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from lvs_app.health import probes, wire
+from lvs_app.health import httpprobe, probes, wire
 from lvs_app.health.tcpclient import INITIAL_RTO, TcpClient
 from lvs_app.health.wire import ACK, FIN, PSH, RST, SYN
 from lvs_app.keepalived.checks import (DnsCheck, HttpCheck, MiscCheck, PingCheck, SmtpCheck,
@@ -546,12 +546,13 @@ def check(cls, kind, port=80, **values):
 # ----------------------------------------------------------------------------
 # TCP_CHECK
 
-def test_tcp_check_connects_then_resets():
+def test_tcp_check_answers_the_syn_ack_with_a_reset():
     host = Host()
     probe = make(check(TcpCheck, "TCP_CHECK"))
     sent = run(probe, host)
     assert probe.done and probe.ok and probe.detail == "connected"
-    assert [s.flags for s in sent] == [SYN, ACK, RST | ACK]
+    assert [s.flags for s in sent] == [SYN, RST | ACK]     # no ACK: OVN's SYN, SYN/ACK, RST
+    assert sent[1].seq == sent[0].seq + 1                    # in the server's window
     assert host.conns == {} and probe.finish() == []
 
 
@@ -671,7 +672,7 @@ def test_http_digest_stops_at_content_length():
     probe = make(http(Url("/", digest=hashlib.md5(b"12345").hexdigest())))
     run(probe, Host(app=http_app(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n1234567890")))
     assert probe.ok, probe.detail
-    response_ = probes.HttpResponse()
+    response_ = httpprobe.HttpResponse()
     for piece in (b"HTTP/1.1 200 OK\r", b"\n\r\n", b"ab", b"c"):
         response_.feed(piece)
     assert response_.md5.hexdigest() == hashlib.md5(b"abc").hexdigest()
