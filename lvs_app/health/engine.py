@@ -34,8 +34,10 @@ real server the same way shares one checker and its result (keepalived
 probes once per service).
 
 Probes leave from the health-check address (``--lvs-health-address``) and
-the director's MAC: see :mod:`lvs_app.health.probes` for the probes and
-:meth:`route` for how a probe finds its way out of the switch.
+the director's MAC: see :mod:`lvs_app.health.probes` (and
+:mod:`lvs_app.health.httpprobe`) for the probes, :mod:`lvs_app.health.wire`
+for their frames and :meth:`HealthChecks.route` for how a probe finds its
+way out of the switch.
 """
 
 import dataclasses

@@ -338,3 +338,17 @@ def test_replies_to_probes_pass_their_own_meter():
     (flow,) = lab.sw.flows(pl.CLASSIFY, match={"eth_type": 0x0800, "ipv4_dst": HC})
     meters = [i.meter_id for i in flow.instructions if hasattr(i, "meter_id")]
     assert meters == [pl.PuntMeters.HEALTH]
+
+
+def test_a_server_that_fails_and_returns_gets_its_persistence_templates_back(lab):
+    servers = FakeServers(lab)
+    load(lab, config(extra="persistence_timeout 300"))
+    servers.run(2)
+    first = lab.server_of(lab.syn("10.0.1.7", 7000))
+    servers.mode[first] = "refuse"
+    servers.run(3)
+    assert first not in in_table(lab)
+    servers.mode[first] = "up"
+    servers.run(3)
+    assert first in in_table(lab)
+    assert lab.server_of(lab.syn("10.0.1.7", 7001)) == first     # the template lived on

@@ -4,7 +4,7 @@ and PUT /ipvs/keepalived as a reload."""
 import json
 import urllib.request
 
-from conftest import Controller, assert_clean_log
+from conftest import Controller, assert_clean_log, wait_until
 
 CONF = """\
 ! the LVS part of a keepalived.conf
@@ -106,3 +106,48 @@ def test_a_bad_health_address_stops_the_start(tmp_path):
         ctl.stop()
     log = ctl.log_text()
     assert "--lvs-health-address" in log and "10.0.0.999" in log and "Traceback" not in log
+
+
+MISC = """\
+virtual_server 10.0.0.100 80 {
+    delay_loop 0.3
+    lvs_sched rr
+    protocol TCP
+    real_server 10.0.0.11 80 {
+        MISC_CHECK {
+            misc_path "/bin/sh -c 'test -e GOOD11'"
+        }
+    }
+    real_server 10.0.0.12 80 {
+        notify_down "/bin/sh -c 'touch DOWN12'"
+        MISC_CHECK {
+            misc_path "/bin/sh -c 'test -e GOOD12'"
+            misc_timeout 2
+        }
+    }
+}
+"""
+
+
+def test_misc_check_scripts_run_beside_ryu_and_take_a_failing_server_out(tmp_path):
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(MISC.replace("GOOD", str(tmp_path / "good")).replace(
+        "DOWN12", str(tmp_path / "down12")))
+    (tmp_path / "good11").touch()
+    (tmp_path / "good12").touch()
+    ctl = Controller(tmp_path, extra=["--lvs-keepalived", str(conf)]).start()
+    try:
+        def servers():
+            return [line.split()[4] for line in ctl.lvsadm("-S", "-n").stdout.splitlines()
+                    if line.startswith("-a ")]
+        assert servers() == ["10.0.0.11:80", "10.0.0.12:80"]
+        (tmp_path / "good12").unlink()                 # its script now exits 1
+        wait_until(lambda: servers() == ["10.0.0.11:80"], 10, 0.1, "10.0.0.12 to go")
+        wait_until((tmp_path / "down12").exists, 5, 0.1, "notify_down to run")
+        assert "failed: exit 1" in ctl.lvsadm("--list-health").stdout
+        (tmp_path / "good12").touch()
+        wait_until(lambda: servers() == ["10.0.0.11:80", "10.0.0.12:80"], 10, 0.1,
+                   "10.0.0.12 to come back")
+    finally:
+        ctl.stop()
+    assert_clean_log(ctl.log_text())
