@@ -84,6 +84,7 @@ class Director:
         # address: ARP for it is answered, IPv4 to it is theirs
         self.health_source = None
         self.health = None
+        self.traffic = None      # lvs_app.stats.TrafficCounters: packets it forwards itself
 
     @property
     def index(self):
@@ -389,6 +390,8 @@ class Director:
             if data_conn is not None:
                 out += self._enter(sw, data_conn, LISTEN_TIMEOUT)
         actions = self.flows.packet_actions(sw, conn.dest, conn.key[0], conn.dport)
+        if self.traffic is not None:
+            self.traffic.count(conn.service_id, conn.server_id, 0, len(data) - pkt.ETH_HEADER)
         return out + [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
 
     def _ftp_from_server(self, sw, in_port, data, p, now):
@@ -397,6 +400,8 @@ class Director:
         if conn is None:
             return []
         actions = self.flows.reverse_packet_actions(conn)
+        if self.traffic is not None:
+            self.traffic.count(conn.service_id, conn.server_id, 1, len(data) - pkt.ETH_HEADER)
         return [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
 
     def _end_connection_now(self, sw, conn):

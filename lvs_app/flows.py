@@ -82,8 +82,9 @@ class Flows:
                 inst = self.cache.get(("reverse", vip, proto, vport), lambda: ofmsg.apply_then_goto(
                     Masq.reverse_actions(proto, vip, vport), pl.FORWARD))
             cookie = ids.Cookie(ids.KIND_REVERSE, sid, conn.server_id).value
+            # notify: its final counts (OutPkts, OutBytes) come when it is deleted
             out.append((sw.dpid, REVERSE.flow(pl.PRIO_CONN, self.reverse_match(conn), inst,
-                                              cookie)))
+                                              cookie, notify=True)))
         return out
 
     def delete_connection(self, sw, conn, sid, forward=True):

@@ -32,6 +32,9 @@ from lvs_app.model import LvsError
 from lvs_app.pipeline import PipelineError, PuntMeters
 from lvs_app.reconfig import Reconfigure
 from lvs_app.state import RuntimeState
+from lvs_app.estimator import INTERVAL as ESTIMATOR_INTERVAL
+from lvs_app.recovery import flow_stats_request
+from lvs_app.stats import TrafficCounters
 
 LOG = logging.getLogger("lvs_app")
 
@@ -46,6 +49,7 @@ EVENT_QUEUE_LIMIT = 4096    # PacketIns/FlowRemoveds held while a switch recover
 RULES_RELOAD = 1.0          # s: a backup looks at the shared rules file this often
 SWEEP_INTERVAL = 30.0       # s: entries whose FlowRemoved never came are looked for
 HEALTH_TICK = 0.02          # s: health probes are started and timed out this often
+STATS_INTERVAL = 2.0        # s: the switches' flow counters are read this often (default)
 _MASTER_ONLY = (parser.OFPFlowMod, parser.OFPPacketOut)
 
 
@@ -70,18 +74,24 @@ def ids_path(rules_path):
     return rules_path + ".ids" if rules_path else None
 
 
+def stats_path(rules_path):
+    """Where the traffic counters are kept: beside the rules file."""
+    return rules_path + ".stats" if rules_path else None
+
+
 class Manager:
     """The director of one controller: configuration, logic, timers, sending."""
 
     def __init__(self, rules_path=None, settings=None, clock=time.monotonic, strict=False,
                  ha=None, packetin_pps=0, max_connections=0, health_source=None,
-                 run_script=None):
+                 run_script=None, stats_interval=STATS_INTERVAL):
         self.clock = clock
         self.ha = ha                  # a HighAvailability, or None (standalone)
         self.strict = strict          # tests: a flow that breaks the pipeline raises
         self.api = DirectorAPI(rules_path=rules_path, settings=settings, runtime=self)
         self.ids = StableIds(ids_path(rules_path))
-        self.runtime = RuntimeState()
+        self.traffic = TrafficCounters(self.ids, stats_path(rules_path))
+        self.runtime = RuntimeState(self.traffic)
         self.director = Director(self.api, self.ids, self.runtime,
                                  PuntMeters(packetin_pps, health=health_source is not None),
                                  max_connections)
@@ -91,6 +101,7 @@ class Manager:
         self.health = HealthChecks(self.api, self.director.hosts, self._serving_dpids,
                                    health_source, run_script)
         self.director.health_source = self.health.source
+        self.director.traffic = self.traffic
         self.api.keepalived_checks.append(self.health.validate)
         self.director.health = self.health
         self.jobs = JobTable([
@@ -100,7 +111,10 @@ class Manager:
             TimedJob("switch-recovery", 1.0, self._recovery_timeouts),
             TimedJob("sweep", SWEEP_INTERVAL, self.director.sweep),  # see sweep.py
             TimedJob("health-checks", HEALTH_TICK, self._health_tick),
+            TimedJob("rate-estimator", ESTIMATOR_INTERVAL, self.runtime.estimate),
         ], start=clock())
+        if stats_interval:
+            self.jobs.add(TimedJob("stats-poll", stats_interval, self._poll_stats), clock())
         self.datapaths = {}           # dpid -> object with send_msg(msg)
         self.ports = {}               # dpid -> {port: name} (as connected)
         self.recovering = {}          # dpid -> _Recovering: flows being read back
@@ -145,6 +159,19 @@ class Manager:
         if not self.health.active or (self.ha is not None and not self.ha.serving):
             return []
         return self.health.tick(now)
+
+    # -- traffic counters ----------------------------------------------------------------
+    def _poll_stats(self, now):
+        """Timed job: every switch's flow counters (see stats.py); the counters
+        file is written when the last poll changed what it keeps."""
+        self.traffic.save(self.runtime.connection_counts())
+        out = []
+        for dpid in self._serving_dpids():
+            request = flow_stats_request()
+            request.on_reply = (lambda flows, when, dpid=dpid:
+                                self.traffic.flow_stats(dpid, flows))
+            out.append((dpid, request))
+        return out
 
     def report_script(self, done, rc, detail):
         """A script the health checks started has ended (ScriptRunner's report)."""
@@ -256,6 +283,7 @@ class Manager:
 
     def _recovered(self, dpid):
         recovering = self.recovering.pop(dpid)
+        self.traffic.flow_stats(dpid, recovering.flows)      # their counts, at once
         self._handle(self.director.recover, dpid, recovering.flows, self.clock(),
                      recovering.meters)
         for event in recovering.queue:          # what came meanwhile, in order
@@ -347,11 +375,14 @@ class Manager:
         self.send(messages)
 
     def flow_removed(self, dpid, cookie, match, duration, reason, packet_count=0,
-                     datapath=None):
+                     datapath=None, byte_count=0, table_id=None):
         if (self.recovering or self.claims) and self._queued(
                 dpid, datapath, lambda: self.flow_removed(dpid, cookie, match, duration,
-                                                          reason, packet_count)):
+                                                          reason, packet_count,
+                                                          byte_count=byte_count,
+                                                          table_id=table_id)):
             return
+        self.traffic.flow_removed(dpid, table_id, cookie, match, packet_count, byte_count)
         self._handle(self.director.flow_removed, dpid, cookie, match, duration, self.clock(),
                      reason, packet_count)
 
@@ -360,6 +391,7 @@ class Manager:
         self.send(self.jobs.run_due(self.clock()))
 
     def _table_changed(self, change):
+        self.traffic.table_changed()
         if change.kind == "keepalived":
             self._handle(self.health.configure, self.api.keepalived, self.clock())
             return

@@ -28,6 +28,9 @@ OPTIONS = (
     ("lvs-max-connections", "int", 200000,
      "cap on connection-table entries (connections and templates); near it, half-open "
      "entries are dropped first (IPVS drop_entry/secure_tcp); 0: no cap"),
+    ("lvs-stats-interval", "float", 2.0,
+     "seconds between two readings of the switches' flow counters (packet and byte "
+     "counters, --stats, --rate, /metrics)"),
     ("lvs-ha-role", "str", None,
      "high availability with a second controller: 'master' or 'backup' (needs --lvs-ha-peer)"),
     ("lvs-ha-peer", "str", None,
@@ -43,7 +46,8 @@ def register(conf):
     for name, kind, default, help_text in OPTIONS:
         if name.replace("-", "_") in known:
             continue
-        cls = {"str": cfg.StrOpt, "bool": cfg.BoolOpt, "int": cfg.IntOpt}[kind]
+        cls = {"str": cfg.StrOpt, "bool": cfg.BoolOpt, "int": cfg.IntOpt,
+               "float": cfg.FloatOpt}[kind]
         opts.append(cls(name, default=default, help=help_text))
     if opts:
         conf.register_cli_opts(opts)

@@ -48,6 +48,7 @@ class LVSDirector(app_manager.RyuApp):
                 ha=self._high_availability(access), packetin_pps=CONF.lvs_packetin_pps,
                 max_connections=CONF.lvs_max_connections,
                 health_source=self._health_address(),
+                stats_interval=self._stats_interval(),
                 run_script=ScriptRunner(hub.spawn, self._script_done, green_popen()))
             if self.manager.load_rules():
                 LOG.info("lvs_app: loaded %d virtual services from %s",
@@ -85,6 +86,14 @@ class LVSDirector(app_manager.RyuApp):
             raise BadRequest(f"--lvs-health-address {text}: the probes are IPv4 (the data "
                              "plane is IPv4)")
         return address
+
+    @staticmethod
+    def _stats_interval():
+        """--lvs-stats-interval: how often the switches' flow counters are read."""
+        value = CONF.lvs_stats_interval
+        if not 0.5 <= value <= 3600:
+            raise BadRequest(f"--lvs-stats-interval {value:g}: must be 0.5 to 3600 seconds")
+        return value
 
     def _script_done(self, done, rc, detail):
         self.manager.report_script(done, rc, detail)
@@ -169,7 +178,7 @@ class LVSDirector(app_manager.RyuApp):
         msg = ev.msg
         self.manager.flow_removed(msg.datapath.id, msg.cookie, msg.match,
                                   msg.duration_sec + msg.duration_nsec / 1e9, msg.reason,
-                                  msg.packet_count, msg.datapath)
+                                  msg.packet_count, msg.datapath, msg.byte_count, msg.table_id)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev):

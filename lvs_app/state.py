@@ -13,7 +13,8 @@ The overload rule (``-x``/``-y``) lives here and only here.
 Stdlib only, plus the model and the schedulers.
 """
 
-from lvs_app.model import Rates, Stats
+from lvs_app.estimator import Estimator
+from lvs_app.model import Stats
 from lvs_app.schedulers import make_scheduler
 
 
@@ -30,7 +31,7 @@ class Dest:
         self.persistconns = 0
         self.overloaded = False
         self.stats = Stats()
-        self.rates = Rates()
+        self.rates = Estimator()
         self.rid = None                # its number in cookies (StableIds), once known
         self.u_threshold_seen = server.u_threshold
 
@@ -99,7 +100,7 @@ class ServiceState:
         self.dests = {}                  # (address, port) -> Dest
         self.trash = {}                  # deleted servers' Dests, for a re-add to revive
         self.stats = Stats()
-        self.rates = Rates()
+        self.rates = Estimator()
         self._sched_list = None
 
     def dest(self, server):
@@ -138,16 +139,28 @@ class ServiceState:
         return self.scheduler
 
     def zero(self):
-        self.stats, self.rates = Stats(), Rates()
+        self.stats, self.rates = Stats(), Estimator()
         for dest in self.dests.values():
-            dest.stats, dest.rates = Stats(), Rates()
+            dest.stats, dest.rates = Stats(), Estimator()
+
+
+def _merged(stats, counts):
+    """The director's connection count plus the switches' traffic counters
+    (``counts``: ([inpkts, outpkts, inbytes, outbytes], restored conns))."""
+    (inpkts, outpkts, inbytes, outbytes), conns = counts
+    return Stats(stats.conns + conns, inpkts, outpkts, inbytes, outbytes)
 
 
 class RuntimeState:
-    """Every service's runtime state, kept in step with the service table."""
+    """Every service's runtime state, kept in step with the service table.
 
-    def __init__(self):
+    ``traffic`` (a :class:`lvs_app.stats.TrafficCounters`) holds the packet
+    and byte counters the switches count; what is shown merges them in.
+    """
+
+    def __init__(self, traffic=None):
         self.services = {}               # ServiceKey -> ServiceState
+        self.traffic = traffic
 
     def service(self, service):
         """The ServiceState of ``service`` (a VirtualService), made on first use."""
@@ -186,6 +199,8 @@ class RuntimeState:
 
     def forget(self, key):
         self.services.pop(key, None)
+        if self.traffic is not None:
+            self.traffic.forget_service(key.to_id())
 
     def clear(self):
         self.services.clear()
@@ -194,19 +209,53 @@ class RuntimeState:
         for skey, state in self.services.items():
             if key is None or skey == key:
                 state.zero()
+        if self.traffic is not None:
+            self.traffic.zero(key.to_id() if key is not None else None)
+
+    def connection_counts(self):
+        """{(service id, server text or None): connections counted since start}."""
+        counts = {}
+        for state in self.services.values():
+            sid = state.service.key.to_id()
+            counts[(sid, None)] = state.stats.conns
+            for dest in list(state.dests.values()) + list(state.trash.values()):
+                counts[(sid, f"{dest.address}-{dest.port}")] = dest.stats.conns
+        return counts
+
+    # -- counters as shown -------------------------------------------------------------
+    def service_stats(self, state):
+        if self.traffic is None:
+            return state.stats
+        return _merged(state.stats, self.traffic.service_counts(state.service.key.to_id()))
+
+    def dest_stats(self, state, dest):
+        if self.traffic is None:
+            return dest.stats
+        return _merged(dest.stats, self.traffic.server_counts(
+            state.service.key.to_id(), f"{dest.address}-{dest.port}"))
+
+    def estimate(self, now=None):
+        """Timed job (every 2 s): the rate estimator's sample of every counter."""
+        for state in self.services.values():
+            state.rates.sample(self.service_stats(state))
+            for dest in state.dests.values():
+                dest.rates.sample(self.dest_stats(state, dest))
+        return []
 
     # -- what REST shows ----------------------------------------------------------
     def service_view(self, service):
         """The runtime half of a service's listing (counters and rates)."""
         state = self.services.get(service.key)
         if state is None or state.service is not service:
-            return {"stats": Stats().to_dict(), "rates": Rates().to_dict()}
-        return {"stats": state.stats.to_dict(), "rates": state.rates.to_dict()}
+            state = ServiceState(service)
+        return {"stats": self.service_stats(state).to_dict(), "rates": state.rates.to_dict()}
 
     def server_view(self, service, server):
         """The runtime half of a real server's listing."""
         state = self.services.get(service.key)
-        dest = state.dests.get((server.address, server.port)) if state is not None else None
+        if state is None or state.service is not service:
+            state = ServiceState(service)
+        dest = state.dests.get((server.address, server.port))
         if dest is None or dest.server is not server:
             dest = Dest(server)
-        return dest.to_dict()
+        return dict(dest.to_dict(), stats=self.dest_stats(state, dest).to_dict())

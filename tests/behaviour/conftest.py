@@ -161,7 +161,8 @@ class DirectorLab:
                 self.manager.packet_in(1, rec.match["in_port"], rec.raw, rec.table_id)
             for rec in self.sw.take_flow_removed():
                 self.manager.flow_removed(1, rec.cookie, rec.match, rec.duration, rec.reason,
-                                          rec.packet_count)
+                                          rec.packet_count, byte_count=rec.byte_count,
+                                          table_id=rec.table_id)
         return self._hosts_answer(outputs)
 
     def _hosts_answer(self, outputs):

@@ -1,0 +1,130 @@
+"""Traffic counters on the fake switch: flow counters polled, FlowRemoved folded,
+packets the controller forwards itself, never backwards, -Z, a restart."""
+
+import pytest
+
+from tests.behaviour.conftest import DirectorLab, mac_of
+from tests.fakeswitch import tcp
+
+C1, C2 = "10.0.0.1", "10.0.0.2"
+POLL = 2          # the manager's default poll interval (s)
+
+
+def stats(lab, server=None):
+    """{field: value} of the service (or of one server) from GET /ipvs."""
+    svc = lab.client.request("GET", "/ipvs")["services"][0]
+    if server is None:
+        return svc["stats"]
+    return next(rs["stats"] for rs in svc["servers"] if rs["address"] == server)
+
+
+def data(lab, client, sport, size, port=1):
+    return lab.send(tcp(client, "10.0.0.100", sport, 80, flags="A", in_port=port,
+                        eth_src=mac_of(client), eth_dst="02:1f:0a:00:00:64",
+                        payload=b"x" * size))
+
+
+def reply(lab, server, client, cport, size, sport=80):
+    return lab.send(tcp(server, client, sport, cport, flags="A", in_port=lab.hosts[server],
+                        eth_src=mac_of(server), eth_dst=mac_of(client), payload=b"y" * size))
+
+
+def nat_lab(rules_path=None):
+    lab = DirectorLab(rules_path=rules_path)
+    lab.lvsadm("-A -t 10.0.0.100:80 -s rr")
+    lab.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.11 -m")
+    return lab
+
+
+def test_flow_counters_become_ipvs_counters_in_ip_bytes():
+    lab = nat_lab()
+    lab.syn(C1, 40000)                               # through the controller: counted too
+    for _ in range(3):
+        data(lab, C1, 40000, 100)                    # 3 x (40 + 100) IP bytes, in the switch
+    for _ in range(2):
+        reply(lab, "10.0.0.11", C1, 40000, 1000)     # 2 x 1040 IP bytes, the reverse flow
+    assert stats(lab)["inpkts"] == 1                 # not polled yet: only the SYN
+    lab.advance(POLL)
+    expected = {"conns": 1, "inpkts": 4, "outpkts": 2, "inbytes": 40 + 3 * 140,
+                "outbytes": 2 * 1040}
+    assert stats(lab) == expected
+    assert stats(lab, "10.0.0.11") == expected
+
+
+def test_final_counts_of_an_ended_connection_are_kept():
+    lab = nat_lab()
+    lab.lvsadm("--set 5 5 5")
+    lab.syn(C1, 40001)
+    data(lab, C1, 40001, 10)
+    lab.advance(POLL)
+    data(lab, C1, 40001, 10)                         # after the poll, before the end
+    reply(lab, "10.0.0.11", C1, 40001, 10)
+    lab.advance(90)                                   # the connection's flows end
+    assert lab.director.switches[1].conns == {}
+    assert stats(lab)["inpkts"] == 3 and stats(lab)["outpkts"] == 1
+    assert stats(lab)["inbytes"] == 40 + 2 * 50 and stats(lab)["outbytes"] == 50
+
+
+def test_direct_routing_counts_nothing_outbound():
+    lab = DirectorLab()
+    lab.lvsadm("-A -t 10.0.0.100:80 -s rr")
+    lab.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.12 -g")
+    lab.syn(C2, 40002)
+    data(lab, C2, 40002, 60)
+    lab.advance(POLL)
+    assert stats(lab) == {"conns": 1, "inpkts": 2, "outpkts": 0, "inbytes": 40 + 100,
+                          "outbytes": 0}
+
+
+def test_zero_starts_again_from_0_and_counts_on():
+    lab = nat_lab()
+    lab.syn(C1, 40003)
+    data(lab, C1, 40003, 10)
+    lab.advance(POLL)
+    lab.lvsadm("-Z")
+    assert stats(lab) == {"conns": 0, "inpkts": 0, "outpkts": 0, "inbytes": 0, "outbytes": 0}
+    data(lab, C1, 40003, 10)
+    lab.advance(POLL)
+    assert stats(lab)["inpkts"] == 1 and stats(lab)["inbytes"] == 50
+
+
+def test_counters_never_go_backwards_over_a_poll_flowremoved_and_restart(tmp_path):
+    lab = nat_lab(str(tmp_path / "lvs.rules"))
+    lab.lvsadm("--set 30 30 30")
+    seen = []
+    for i in range(4):
+        lab.syn(C1, 41000 + i)
+        data(lab, C1, 41000 + i, 20)
+        lab.advance(POLL)
+        seen.append(stats(lab)["inpkts"])
+    lab.advance(40)                                  # the first connections end
+    seen.append(stats(lab)["inpkts"])
+    lab.syn(C2, 42000)
+    data(lab, C2, 42000, 20)
+    lab.advance(POLL)                                # written to lvs.rules.stats
+    before = stats(lab)
+    seen.append(before["inpkts"])
+    lab.restart_controller()                         # kill -9: the switch keeps its flows
+    lab.advance(POLL)
+    after = stats(lab)
+    seen.append(after["inpkts"])
+    assert seen == sorted(seen) and seen[-1] == 10
+    assert after == before
+    data(lab, C2, 42000, 20)
+    lab.advance(POLL)
+    assert stats(lab)["inpkts"] == 11
+
+
+def test_rates_come_from_the_estimator():
+    lab = nat_lab()
+    lab.syn(C1, 40004)
+    for _ in range(10):
+        for _ in range(100):
+            data(lab, C1, 40004, 0)                  # 100 packets of 40 bytes a second
+        lab.advance(1)
+    rates = lab.client.request("GET", "/ipvs")["services"][0]["rates"]
+    # 200 packets per 2 s sample, moving a quarter of the way each time
+    assert 50 <= rates["inpps"] <= 100 and rates["inbps"] == pytest.approx(
+        rates["inpps"] * 40, rel=0.1)
+    listing = lab.lvsadm("-L -n --rate")
+    assert f"{rates['inpps']:>8}" in listing.replace("  ", "  ")
