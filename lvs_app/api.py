@@ -245,6 +245,13 @@ class DirectorAPI:
         status = self.runtime.health_status() if self.runtime else None
         return status or {"source": None, "virtual_servers": [], "counts": {}}
 
+    def metrics(self):
+        """``GET /metrics``: the Prometheus text (lvs_app.metrics)."""
+        if self.runtime is None:
+            from lvs_app import metrics
+            return metrics.render(self.snapshot(), self.health(), {})
+        return self.runtime.metrics_text()
+
     def health_set(self, key, address, port, options):
         """The health checks' change of one real server: ``options`` None takes
         it out of the service, else it is there with these add_server options

@@ -17,6 +17,7 @@ import logging
 import os
 import struct
 import time
+from time import perf_counter
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -33,7 +34,8 @@ from lvs_app.pipeline import PipelineError, PuntMeters
 from lvs_app.reconfig import Reconfigure
 from lvs_app.state import RuntimeState
 from lvs_app.estimator import INTERVAL as ESTIMATOR_INTERVAL
-from lvs_app.recovery import flow_stats_request
+from lvs_app.figures import ControllerFigures
+from lvs_app.recovery import flow_stats_request, meter_stats_request
 from lvs_app.stats import TrafficCounters
 
 LOG = logging.getLogger("lvs_app")
@@ -91,6 +93,7 @@ class Manager:
         self.api = DirectorAPI(rules_path=rules_path, settings=settings, runtime=self)
         self.ids = StableIds(ids_path(rules_path))
         self.traffic = TrafficCounters(self.ids, stats_path(rules_path))
+        self.figures = ControllerFigures()         # for /metrics
         self.runtime = RuntimeState(self.traffic)
         self.director = Director(self.api, self.ids, self.runtime,
                                  PuntMeters(packetin_pps, health=health_source is not None),
@@ -169,9 +172,22 @@ class Manager:
         for dpid in self._serving_dpids():
             request = flow_stats_request()
             request.on_reply = (lambda flows, when, dpid=dpid:
-                                self.traffic.flow_stats(dpid, flows))
+                                self.traffic.flow_stats(dpid, flows, when))
             out.append((dpid, request))
+            if self.director.meters.pps:
+                out.append((dpid, meter_stats_request()))
         return out
+
+    def meter_stats(self, dpid, body):
+        """A meter statistics reply: the punts each meter dropped (/metrics)."""
+        self.figures.meter_stats(dpid, body)
+
+    def metrics_text(self):
+        """``GET /metrics``: the Prometheus text (see metrics.py)."""
+        from lvs_app import metrics
+        controller = self.figures.as_dict(self.director, self.traffic,
+                                          self._serving_dpids(), self.clock())
+        return metrics.render(self.api.snapshot(), self.api.health(), controller)
 
     def report_script(self, done, rc, detail):
         """A script the health checks started has ended (ScriptRunner's report)."""
@@ -367,12 +383,14 @@ class Manager:
                 dpid, datapath, lambda: self.packet_in(dpid, in_port, data, table_id)):
             return
         # the hot path: _handle's work, without its generic call
+        started = perf_counter()
         try:
             messages = self.director.packet_in(dpid, in_port, data, table_id, self.clock())
         except PipelineError as err:
             self._refused("packet_in", err)
             return
         self.send(messages)
+        self.figures.packet_in(table_id, perf_counter() - started, bool(messages))
 
     def flow_removed(self, dpid, cookie, match, duration, reason, packet_count=0,
                      datapath=None, byte_count=0, table_id=None):
@@ -417,11 +435,12 @@ class Manager:
         if self.ha is not None and not self.ha.serving:
             # a backup changes nothing in the switches (they would refuse it)
             messages = [(d, m) for d, m in messages if not isinstance(m, _MASTER_ONLY)]
-        datapaths, sent, xid = self.datapaths, self._sent, self._xid
+        datapaths, sent, xid, by_type = self.datapaths, self._sent, self._xid, self.figures.sent
         for dpid, msg in messages:
             datapath = datapaths.get(dpid)
             if datapath is None:
                 continue
+            by_type[msg.cls_msg_type] += 1
             xid = (xid + 1) & 0xFFFFFFFF
             msg.xid = xid
             msg.datapath = datapath
@@ -436,6 +455,7 @@ class Manager:
 
     def error(self, dpid, xid, err_type, code, data=b""):
         """An OpenFlow error from switch ``dpid``: log it with the message that caused it."""
+        self.figures.errors += 1
         ring = self._sent.get(dpid)
         sent = ring[xid % SENT_LOG_SIZE] if ring is not None else None
         msg = decode(sent, self.datapaths.get(dpid)) if sent is not None else None

@@ -54,6 +54,13 @@ def flow_stats_request(datapath=None):
                                       cookie, mask, parser.OFPMatch())
 
 
+def meter_stats_request(datapath=None):
+    """Ask a switch how many packets each meter dropped."""
+    from ryu.ofproto import ofproto_v1_3 as ofp
+    from ryu.ofproto import ofproto_v1_3_parser as parser
+    return parser.OFPMeterStatsRequest(datapath, 0, ofp.OFPM_ALL)
+
+
 def meter_config_request(datapath=None):
     """Ask a switch which meters it has (the punt meters may be there already)."""
     from ryu.ofproto import ofproto_v1_3 as ofp

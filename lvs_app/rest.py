@@ -20,6 +20,7 @@ import re
 
 import webob
 
+from lvs_app import metrics
 from lvs_app.access import READ_METHODS, Access
 from lvs_app.errors import TooLarge, UnsupportedMediaType
 from lvs_app.model import BadRequest, LvsError, NotFound
@@ -63,6 +64,7 @@ ROUTES = [
     (r"/ipvs/ha", {"GET": ("ha_status", None)}),
     (r"/ipvs/keepalived", {"PUT": ("reload_keepalived", "text")}),
     (r"/ipvs/health", {"GET": ("health", None)}),
+    (r"/metrics", {"GET": ("metrics", None)}),
 ]
 _COMPILED = [(re.compile(pattern + r"/?\Z"), methods) for pattern, methods in ROUTES]
 
@@ -129,7 +131,7 @@ class RestApp:
                 args["text"] = _text_body(raw, what)
             return self._call(name, args)
         raise NotFound(f"{request.method} {path}: no such resource "
-                       "(the API lives under /ipvs; see the README)")
+                       "(the API lives under /ipvs, with /metrics and /status; see the README)")
 
     def _call(self, name, args):
         api = self.api
@@ -140,6 +142,10 @@ class RestApp:
             api.restore(args["text"], replace=(name == "replace_rules"))
             return webob.Response(status=200, charset="utf-8", content_type="text/plain",
                                   body=api.rules_text().encode("utf-8"))
+        if name == "metrics":
+            return webob.Response(status=200, content_type=None,
+                                  headerlist=[("Content-Type", metrics.CONTENT_TYPE)],
+                                  body=api.metrics().encode("utf-8"))
         handler = getattr(api, name)
         call_args = [args[k] for k in ("sid", "rid", "mark") if k in args]
         if "body" in args:
@@ -251,7 +257,8 @@ def _text_body(raw, what):
 
 
 def register(wsgi_app, api, access=None):
-    """Mount a RestApp for ``api`` on Ryu's WSGIApplication under ``/ipvs``."""
+    """Mount a RestApp for ``api`` on Ryu's WSGIApplication: ``/ipvs``, ``/metrics``
+    and ``/status``."""
     from ryu.app.wsgi import ControllerBase
 
     class IpvsController(ControllerBase):
@@ -266,4 +273,6 @@ def register(wsgi_app, api, access=None):
     wsgi_app.registory[IpvsController.__name__] = rest
     wsgi_app.mapper.connect("ipvs", "/ipvs{tail:(/.*)?}",
                             controller=IpvsController, action="dispatch")
+    for name, path in (("metrics", "/metrics"), ("status", "/status")):
+        wsgi_app.mapper.connect(name, path, controller=IpvsController, action="dispatch")
     return rest

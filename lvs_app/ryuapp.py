@@ -162,6 +162,10 @@ class LVSDirector(app_manager.RyuApp):
         self.manager.meter_config(msg.datapath.id, msg.body,
                                   bool(msg.flags & ofproto_v1_3.OFPMPF_REPLY_MORE))
 
+    @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
+    def _meter_stats(self, ev):
+        self.manager.meter_stats(ev.msg.datapath.id, ev.msg.body)
+
     @set_ev_cls(ofp_event.EventOFPEchoReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _echo_reply(self, ev):
         self.manager.echo_reply(ev.msg.datapath.id, ev.msg.datapath, ev.msg.data)

@@ -90,6 +90,7 @@ class TrafficCounters:
         self._names = {}                # (service number, server number) -> (sid, rtext)
         self.dirty = False
         self.polls = 0
+        self.last_poll = None           # when the last poll's answer came
         self.entries = {}               # dpid -> {table id: flows}, from the last poll
         if path:
             remove_stale_temporaries(path, "stats")
@@ -139,9 +140,10 @@ class TrafficCounters:
             values[2 + direction] += octets
 
     # -- folding ------------------------------------------------------------------------
-    def flow_stats(self, dpid, flows):
+    def flow_stats(self, dpid, flows, now=None):
         """A poll's answer: every flow of ours in switch ``dpid``, with its counts."""
         self.polls += 1
+        self.last_poll = now
         old = self.seen.get(dpid, {})
         new, entries = {}, {}
         for flow in flows:

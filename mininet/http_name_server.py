@@ -9,6 +9,7 @@ for direct routing and tunnelling), prints ``ready`` once every port is bound,
 and logs one line per request.  ``GET /info`` answers JSON ``{"server",
 "local", "peer"}``: ``local`` is the address the request arrived for (the
 VIP for droute/tunnel, the real address for NAT), ``peer`` the client.
+``GET /bytes/N`` answers N bytes (the counter tests download known sizes).
 ``GET /health`` answers the status code written in the file named by the
 environment variable ``HEALTH_FILE`` (200 while there is none): the
 health-check tests make one server unhealthy with it.
@@ -38,7 +39,9 @@ def main(argv):
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             status = 200
-            if self.path.startswith("/health"):
+            if self.path.startswith("/bytes/"):
+                body = b"x" * int(self.path.split("/")[2])
+            elif self.path.startswith("/health"):
                 status = health_status()
                 body = ("%s %d" % (name, status)).encode()
             elif self.path.startswith("/info"):

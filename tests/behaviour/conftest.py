@@ -74,6 +74,11 @@ class LabDatapath:
             assert (msg.command == ofproto_v1_3.OFPMC_ADD) != (msg.meter_id in self.lab.meters)
             self.lab.meters[msg.meter_id] = msg
             return
+        if type(msg).__name__ == "OFPMeterStatsRequest":   # nothing dropped: it does not meter
+            self.lab.manager.meter_stats(self.id, [
+                SimpleNamespace(meter_id=m, band_stats=[SimpleNamespace(packet_band_count=0)])
+                for m in self.lab.meters])
+            return
         if type(msg).__name__ == "OFPMeterConfigStatsRequest":
             self.lab.meter_replies.append((self.id, [
                 SimpleNamespace(meter_id=m) for m in self.lab.meters]))

@@ -128,3 +128,39 @@ def test_rates_come_from_the_estimator():
         rates["inpps"] * 40, rel=0.1)
     listing = lab.lvsadm("-L -n --rate")
     assert f"{rates['inpps']:>8}" in listing.replace("  ", "  ")
+
+
+def metrics(lab):
+    import webob
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from lvs_app.rest import RestApp
+    response = webob.Request.blank("/metrics").get_response(RestApp(lab.api))
+    assert response.status_int == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.text)
+            for s in family.samples}
+
+
+def test_metrics_agree_with_the_listing_and_count_the_controllers_work():
+    lab = nat_lab()
+    lab.syn(C1, 40005)
+    data(lab, C1, 40005, 100)
+    reply(lab, "10.0.0.11", C1, 40005, 500)
+    lab.advance(POLL)
+    values = metrics(lab)
+    svc = (("local_address", "10.0.0.100"), ("local_mark", ""), ("local_port", "80"),
+           ("proto", "TCP"))
+    backend = tuple(sorted(svc + (("forward", "masq"), ("remote_address", "10.0.0.11"),
+                                  ("remote_port", "80"))))
+    shown = stats(lab)
+    assert values[("lvs_ipvs_service_incoming_bytes_total", svc)] == shown["inbytes"] == 180
+    assert values[("lvs_ipvs_backend_outgoing_bytes_total", backend)] == shown["outbytes"] == 540
+    assert values[("lvs_ipvs_backend_connections_active", backend)] == 1
+    assert values[("lvs_ipvs_connections_total", ())] == 1
+    assert values[("lvs_app_packet_ins_total", (("outcome", "answered"), ("table", "service")))] >= 1
+    assert values[("lvs_app_flow_mods_total", ())] > 0
+    assert values[("lvs_app_connections", (("dpid", "0000000000000001"),))] == 1
+    assert values[("lvs_app_flow_entries", (("dpid", "0000000000000001"), ("table", "service")))] > 0
+    assert values[("lvs_app_packet_in_duration_seconds_count", ())] >= 1

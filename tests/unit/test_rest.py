@@ -129,7 +129,7 @@ def test_server_without_port_gets_the_service_port(client):
     ("DELETE", "/ipvs/marks/7", None, 404, "firewall mark 7 does not exist"),
     ("DELETE", "/ipvs/marks/x", None, 400, "firewall mark 'x' must be a number"),
     ("GET", "/ipvs/what", None, 404,
-     "GET /ipvs/what: no such resource (the API lives under /ipvs; see the README)"),
+     "GET /ipvs/what: no such resource (the API lives under /ipvs, with /metrics and /status; see the README)"),
     ("PUT", "/ipvs/services", {}, 405, "PUT /ipvs/services: method not allowed; use DELETE, GET, POST"),
 ])
 def test_errors_are_json_and_change_nothing(client, method, path, body, status, message):
