@@ -10,8 +10,12 @@
   ``127.0.0.1``, ``[::1]``, any port), or the request gets a 421: a web page
   whose name was re-pointed at 127.0.0.1 (DNS rebinding) sends its own name.
 * A write that comes from a web page (an ``Origin`` header, or a
-  ``Sec-Fetch-Site`` other than ``none``) gets a 403: lvs_app has no web
-  pages, and a cross-origin form may post ``text/plain`` rules text.
+  ``Sec-Fetch-Site`` other than ``none``) gets a 403: lvs_app's one page
+  (``/status``) only reads, and a cross-origin form may post ``text/plain``
+  rules text.
+* The status page itself (``GET /status``) is served without the token (it
+  is a constant file, holding no data; a browser cannot send a bearer header
+  when it opens a page); the data it reads needs the token like any request.
 
 Stdlib only.
 """
@@ -101,14 +105,15 @@ class Access:
                 "--lvs-rest-token-file FILE, or listen on 127.0.0.1 or ::1")
         return cls(token, loopback)
 
-    def check(self, environ):
-        """Raise the LvsError that refuses this request, if any."""
+    def check(self, environ, token=True):
+        """Raise the LvsError that refuses this request, if any (``token=False``:
+        a public read, the status page's HTML: the Host check only)."""
         if self.loopback:
             host = environ.get("HTTP_HOST", "")
             if not _names_loopback(host):
                 raise Misdirected(f"Host {host[:100]!r} is not this controller: REST listens "
                                   "on loopback and answers localhost, 127.0.0.1 or [::1] only")
-        if self.token is not None:
+        if self.token is not None and token:
             self._check_token(environ.get("HTTP_AUTHORIZATION"))
         if environ.get("REQUEST_METHOD") not in READ_METHODS:
             site = environ.get("HTTP_SEC_FETCH_SITE", "none")

@@ -20,7 +20,7 @@ import re
 
 import webob
 
-from lvs_app import metrics
+from lvs_app import metrics, statuspage
 from lvs_app.access import READ_METHODS, Access
 from lvs_app.errors import TooLarge, UnsupportedMediaType
 from lvs_app.model import BadRequest, LvsError, NotFound
@@ -65,6 +65,7 @@ ROUTES = [
     (r"/ipvs/keepalived", {"PUT": ("reload_keepalived", "text")}),
     (r"/ipvs/health", {"GET": ("health", None)}),
     (r"/metrics", {"GET": ("metrics", None)}),
+    (r"/status", {"GET": ("status_page", None), "HEAD": ("status_page", None)}),
 ]
 _COMPILED = [(re.compile(pattern + r"/?\Z"), methods) for pattern, methods in ROUTES]
 
@@ -100,7 +101,9 @@ class RestApp:
 
     def handle(self, request):
         try:
-            self.access.check(request.environ)
+            public = (request.method in ("GET", "HEAD")
+                      and request.environ.get("PATH_INFO", "").rstrip("/") == "/status")
+            self.access.check(request.environ, token=not public)
             return self._dispatch(request)
         except LvsError as err:
             return _error_response(err)
@@ -142,6 +145,12 @@ class RestApp:
             api.restore(args["text"], replace=(name == "replace_rules"))
             return webob.Response(status=200, charset="utf-8", content_type="text/plain",
                                   body=api.rules_text().encode("utf-8"))
+        if name == "status_page":
+            response = webob.Response(status=200, content_type=None,
+                                      headerlist=[("Content-Type", statuspage.CONTENT_TYPE)],
+                                      body=statuspage.page())
+            response.headers.update(statuspage.headers())
+            return response
         if name == "metrics":
             return webob.Response(status=200, content_type=None,
                                   headerlist=[("Content-Type", metrics.CONTENT_TYPE)],

@@ -17,10 +17,11 @@ fi
 log "Debian packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
+# chromium: the status page's browser tests run it headless (tests/e2e/test_status_page.py)
 apt-get install -y -q --no-install-recommends \
     openvswitch-switch mininet python3 python3-venv python3-dev gcc \
     iproute2 iputils-ping ethtool tcpdump curl openssl ca-certificates \
-    procps psmisc netcat-openbsd
+    procps psmisc netcat-openbsd chromium
 
 log "Open vSwitch (userspace datapath; no kernel module is needed)"
 if ! ovs-vsctl --timeout=5 show >/dev/null 2>&1; then

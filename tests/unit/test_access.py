@@ -246,3 +246,20 @@ def test_without_a_token_the_table_is_open_on_loopback():
     assert api.call("POST", "/ipvs/services", {"protocol": "tcp", "address": "10.0.0.1",
                                                "port": 80}, JSON).status_int == 201
     assert api.call("POST", "/ipvs/zero", sec_fetch_site="none").status_int == 204
+
+
+def test_the_status_page_is_public_its_data_and_metrics_are_not(guarded):
+    page = guarded.call("GET", "/status")
+    assert page.status_int == 200 and page.content_type == "text/html"
+    assert "Content-Security-Policy" in page.headers
+    assert guarded.call("HEAD", "/status").status_int == 200
+    assert "/ipvs" in page.text and TOKEN not in page.text
+    envelope(guarded.call("GET", "/ipvs"), 401, "unauthorized")
+    envelope(guarded.call("GET", "/metrics"), 401, "unauthorized")
+    metrics = guarded.call("GET", "/metrics", authorization=f"Bearer {TOKEN}")
+    assert metrics.status_int == 200 and "lvs_ipvs_backend_weight" in metrics.text
+    # the Host check still holds, and nothing but a read is public
+    envelope(guarded.call("GET", "/status", host="evil.example:8080"), 421, "misdirected")
+    envelope(guarded.call("POST", "/status", b"x", "text/plain"), 401, "unauthorized")
+    envelope(guarded.call("POST", "/status", b"x", "text/plain",
+                          authorization=f"Bearer {TOKEN}"), 405, "method-not-allowed")
