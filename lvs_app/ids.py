@@ -164,6 +164,12 @@ class StableIds:
                 return sid, None
         return None, None
 
+    def numbers(self):
+        """Every (service number, server number) handed out: whose flows may
+        be in a switch (a deleted server's too, while its service lives)."""
+        return [(self._services[sid], number) for sid, servers in self._servers.items()
+                if sid in self._services for number in servers.values()]
+
     @staticmethod
     def _free(used):
         used = set(used)

@@ -35,7 +35,7 @@ from lvs_app.reconfig import Reconfigure
 from lvs_app.state import RuntimeState
 from lvs_app.estimator import INTERVAL as ESTIMATOR_INTERVAL
 from lvs_app.figures import ControllerFigures
-from lvs_app.recovery import flow_stats_request, meter_stats_request
+from lvs_app.recovery import aggregate_request, meter_stats_request, table_stats_request
 from lvs_app.stats import TrafficCounters
 
 LOG = logging.getLogger("lvs_app")
@@ -165,18 +165,34 @@ class Manager:
 
     # -- traffic counters ----------------------------------------------------------------
     def _poll_stats(self, now):
-        """Timed job: every switch's flow counters (see stats.py); the counters
-        file is written when the last poll changed what it keeps."""
-        self.traffic.save(self.runtime.connection_counts())
+        """Timed job: every switch's counters, one aggregate query per real
+        server and kind of flow (see stats.py); the counters file is written
+        when what it keeps changed."""
+        traffic = self.traffic
+        traffic.save(self.runtime.connection_counts())
+        queries = traffic.queries(self.ids.numbers())
         out = []
         for dpid in self._serving_dpids():
-            request = flow_stats_request()
-            request.on_reply = (lambda flows, when, dpid=dpid:
-                                self.traffic.flow_stats(dpid, flows, when))
+            traffic.poll_started(dpid, len(queries))
+            for kind, service, server in queries:
+                request = aggregate_request(kind, service, server)
+                request.on_reply = (lambda body, when, dpid=dpid, q=(kind, service, server):
+                                    traffic.aggregate(dpid, *q, body.packet_count,
+                                                      body.byte_count, when))
+                out.append((dpid, request))
+            request = table_stats_request()
+            request.on_reply = (lambda body, when, dpid=dpid: traffic.table_stats(
+                dpid, {t.table_id: t.active_count for t in body if t.active_count}))
             out.append((dpid, request))
             if self.director.meters.pps:
                 out.append((dpid, meter_stats_request()))
         return out
+
+    def stats_reply(self, dpid, xid, body):
+        """An aggregate or table statistics reply for a request that named a handler."""
+        waiting = self._replies.pop((dpid, xid), None)
+        if waiting is not None:
+            self._handle(lambda *args: waiting[0](*args) or [], body, self.clock())
 
     def meter_stats(self, dpid, body):
         """A meter statistics reply: the punts each meter dropped (/metrics)."""
@@ -299,7 +315,6 @@ class Manager:
 
     def _recovered(self, dpid):
         recovering = self.recovering.pop(dpid)
-        self.traffic.flow_stats(dpid, recovering.flows)      # their counts, at once
         self._handle(self.director.recover, dpid, recovering.flows, self.clock(),
                      recovering.meters)
         for event in recovering.queue:          # what came meanwhile, in order
@@ -357,6 +372,7 @@ class Manager:
             del self._replies[key]          # their answers will not come
         self.recovering.pop(dpid, None)
         self.director.switch_disconnected(dpid)
+        self.traffic.switch_gone(dpid)
         return True
 
     def _queued(self, dpid, datapath, event):
@@ -400,7 +416,7 @@ class Manager:
                                                           byte_count=byte_count,
                                                           table_id=table_id)):
             return
-        self.traffic.flow_removed(dpid, table_id, cookie, match, packet_count, byte_count)
+        self.traffic.flow_removed(cookie, packet_count, byte_count)
         self._handle(self.director.flow_removed, dpid, cookie, match, duration, self.clock(),
                      reason, packet_count)
 

@@ -54,6 +54,21 @@ def flow_stats_request(datapath=None):
                                       cookie, mask, parser.OFPMatch())
 
 
+def aggregate_request(kind, service, server, datapath=None):
+    """Ask a switch for the summed counters of one server's flows of one kind."""
+    from ryu.ofproto import ofproto_v1_3 as ofp
+    from ryu.ofproto import ofproto_v1_3_parser as parser
+    cookie, mask = idmod.cookie_mask(kind, service, server)
+    return parser.OFPAggregateStatsRequest(datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
+                                           ofp.OFPG_ANY, cookie, mask, parser.OFPMatch())
+
+
+def table_stats_request(datapath=None):
+    """Ask a switch how many flows each table holds."""
+    from ryu.ofproto import ofproto_v1_3_parser as parser
+    return parser.OFPTableStatsRequest(datapath, 0)
+
+
 def meter_stats_request(datapath=None):
     """Ask a switch how many packets each meter dropped."""
     from ryu.ofproto import ofproto_v1_3 as ofp

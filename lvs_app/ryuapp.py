@@ -162,6 +162,11 @@ class LVSDirector(app_manager.RyuApp):
         self.manager.meter_config(msg.datapath.id, msg.body,
                                   bool(msg.flags & ofproto_v1_3.OFPMPF_REPLY_MORE))
 
+    @set_ev_cls([ofp_event.EventOFPAggregateStatsReply, ofp_event.EventOFPTableStatsReply],
+                MAIN_DISPATCHER)
+    def _stats_reply(self, ev):
+        self.manager.stats_reply(ev.msg.datapath.id, ev.msg.xid, ev.msg.body)
+
     @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
     def _meter_stats(self, ev):
         self.manager.meter_stats(ev.msg.datapath.id, ev.msg.body)

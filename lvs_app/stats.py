@@ -2,9 +2,16 @@
 
 The packets of a connection never reach the controller: the switch's flow
 counters count them.  Every ``interval`` seconds (a timed job) each switch is
-asked for the app's flows (one flow statistics request, filtered by the
-app's cookie tag), and every FlowRemoved brings a flow's final counts, so a
+asked, per real server, for the *aggregate* counters of that server's flows
+(OpenFlow aggregate statistics, selected by cookie: kind, service number,
+server number), and every FlowRemoved brings a flow's final counts, so a
 connection that lives and ends between two polls is counted too.
+
+Aggregates, not every flow: a switch's answer is three small replies per
+real server whatever the number of connections, where a flow statistics
+reply grows with them (Ryu parses each flow's match and actions, about
+0.1 ms a flow: 10,000 connections would cost a second every poll; see
+benchmarks/stats_poll.py).
 
 Which flow counts what, by its cookie (see ids.py):
 
@@ -13,25 +20,29 @@ Which flow counts what, by its cookie (see ids.py):
 * NAT reverse flows (REVERSE) carry server -> client packets: *out*.  Direct
   routing and tunnel replies bypass the director, so their *out* stays 0, as
   in IPVS;
-* the cookie's service and server numbers say whose they are (StableIds).
+* packets the controller forwards itself (a connection's first SYN, FIN and
+  RST, FTP control packets) are counted as it forwards them.
 
 Bytes are counted as IPVS counts them, by IP length: the switch counts
 Ethernet frames, so 14 bytes per packet come off (a tunnel flow counts the
 frame before it is encapsulated, so the same holds).
 
 Never backwards.  Each service and server keeps ``base`` (the final counts of
-flows that ended), ``live`` (the counts of its flows now in the switches,
-as of the last poll) and ``offset`` (what ``ipvsadm -Z`` took away); what is
-shown is ``base + live - offset``.  A flow seen again adds its increase; one
-whose counts went down was replaced (its old counts move to ``base``); one
-that ended moves its final counts to ``base``; one that vanished without a
-FlowRemoved moves what was last seen.  ``base`` and ``offset`` (with the
-connection counts) are saved beside the rules file (``FILE.stats``) after
-every poll that changed them, so a restarted controller starts from them,
-and the flows still in the switch bring their ``live`` counts back at its
-first poll.  What ended while no controller listened is lost.
+flows that ended, and what the controller forwarded), ``live`` (the
+aggregates of its flows now in the switches, per switch and kind) and
+``offset`` (what ``ipvsadm -Z`` took away).  What is shown is
+``base + live - offset``, recomputed when every answer of a poll is in (a
+flow that ended is then in ``base`` and no longer in ``live``), and never
+lower than what was shown before: a flow that vanished without its
+FlowRemoved (a lost message) takes its counts out of ``live`` without
+putting them into ``base``, and what is shown then waits until the traffic
+catches up.  ``base`` and ``offset`` (with the connection counts) are saved
+beside the rules file (``FILE.stats``) after every poll that changed them,
+so a restarted controller starts from them, and the flows still in the
+switch bring their ``live`` counts back at its first poll.  What ended
+while no controller listened is lost.
 
-Stdlib only, plus ids and the atomic file writer.
+Stdlib only, plus ids, packet and the atomic file writer.
 """
 
 import json
@@ -39,38 +50,16 @@ import logging
 import os
 
 from lvs_app import ids as idmod
-from lvs_app import ofmsg
 from lvs_app import packet as pkt
 from lvs_app.atomicfile import remove_stale_temporaries, write_atomic
 
 LOG = logging.getLogger(__name__)
 
 ETH_HEADER = pkt.ETH_HEADER           # bytes per frame that IPVS does not count
-IN_KINDS = frozenset({idmod.KIND_CONN, idmod.KIND_TEMPLATE})
-OUT_KINDS = frozenset({idmod.KIND_REVERSE, idmod.KIND_REVERSE_TEMPLATE})
-FIELDS = ("inpkts", "outpkts", "inbytes", "outbytes")
-
-
-class Totals:
-    """One IPVS ``ip_vs_stats`` (a service's or a server's) as the sum of its flows."""
-
-    __slots__ = ("base", "live", "offset", "conns")
-
-    def __init__(self, base=None, offset=None, conns=0):
-        self.base = list(base or (0, 0, 0, 0))
-        self.live = [0, 0, 0, 0]
-        self.offset = list(offset or (0, 0, 0, 0))
-        self.conns = conns              # restored from the file (counted before a restart)
-
-    def shown(self):
-        return [b + v - o for b, v, o in zip(self.base, self.live, self.offset)]
-
-    def zero(self):
-        self.offset = [b + v for b, v in zip(self.base, self.live)]
-        self.conns = 0
-
-    def to_dict(self):
-        return {"base": self.base, "offset": self.offset, "conns": self.conns}
+IN_KINDS = (idmod.KIND_CONN, idmod.KIND_TEMPLATE)
+OUT_KINDS = (idmod.KIND_REVERSE,)     # reverse templates punt: the controller counts those
+DIRECTION = {kind: 0 for kind in IN_KINDS}
+DIRECTION.update({kind: 1 for kind in OUT_KINDS})
 
 
 def ip_bytes(frame_bytes, packets):
@@ -78,33 +67,59 @@ def ip_bytes(frame_bytes, packets):
     return max(0, frame_bytes - ETH_HEADER * packets)
 
 
+class Totals:
+    """One IPVS ``ip_vs_stats`` (a service's or a server's)."""
+
+    __slots__ = ("base", "live", "offset", "conns", "shown")
+
+    def __init__(self, base=None, offset=None, conns=0):
+        self.base = list(base or (0, 0, 0, 0))      # inpkts, outpkts, inbytes, outbytes
+        self.live = {}          # (dpid, kind, server number) -> (packets, IP bytes)
+        self.offset = list(offset or (0, 0, 0, 0))
+        self.conns = conns              # restored from the file (counted before a restart)
+        self.shown = [0, 0, 0, 0]
+
+    def true_value(self):
+        value = list(self.base)
+        for (_, kind, _), (packets, octets) in self.live.items():
+            direction = DIRECTION[kind]
+            value[direction] += packets
+            value[2 + direction] += octets
+        return value
+
+    def update(self):
+        """What is shown: base + live - offset, never lower than before."""
+        current = [v - o for v, o in zip(self.true_value(), self.offset)]
+        self.shown = [max(c, s) for c, s in zip(current, self.shown)]
+
+    def zero(self):
+        self.offset = self.true_value()
+        self.shown = [0, 0, 0, 0]
+        self.conns = 0
+
+    def to_dict(self):
+        return {"base": self.base, "offset": self.offset, "conns": self.conns}
+
+
 class TrafficCounters:
-    """Every service's and real server's traffic, folded from flow counters."""
+    """Every service's and real server's traffic, from aggregate flow counters."""
 
     def __init__(self, ids, path=None):
         self.ids = ids                  # StableIds: cookie numbers -> service and server
         self.path = path
         self.services = {}              # service id text -> Totals
         self.servers = {}               # (service id text, server text) -> Totals
-        self.seen = {}                  # dpid -> {flow key: (owner keys, direction, pkts, bytes)}
         self._names = {}                # (service number, server number) -> (sid, rtext)
+        self.waiting = {}               # dpid -> answers of the current poll still to come
         self.dirty = False
         self.polls = 0
-        self.last_poll = None           # when the last poll's answer came
-        self.entries = {}               # dpid -> {table id: flows}, from the last poll
+        self.last_poll = None           # when the last poll's answers were all in
+        self.entries = {}               # dpid -> {table id: flows} (table statistics)
         if path:
             remove_stale_temporaries(path, "stats")
             self._load()
 
-    # -- who a flow belongs to --------------------------------------------------------
-    def _owner(self, cookie):
-        """(direction, service id, server text) of one of our flows, or None."""
-        parsed = idmod.Cookie.parse(cookie)
-        if parsed is None or parsed.kind not in IN_KINDS | OUT_KINDS:
-            return None
-        names = self._name(parsed.service, parsed.server)
-        return None if names is None else (0 if parsed.kind in IN_KINDS else 1,) + names
-
+    # -- names ---------------------------------------------------------------------------
     def _name(self, service_number, server_number):
         names = self._names.get((service_number, server_number))
         if names is None:
@@ -113,14 +128,6 @@ class TrafficCounters:
                 return None
             names = self._names[(service_number, server_number)] = (sid, rtext)
         return names
-
-    def count(self, service_number, server_number, direction, ip_length):
-        """One packet the controller forwarded itself (a connection's first
-        SYN, a FIN or RST, an FTP control packet): no flow counted it."""
-        names = self._name(service_number, server_number)
-        if names is not None:
-            self._add((direction,) + names, "base", 1, ip_length)
-            self.dirty = True
 
     def _totals(self, sid, rtext):
         service = self.services.get(sid)
@@ -131,70 +138,85 @@ class TrafficCounters:
             server = self.servers[(sid, rtext)] = Totals()
         return service, server
 
-    def _add(self, owner, part, packets, octets):
-        """Add to ``part`` ("base" or "live") of the owner's service and server."""
-        direction, sid, rtext = owner
-        for totals in self._totals(sid, rtext):
-            values = getattr(totals, part)
-            values[direction] += packets
-            values[2 + direction] += octets
+    def _add_base(self, names, direction, packets, octets):
+        for totals in self._totals(*names):
+            totals.base[direction] += packets
+            totals.base[2 + direction] += octets
+        self.dirty = True
 
-    # -- folding ------------------------------------------------------------------------
-    def flow_stats(self, dpid, flows, now=None):
-        """A poll's answer: every flow of ours in switch ``dpid``, with its counts."""
+    # -- what comes in -------------------------------------------------------------------
+    def queries(self, numbers):
+        """The aggregate queries of one poll: ``(kind, service number, server
+        number)`` for every server in ``numbers`` ((service number, server
+        number) pairs) and every kind that carries traffic."""
+        return [(kind, s, r) for s, r in numbers for kind in IN_KINDS + OUT_KINDS]
+
+    def poll_started(self, dpid, count):
+        self.waiting[dpid] = count
+
+    def aggregate(self, dpid, kind, service_number, server_number, packets, frame_bytes,
+                  now=None):
+        """One aggregate answer: the counts of one server's flows of one kind."""
+        names = self._name(service_number, server_number)
+        if names is not None:
+            value = (packets, ip_bytes(frame_bytes, packets))
+            for totals in self._totals(*names):
+                if value == (0, 0):
+                    totals.live.pop((dpid, kind, server_number), None)
+                else:
+                    totals.live[(dpid, kind, server_number)] = value
+        left = self.waiting.get(dpid, 0) - 1
+        self.waiting[dpid] = left
+        if left == 0:
+            self._poll_done(now)
+
+    def _poll_done(self, now):
         self.polls += 1
         self.last_poll = now
-        old = self.seen.get(dpid, {})
-        new, entries = {}, {}
-        for flow in flows:
-            entries[flow.table_id] = entries.get(flow.table_id, 0) + 1
-            owner = self._owner(flow.cookie)
-            if owner is None:
-                continue
-            key = (flow.table_id, flow.cookie, ofmsg.match_key(flow.match))
-            packets, octets = flow.packet_count, ip_bytes(flow.byte_count, flow.packet_count)
-            before = old.pop(key, None)
-            if before is None:
-                self._add(owner, "live", packets, octets)
-            elif packets >= before[1] and octets >= before[2]:
-                self._add(owner, "live", packets - before[1], octets - before[2])
-            else:
-                # replaced since (counts went down): the old flow's counts stay
-                self._add(owner, "base", before[1], before[2])
-                self._add(owner, "live", packets - before[1], octets - before[2])
-            new[key] = (owner, packets, octets)
-        for owner, packets, octets in old.values():
-            # gone without a FlowRemoved: what was last seen is what it carried
-            self._add(owner, "base", packets, octets)
-            self._add(owner, "live", -packets, -octets)
-        self.seen[dpid] = new
-        self.entries[dpid] = entries
-        self.dirty = self.dirty or bool(old)
-        return []
+        for totals in self.services.values():
+            totals.update()
+        for totals in self.servers.values():
+            totals.update()
 
-    def flow_removed(self, dpid, table_id, cookie, match, packets, frame_bytes):
-        """A flow ended in switch ``dpid`` with these final counts."""
-        owner = self._owner(cookie)
-        if owner is None:
+    def table_stats(self, dpid, counts):
+        """Flow entries per table (``{table id: active count}``), for /metrics."""
+        self.entries[dpid] = dict(counts)
+
+    def flow_removed(self, cookie, packets, frame_bytes):
+        """A flow ended with these final counts: they move to ``base`` (shown
+        at the next poll, when the flow is no longer in its aggregate)."""
+        parsed = idmod.Cookie.parse(cookie)
+        if parsed is None or parsed.kind not in DIRECTION:
             return
-        octets = ip_bytes(frame_bytes, packets)
-        before = self.seen.get(dpid, {}).pop((table_id, cookie, ofmsg.match_key(match)), None)
-        if before is not None:
-            _, seen_packets, seen_octets = before
-            self._add(owner, "live", -seen_packets, -seen_octets)
-            if packets < seen_packets or octets < seen_octets:
-                packets, octets = packets + seen_packets, octets + seen_octets
-        self._add(owner, "base", packets, octets)
-        self.dirty = True
+        names = self._name(parsed.service, parsed.server)
+        if names is not None and packets:
+            self._add_base(names, DIRECTION[parsed.kind], packets,
+                           ip_bytes(frame_bytes, packets))
+
+    def count(self, service_number, server_number, direction, ip_length):
+        """One packet the controller forwarded itself: no flow counted it."""
+        names = self._name(service_number, server_number)
+        if names is not None:
+            self._add_base(names, direction, 1, ip_length)
+
+    def switch_gone(self, dpid):
+        """A switch went away: its flows' counts are no longer live.  If it
+        comes back with them, its next answers bring them back (a switch that
+        restarted has lost them, as IPVS loses a rebooted director's)."""
+        for totals in list(self.services.values()) + list(self.servers.values()):
+            for key in [k for k in totals.live if k[0] == dpid]:
+                del totals.live[key]
+        self.waiting.pop(dpid, None)
+        self.entries.pop(dpid, None)
 
     # -- reading ------------------------------------------------------------------------
     def service_counts(self, sid):
         totals = self.services.get(sid)
-        return (totals.shown(), totals.conns) if totals else ([0, 0, 0, 0], 0)
+        return (totals.shown, totals.conns) if totals else ([0, 0, 0, 0], 0)
 
     def server_counts(self, sid, rtext):
         totals = self.servers.get((sid, rtext))
-        return (totals.shown(), totals.conns) if totals else ([0, 0, 0, 0], 0)
+        return (totals.shown, totals.conns) if totals else ([0, 0, 0, 0], 0)
 
     def zero(self, sid=None):
         """``ipvsadm -Z``: what is shown starts from 0 again."""
@@ -212,9 +234,6 @@ class TrafficCounters:
         for key in [k for k in self.servers if k[0] == sid]:
             del self.servers[key]
         self._names.clear()
-        for seen in self.seen.values():
-            for key in [k for k, v in seen.items() if v[0][1] == sid]:
-                del seen[key]
         self.dirty = True
 
     def table_changed(self):
@@ -224,8 +243,8 @@ class TrafficCounters:
     # -- the file -------------------------------------------------------------------------
     def save(self, conns):
         """Write ``base``, ``offset`` and the connection counts (``conns``:
-        {(sid, rtext or None): count} as the director holds them now) if anything
-        changed since the last save."""
+        {(sid, rtext or None): count} as the director holds them now) if
+        anything changed since the last save."""
         if not self.path or not self.dirty:
             return
         doc = {"services": {sid: dict(t.to_dict(), conns=t.conns + conns.get((sid, None), 0))
@@ -255,3 +274,5 @@ class TrafficCounters:
             LOG.error("lvs_app: counters file %s is unreadable (%s): counters start from 0",
                       self.path, err)
             self.services, self.servers = {}, {}
+        for totals in list(self.services.values()) + list(self.servers.values()):
+            totals.update()

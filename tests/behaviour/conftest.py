@@ -74,6 +74,18 @@ class LabDatapath:
             assert (msg.command == ofproto_v1_3.OFPMC_ADD) != (msg.meter_id in self.lab.meters)
             self.lab.meters[msg.meter_id] = msg
             return
+        if type(msg).__name__ == "OFPAggregateStatsRequest":
+            flows = self.lab.sw.flows(None, msg.cookie, msg.cookie_mask)
+            self.lab.stats_replies.append((self.id, msg.xid, SimpleNamespace(
+                packet_count=sum(f.packet_count for f in flows),
+                byte_count=sum(f.byte_count for f in flows), flow_count=len(flows))))
+            return
+        if type(msg).__name__ == "OFPTableStatsRequest":
+            flows = self.lab.sw.flows()
+            self.lab.stats_replies.append((self.id, msg.xid, [
+                SimpleNamespace(table_id=t, active_count=sum(f.table_id == t for f in flows))
+                for t in range(pl.N_TABLES)]))
+            return
         if type(msg).__name__ == "OFPMeterStatsRequest":   # nothing dropped: it does not meter
             self.lab.manager.meter_stats(self.id, [
                 SimpleNamespace(meter_id=m, band_stats=[SimpleNamespace(packet_band_count=0)])
@@ -101,6 +113,7 @@ class DirectorLab:
         self.hosts = {}            # ip -> port (hosts that answer ARP)
         self.outbox = []           # (port, packet) that left the switch, not yet read
         self.replies = []          # (dpid, flow stats) the switch owes the manager
+        self.stats_replies = []    # (dpid, xid, body): aggregate and table statistics
         self.meter_replies = []    # (dpid, meter configs) likewise
         self._start_controller()
         for ip, port in SERVERS.items():
@@ -124,6 +137,7 @@ class DirectorLab:
         """kill -9 of the controller and a new one with the same rules file:
         the switch keeps its flows and connects to the new controller."""
         self.outbox, self.replies, self.meter_replies = [], [], []
+        self.stats_replies = []
         self.sw.packet_ins.clear()
         self.sw.flow_removed.clear()
         self._start_controller()
@@ -156,6 +170,9 @@ class DirectorLab:
                 if self.replies:
                     dpid, xid, body = self.replies.pop(0)
                     self.manager.flow_stats(dpid, body, False, xid)
+                    continue
+                if self.stats_replies:
+                    self.manager.stats_reply(*self.stats_replies.pop(0))
                     continue
                 if self.meter_replies:
                     dpid, body = self.meter_replies.pop(0)

@@ -13,6 +13,7 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
     ("packet_in.py", ["--n", "300"], "director, new connection (NAT)"),
     ("recovery.py", ["--connections", "200", "--templates", "20"], "connections 200, templates 20"),
     ("health.py", ["--n", "2000", "--services", "5", "--servers", "4"], "servers of their own:"),
+    ("stats_poll.py", ["--n", "2000", "--flows", "200", "--interval", "0.5"], "with polling:"),
 ])
 def test_benchmark_runs(script, args, expect):
     out = subprocess.run([sys.executable, str(BENCH / script)] + args, capture_output=True,

@@ -1,13 +1,13 @@
-"""Folding flow counters into IPVS counters (lvs_app.stats), flow by flow."""
+"""Traffic counters from aggregate flow counters (lvs_app.stats), answer by answer."""
 
 import ipaddress
-from types import SimpleNamespace
 
 from lvs_app import ids
 from lvs_app.model import service_key
-from lvs_app.stats import TrafficCounters, ip_bytes
+from lvs_app.stats import IN_KINDS, OUT_KINDS, TrafficCounters, ip_bytes
 
 KEY = service_key("tcp", "10.0.0.100", 80)
+CONN, TEMPLATE, REVERSE = ids.KIND_CONN, ids.KIND_TEMPLATE, ids.KIND_REVERSE
 
 
 def counters(path=None):
@@ -17,10 +17,12 @@ def counters(path=None):
     return TrafficCounters(stable, path), sid, rid
 
 
-def flow(sid, rid, packets, frame_bytes, kind=ids.KIND_CONN, sport=40000, table_id=1):
-    return SimpleNamespace(table_id=table_id, cookie=ids.Cookie(kind, sid, rid).value,
-                           match={"ipv4_src": "10.0.0.1", "tcp_src": sport},
-                           packet_count=packets, byte_count=frame_bytes)
+def poll(traffic, sid, rid, answers, dpid=1):
+    """One poll round: ``answers`` {kind: (packets, frame bytes)}, the rest 0."""
+    queries = traffic.queries([(sid, rid)])
+    traffic.poll_started(dpid, len(queries))
+    for kind, s, r in queries:
+        traffic.aggregate(dpid, kind, s, r, *answers.get(kind, (0, 0)))
 
 
 def shown(traffic):
@@ -31,54 +33,71 @@ def test_ip_bytes_take_the_ethernet_header_off_every_packet():
     assert ip_bytes(1514 * 10, 10) == 1500 * 10 and ip_bytes(0, 0) == 0
 
 
-def test_a_flow_adds_its_increase_and_directions_follow_the_kind():
+def test_one_poll_asks_three_kinds_per_server_and_shows_when_all_answered():
     traffic, sid, rid = counters()
-    traffic.flow_stats(1, [flow(sid, rid, 2, 2 * 154)])
-    traffic.flow_stats(1, [flow(sid, rid, 5, 5 * 154),
-                           flow(sid, rid, 3, 3 * 1054, ids.KIND_REVERSE, table_id=2)])
-    assert shown(traffic) == [5, 3, 5 * 140, 3 * 1040]
-    assert traffic.service_counts(KEY.to_id())[0] == [5, 3, 5 * 140, 3 * 1040]
+    assert traffic.queries([(sid, rid)]) == [(k, sid, rid) for k in IN_KINDS + OUT_KINDS]
+    traffic.poll_started(1, 3)
+    traffic.aggregate(1, CONN, sid, rid, 5, 5 * 154)
+    assert shown(traffic) == [0, 0, 0, 0]            # not all in yet
+    traffic.aggregate(1, TEMPLATE, sid, rid, 1, 64)
+    traffic.aggregate(1, REVERSE, sid, rid, 3, 3 * 1054)
+    assert shown(traffic) == [6, 3, 5 * 140 + 50, 3 * 1040]
+    assert traffic.service_counts(KEY.to_id())[0] == [6, 3, 750, 3120]
+    assert traffic.polls == 1
 
 
-def test_a_flow_removed_after_a_poll_adds_only_what_was_not_seen():
+def test_a_flow_that_ends_moves_from_live_to_base():
     traffic, sid, rid = counters()
-    f = flow(sid, rid, 4, 4 * 64)
-    traffic.flow_stats(1, [f])
-    traffic.flow_removed(1, f.table_id, f.cookie, f.match, 6, 6 * 64)
-    assert shown(traffic) == [6, 0, 6 * 50, 0]
-    traffic.flow_stats(1, [])                        # gone: nothing moves twice
-    assert shown(traffic) == [6, 0, 6 * 50, 0]
+    poll(traffic, sid, rid, {CONN: (4, 4 * 64)})
+    traffic.flow_removed(ids.Cookie(CONN, sid, rid).value, 6, 6 * 64)
+    assert shown(traffic) == [4, 0, 200, 0]          # until the next poll
+    poll(traffic, sid, rid, {})                      # the flow is gone from the aggregate
+    assert shown(traffic) == [6, 0, 300, 0]
 
 
-def test_a_replaced_flow_keeps_the_old_counts_and_a_vanished_one_its_last():
+def test_packets_the_controller_forwarded_count_and_other_cookies_do_not():
     traffic, sid, rid = counters()
-    traffic.flow_stats(1, [flow(sid, rid, 10, 640), flow(sid, rid, 7, 448, sport=2)])
-    traffic.flow_stats(1, [flow(sid, rid, 3, 192)])  # re-added (reset), the other vanished
-    assert shown(traffic) == [10 + 3 + 7, 0, (10 + 3 + 7) * 50, 0]
-    f = flow(sid, rid, 3, 192)
-    traffic.flow_removed(1, f.table_id, f.cookie, f.match, 1, 64)   # reset again, then ended
-    assert shown(traffic) == [21, 0, 21 * 50, 0]
+    traffic.count(sid, rid, 0, 60)
+    traffic.count(sid, rid, 1, 40)
+    traffic.flow_removed(ids.Cookie(ids.KIND_VIP, sid, rid).value, 9, 900)
+    traffic.flow_removed(0x1234, 9, 900)
+    traffic.count(sid, 99, 0, 60)                    # a number nobody has
+    poll(traffic, sid, rid, {})
+    assert shown(traffic) == [1, 1, 60, 40]
 
 
-def test_other_flows_and_unknown_numbers_count_nothing():
+def test_never_lower_than_shown_before_even_when_a_flow_vanishes():
     traffic, sid, rid = counters()
-    traffic.flow_stats(1, [flow(sid, rid, 5, 500, ids.KIND_VIP), flow(sid, 99, 5, 500),
-                           SimpleNamespace(table_id=0, cookie=0x1234, match={},
-                                           packet_count=9, byte_count=900)])
-    assert shown(traffic) == [0, 0, 0, 0]
-    assert traffic.entries[1] == {1: 2, 0: 1}        # flow-table occupancy per table
+    poll(traffic, sid, rid, {CONN: (10, 640)})
+    poll(traffic, sid, rid, {CONN: (2, 128)})        # one flow vanished, no FlowRemoved
+    assert shown(traffic) == [10, 0, 500, 0]
+    poll(traffic, sid, rid, {CONN: (12, 768)})       # the traffic catches up
+    assert shown(traffic) == [12, 0, 600, 0]
+
+
+def test_two_switches_add_up_and_a_switch_that_goes_keeps_what_was_shown():
+    traffic, sid, rid = counters()
+    poll(traffic, sid, rid, {CONN: (3, 192)}, dpid=1)
+    poll(traffic, sid, rid, {CONN: (4, 256)}, dpid=2)
+    assert shown(traffic) == [7, 0, 350, 0]
+    traffic.switch_gone(2)
+    poll(traffic, sid, rid, {CONN: (5, 320)}, dpid=1)
+    assert shown(traffic) == [7, 0, 350, 0]           # 5 < 7: wait for the traffic
 
 
 def test_zero_and_the_file(tmp_path):
     path = tmp_path / "lvs.rules.stats"
     traffic, sid, rid = counters(str(path))
-    traffic.flow_stats(1, [flow(sid, rid, 4, 256)])
+    cookie = ids.Cookie(CONN, sid, rid).value
+    poll(traffic, sid, rid, {CONN: (4, 256)})
     traffic.zero()
-    traffic.flow_removed(1, 1, flow(sid, rid, 0, 0).cookie, flow(sid, rid, 0, 0).match, 6, 384)
+    assert shown(traffic) == [0, 0, 0, 0]
+    traffic.flow_removed(cookie, 6, 384)
+    poll(traffic, sid, rid, {})
     assert shown(traffic) == [2, 0, 100, 0]
     traffic.save({(KEY.to_id(), "10.0.0.11-80"): 3, (KEY.to_id(), None): 3})
     again = TrafficCounters(traffic.ids, str(path))
-    assert again.server_counts(KEY.to_id(), "10.0.0.11-80") == ([6 - 4, 0, 100, 0], 3)
+    assert again.server_counts(KEY.to_id(), "10.0.0.11-80") == ([2, 0, 100, 0], 3)
     path.write_text("{not json")
     broken = TrafficCounters(traffic.ids, str(path))        # logged, from 0
     assert broken.server_counts(KEY.to_id(), "10.0.0.11-80") == ([0, 0, 0, 0], 0)
