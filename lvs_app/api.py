@@ -245,6 +245,12 @@ class DirectorAPI:
         status = self.runtime.health_status() if self.runtime else None
         return status or {"source": None, "virtual_servers": [], "counts": {}}
 
+    def fabric(self):
+        """``GET /ipvs/fabric``: switches, links and where hosts attach (beyond ipvsadm)."""
+        if self.runtime is None:
+            return {"switches": [], "links": [], "hosts": {}}
+        return self.runtime.fabric_view()
+
     def metrics(self):
         """``GET /metrics``: the Prometheus text (lvs_app.metrics)."""
         if self.runtime is None:

@@ -31,6 +31,7 @@ from lvs_app import ofmsg
 from lvs_app import packet as pkt
 from lvs_app import pipeline as pl
 from lvs_app.conntable import EXPIRE_LATER, Connection, ConnectionTable, conn_key
+from lvs_app.fabricfwd import FabricForwarding
 from lvs_app.flows import Flows
 from lvs_app.forwarding import method_of
 from lvs_app.ftp import LISTEN_TIMEOUT
@@ -45,6 +46,7 @@ from lvs_app.recovery import Recovery, flow_stats_request, meter_config_request
 from lvs_app.schedulers import SchedKey
 from lvs_app.services import ServiceIndex
 from lvs_app.sweep import Sweep
+from lvs_app.topology import Fabric
 from lvs_app.vips import VipFlows
 from lvs_app.state import RuntimeState
 
@@ -85,6 +87,11 @@ class Director:
         self.health_source = None
         self.health = None
         self.traffic = None      # lvs_app.stats.TrafficCounters: packets it forwards itself
+        self.fabric = Fabric()   # the switches and their links (topology.py)
+        self.fabricfwd = FabricForwarding(self.fabric, self.switches)
+        self.hosts.is_link = self.fabric.is_link
+        self.hosts.locate = lambda mac: (self.fabricfwd.location.get(mac)
+                                         if self.fabric.active else None)
 
     @property
     def index(self):
@@ -106,6 +113,7 @@ class Director:
     def switch_connected(self, dpid, ports, now):
         """A switch connected: ask for its flows; :meth:`recover` goes on from them."""
         self.conns.add_switch(dpid, ports)
+        self.fabricfwd.switch_connected(dpid, now)
         asks = [flow_stats_request()] + ([meter_config_request()] if self.meters.pps else [])
         return [(dpid, m) for m in asks]
 
@@ -121,6 +129,26 @@ class Director:
         self.conns.remove_switch(dpid)
         self.hosts.forget_switch(dpid)
         self.fragments.forget_switch(dpid)
+        was_fabric = self.fabric.active
+        self.fabricfwd.switch_gone(dpid)
+        return self._fabric_changed() if was_fabric else []
+
+    # -- the fabric ----------------------------------------------------------------------
+    def link_changed(self, src, src_port, dst, dst_port, up, now):
+        """LLDP discovery found or lost a link (one direction of it)."""
+        if up:
+            changed = self.fabric.add_link(src, src_port, dst, dst_port)
+        else:
+            changed = self.fabric.remove_link(src, src_port, dst, dst_port)
+        return self._fabric_changed() if changed else []
+
+    def _fabric_changed(self):
+        self.hosts.flood_ports = self.fabricfwd.edge_ports if self.fabric.active else None
+        return self.fabricfwd.resync()
+
+    def fabric_view(self):
+        return dict(self.fabric.to_dict(), hosts={
+            pkt.mac_text(mac): list(where) for mac, where in self.fabricfwd.location.items()})
 
     def ports_changed(self, dpid, ports):
         sw = self.switches.get(dpid)
@@ -140,7 +168,11 @@ class Director:
         if sw is None or p is None or in_port is None:
             self.dropped["malformed"] += 1
             return []
+        if p.eth_type == pkt.ETH_LLDP:
+            return []           # link discovery's, handled by ryu.topology
         out = self.hosts.learn_port(dpid, in_port, p.eth_src)
+        if self.fabric.active:
+            out += self.fabricfwd.learn(dpid, in_port, p.eth_src)
         if p.eth_type == pkt.ETH_ARP:
             return out + self._arp_in(sw, in_port, data, p, now)
         if table_id == pl.SERVICE and p.eth_type == pkt.ETH_IP:
@@ -205,6 +237,8 @@ class Director:
         out = []
         if p.eth_type == pkt.ETH_IP and p.ip_src and p.ip_src not in self.hosts.macs:
             out += self._learn_host(sw, in_port, p.ip_src, p.eth_src, now)
+        if self.fabric.active or self.fabricfwd.expected:
+            return out + self.fabricfwd.forward(sw.dpid, in_port, data, p.eth_dst, now)
         return out + self.hosts.switch_forward(sw.dpid, in_port, data, p.eth_dst)
 
     def _service_in(self, sw, in_port, data, p, now):

@@ -53,6 +53,11 @@ class Hosts:
         self.pending = {}          # IPv4 int -> Resolution
         self.ports = {}            # dpid -> {MAC bytes: port}
         self.refused = 0           # MAC changes refused for want of evidence
+        # a fabric (fabricfwd.py) says which ports are links (nothing is
+        # learned there), where a MAC lives, and which ports a probe floods
+        self.is_link = lambda dpid, port: False
+        self.locate = lambda mac: None
+        self.flood_ports = None    # callable(dpid) -> ports, or None: OFPP_FLOOD
 
     # -- VIPs ------------------------------------------------------------------------
     @staticmethod
@@ -143,13 +148,16 @@ class Hosts:
                 out += [self._probe(resolution, dpid, now) for dpid in dpids]
         return out
 
-    @staticmethod
-    def _probe(resolution, dpid, now):
+    def _probe(self, resolution, dpid, now):
         resolution.probes += 1
         resolution.last_probe = now
         frame = pkt.arp_frame(pkt.ARP_REQUEST, pkt.DIRECTOR_MAC, 0, b"\x00" * 6,
                               resolution.ip, eth_dst=pkt.BROADCAST)
-        return (dpid, ofmsg.packet_out(ofmsg.CONTROLLER, [ofmsg.output(ofmsg.FLOOD)], frame))
+        if self.flood_ports is None:
+            actions = [ofmsg.output(ofmsg.FLOOD)]
+        else:
+            actions = [ofmsg.output(port) for port in self.flood_ports(dpid)]
+        return (dpid, ofmsg.packet_out(ofmsg.CONTROLLER, actions, frame))
 
     # -- L2 learning -----------------------------------------------------------------
     def learn_port(self, dpid, in_port, mac):
@@ -159,7 +167,7 @@ class Hosts:
         when a packet is forwarded to a known destination, so every host's
         first packets still reach the controller and are learned.
         """
-        if mac[0] & 1 or in_port > ofmsg.MAX_PORT:
+        if mac[0] & 1 or in_port > ofmsg.MAX_PORT or self.is_link(dpid, in_port):
             return []
         ports = self.ports.setdefault(dpid, {})
         if ports.get(mac) not in (None, in_port):

@@ -371,7 +371,7 @@ class Manager:
         for key in [k for k in self._replies if k[0] == dpid]:
             del self._replies[key]          # their answers will not come
         self.recovering.pop(dpid, None)
-        self.director.switch_disconnected(dpid)
+        self.send(self.director.switch_disconnected(dpid) or [])   # a fabric reroutes
         self.traffic.switch_gone(dpid)
         return True
 
@@ -388,6 +388,14 @@ class Manager:
                 recovering.queue.append(event)
             return True
         return False
+
+    def link_changed(self, src, src_port, dst, dst_port, up):
+        """Link discovery (ryu.topology, --observe-links) found or lost a link."""
+        self._handle(self.director.link_changed, src, src_port, dst, dst_port, up,
+                     self.clock())
+
+    def fabric_view(self):
+        return self.director.fabric_view()
 
     def ports_changed(self, dpid, ports):
         self.ports[dpid] = dict(ports)

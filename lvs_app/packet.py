@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 ETH_IP, ETH_ARP, ETH_VLAN, ETH_IPV6 = 0x0800, 0x0806, 0x8100, 0x86DD
 ETH_HEADER = 14            # bytes of an untagged Ethernet header (IPVS counts IP bytes)
+ETH_LLDP = 0x88CC          # link discovery (ryu.topology)
 PROTO_TCP, PROTO_UDP = 6, 17
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x001, 0x002, 0x004, 0x010
 NOT_FRAGMENT, FIRST_FRAGMENT, LATER_FRAGMENT = 0, 1, 2

@@ -11,7 +11,8 @@ and the director's own punts) come from the declaration too.
 
 Tables (OpenFlow 1.3, Open vSwitch)::
 
-  0 CLASSIFY   ARP for a VIP and ARP replies to the director -> controller;
+  0 CLASSIFY   a frame from a fabric link -> REVERSE (transit: no punts);
+               ARP for a VIP and ARP replies to the director -> controller;
                ARP for and IPv4 to the health-check address -> controller;
                IPv4 to a VIP's virtual MAC -> SERVICE; the rest -> REVERSE
   1 SERVICE    IP fragments to a VIP -> controller (it maps them by IP id);
@@ -21,7 +22,8 @@ Tables (OpenFlow 1.3, Open vSwitch)::
                miss: drop (IPVS drops a non-SYN packet it has no entry for)
   2 REVERSE    NAT replies: real server -> client rewritten back to VIP:port;
                IP fragments from a NAT server -> controller
-  3 FORWARD    L2 learning by destination MAC; miss -> controller + flood
+  3 FORWARD    L2 learning by destination MAC (a fabric: one flow per host on
+               every switch, see fabricfwd.py); miss -> controller
 """
 
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ CLASSIFY, SERVICE, REVERSE, FORWARD = 0, 1, 2, 3
 # priorities, by table (named in each table's declaration below)
 PRIO_ARP = 300          # CLASSIFY: ARP for a VIP / replies to the director
 PRIO_HEALTH = 350       # CLASSIFY: IPv4 to the health-check address (probe replies)
+PRIO_TRANSIT = 600      # CLASSIFY: a frame from a fabric link -> REVERSE (see fabricfwd.py)
+PRIO_FABRIC = 150       # FORWARD: a host's flow on every switch of the fabric
 PRIO_VIP = 200          # CLASSIFY: IPv4 to VIP + virtual MAC
 PRIO_FRAG = 500         # SERVICE/REVERSE: IP fragments to a VIP / from a NAT server
 PRIO_PUNT_TCP = 400     # SERVICE: SYN / FIN / RST to a VIP (+ the flag bit)
@@ -150,8 +154,8 @@ TABLES = {
     CLASSIFY: Table(
         CLASSIFY, "classify", _L2 | _ARP | _IP, frozenset(), frozenset(),
         frozenset({SERVICE, REVERSE}), {"arp": PRIO_ARP, "health": PRIO_HEALTH, "vip": PRIO_VIP,
-                                        "miss": PRIO_MISS},
-        frozenset({ids.KIND_BASE, ids.KIND_VIP}), REVERSE),
+                                        "transit": PRIO_TRANSIT, "miss": PRIO_MISS},
+        frozenset({ids.KIND_BASE, ids.KIND_VIP, ids.KIND_FABRIC}), REVERSE),
     SERVICE: Table(
         SERVICE, "service", _L2 | _IP,
         frozenset({"ipv4_src", "tcp_dst", "udp_dst", "tcp_flags", "ip_frag"}),
@@ -171,8 +175,8 @@ TABLES = {
                    ids.KIND_FRAG}), FORWARD),
     FORWARD: Table(
         FORWARD, "forward", _L2, frozenset(), frozenset(), frozenset(),
-        {"l2": PRIO_L2, "miss": PRIO_MISS}, frozenset({ids.KIND_BASE, ids.KIND_L2}),
-        "controller"),
+        {"l2": PRIO_L2, "fabric": PRIO_FABRIC, "miss": PRIO_MISS},
+        frozenset({ids.KIND_BASE, ids.KIND_L2, ids.KIND_FABRIC}), "controller"),
 }
 TABLE_NAMES = {t.id: t.name for t in TABLES.values()}
 N_TABLES = len(TABLES)

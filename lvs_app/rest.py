@@ -64,6 +64,7 @@ ROUTES = [
     (r"/ipvs/ha", {"GET": ("ha_status", None)}),
     (r"/ipvs/keepalived", {"PUT": ("reload_keepalived", "text")}),
     (r"/ipvs/health", {"GET": ("health", None)}),
+    (r"/ipvs/fabric", {"GET": ("fabric", None)}),
     (r"/metrics", {"GET": ("metrics", None)}),
     (r"/status", {"GET": ("status_page", None), "HEAD": ("status_page", None)}),
 ]

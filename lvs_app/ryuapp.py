@@ -27,6 +27,10 @@ from lvs_app.options import register as register_options
 
 LOG = logging.getLogger("lvs_app")
 CONF = cfg.CONF
+if getattr(CONF, "observe_links", False):
+    # a fabric: Ryu's LLDP link discovery reports links to lvs_app.fabricapp
+    # (only then: its PacketIn handler would otherwise cost every PacketIn)
+    sys.modules["lvs_app"]._REQUIRED_APP = ["lvs_app.fabricapp"]
 register_options(CONF)   # no-op when the compat hook registered them already
 
 
@@ -62,6 +66,9 @@ class LVSDirector(app_manager.RyuApp):
             LOG.error("lvs_app: %s", err.message)
             sys.stderr.write(f"lvs_app: {err.message}\n")
             raise SystemExit(1) from None
+        # with --observe-links the switches form a fabric once links are reported:
+        # until then (and for a moment after a switch connects) nothing floods
+        self.manager.director.fabricfwd.expected = bool(getattr(CONF, "observe_links", False))
         rest.register(kwargs["wsgi"], self.manager.api, access)
 
     def _load_keepalived(self, path):

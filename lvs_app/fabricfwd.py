@@ -1,0 +1,162 @@
+"""Forwarding across a fabric of switches: by destination MAC, along shortest paths.
+
+With one switch (or switches without links between them) the director keeps
+its small learning switch per switch (hosts.py).  Once links are known (see
+topology.py) the switches form one fabric:
+
+* hosts are learned on edge ports only, into one table for the whole fabric
+  (MAC -> switch, port);
+* for every known host, every switch holds one FORWARD flow ``eth_dst=MAC ->
+  port``: the host's own port on its switch, the next hop of a shortest path
+  elsewhere (equal-cost choices spread by the MAC's hash).  Transit switches
+  hold these per-host flows and nothing per connection or per client;
+* a frame entering a switch on a link port skips the director's tables: a
+  CLASSIFY flow per link port sends it to REVERSE (where only NAT replies of
+  this switch's own connections match) and on to FORWARD.  So a new
+  connection is punted only by the client's edge switch, which rewrites it
+  and holds its flows and template; a NAT reply travels by MAC to the
+  client's edge switch (the real server sends it to the client's MAC) and is
+  rewritten back there;
+* broadcasts and frames for unknown hosts are never flooded over links: the
+  controller sends them out of every edge port of every switch (no loops,
+  no storms);
+* when a link or switch goes or comes, every switch's flows for every host
+  are recomputed and replaced in one batch; connections live on, since
+  their rewrite state is at the edges.
+
+Pure: handlers return ``(dpid, message)`` pairs.
+"""
+
+from lvs_app import ids
+from lvs_app import ofmsg
+from lvs_app import packet as pkt
+from lvs_app import pipeline as pl
+
+CLASSIFY, FORWARD = pl.TABLES[pl.CLASSIFY], pl.TABLES[pl.FORWARD]
+LINK_SETTLE = 3.0        # s after a switch connects before it floods (links not known yet)
+
+
+class FabricForwarding:
+    """The fabric's hosts, per-host flows, link-port classification and flooding."""
+
+    def __init__(self, fabric, switches):
+        self.fabric = fabric            # topology.Fabric
+        self.switches = switches        # dpid -> conntable switch (ports, dpid)
+        self.location = {}              # MAC bytes -> (dpid, port)
+        self.expected = False           # --observe-links: links will be reported
+        self.connected_at = {}          # dpid -> when it connected (flood hold-down)
+        self.transit = {}               # dpid -> link ports with a CLASSIFY transit flow
+
+    @property
+    def active(self):
+        return self.fabric.active
+
+    # -- hosts ----------------------------------------------------------------------------
+    def learn(self, dpid, port, mac):
+        """A frame from ``mac`` entered ``dpid`` on ``port``; returns flow changes."""
+        if mac[0] & 1 or port > ofmsg.MAX_PORT or self.fabric.is_link(dpid, port):
+            return []
+        if self.location.get(mac) == (dpid, port):
+            return []
+        self.location[mac] = (dpid, port)
+        return self.host_flows(mac)
+
+    def host_flows(self, mac):
+        """Every switch's flow towards ``mac`` (replacing what it had)."""
+        where = self.location.get(mac)
+        if where is None:
+            return []
+        home, port = where
+        cookie = ids.Cookie(ids.KIND_FABRIC).value
+        out = []
+        for dpid in self.switches:
+            hop = port if dpid == home else self.fabric.next_hop(dpid, home, mac)
+            match = ofmsg.match(eth_dst=pkt.mac_text(mac))
+            if hop is None:
+                out.append((dpid, FORWARD.delete(ids.cookie_mask(ids.KIND_FABRIC), match,
+                                                 pl.PRIO_FABRIC)))
+                continue
+            out.append((dpid, FORWARD.flow(pl.PRIO_FABRIC, match,
+                                           ofmsg.apply([ofmsg.output(hop)]), cookie)))
+        return out
+
+    def out_port(self, dpid, mac):
+        """Where a frame for ``mac`` leaves ``dpid`` (None: unknown)."""
+        where = self.location.get(mac)
+        if where is None:
+            return None
+        home, port = where
+        return port if home == dpid else self.fabric.next_hop(dpid, home, mac)
+
+    # -- the fabric changed ---------------------------------------------------------------
+    def resync(self):
+        """Links or switches changed: link-port flows and every host's flows anew."""
+        for mac in [m for m, (d, p) in self.location.items()
+                    if d not in self.switches or self.fabric.is_link(d, p)]:
+            del self.location[mac]
+        out = []
+        for dpid in self.switches:
+            out += self._transit_flows(dpid)
+        for mac in self.location:
+            out += self.host_flows(mac)
+        return out
+
+    def _transit_flows(self, dpid):
+        wanted = set(self.fabric.link_ports.get(dpid, {}))
+        have = self.transit.get(dpid, set())
+        cookie = ids.Cookie(ids.KIND_FABRIC).value
+        out = []
+        for port in have - wanted:
+            out.append((dpid, CLASSIFY.delete(ids.cookie_mask(ids.KIND_FABRIC),
+                                              ofmsg.match(in_port=port), pl.PRIO_TRANSIT)))
+        for port in wanted - have:
+            out.append((dpid, CLASSIFY.flow(pl.PRIO_TRANSIT, ofmsg.match(in_port=port),
+                                            [ofmsg.goto(pl.REVERSE)], cookie)))
+        self.transit[dpid] = wanted
+        return out
+
+    def switch_connected(self, dpid, now):
+        self.connected_at[dpid] = now
+        self.transit.pop(dpid, None)
+        self.fabric.add_switch(dpid)
+
+    def switch_gone(self, dpid):
+        self.connected_at.pop(dpid, None)
+        self.transit.pop(dpid, None)
+        self.fabric.remove_switch(dpid)
+
+    # -- frames the switches could not forward ---------------------------------------------
+    def edge_ports(self, dpid):
+        sw = self.switches.get(dpid)
+        if sw is None:
+            return []
+        return sorted(port for port in sw.ports
+                      if port <= ofmsg.MAX_PORT and not self.fabric.is_link(dpid, port))
+
+    def may_flood(self, dpid, now):
+        """A switch whose links may still be unknown does not flood (no storms)."""
+        if not self.expected:
+            return True
+        since = self.connected_at.get(dpid)
+        return since is not None and now - since >= LINK_SETTLE
+
+    def flood(self, dpid, in_port, data, now):
+        """Out of every edge port of every switch (not the one it came in by)."""
+        out = []
+        for target in self.switches:
+            if not self.may_flood(target, now):
+                continue
+            ports = [p for p in self.edge_ports(target) if not (target == dpid and p == in_port)]
+            if ports:
+                out.append((target, ofmsg.packet_out(ofmsg.CONTROLLER,
+                                                     [ofmsg.output(p) for p in ports], data)))
+        return out
+
+    def forward(self, dpid, in_port, data, eth_dst, now):
+        """A frame FORWARD had no flow for: along the path, or flooded at the edges."""
+        port = None if eth_dst[0] & 1 else self.out_port(dpid, eth_dst)
+        if port is None:
+            return self.flood(dpid, in_port, data, now)
+        if port == in_port:
+            return []
+        return [(dpid, ofmsg.packet_out(in_port, [ofmsg.output(port)], data))]

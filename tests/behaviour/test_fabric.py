@@ -1,0 +1,267 @@
+"""One director across a leaf-spine fabric of fake switches.
+
+Leaves 1, 2, 3 and spines 101, 102; every leaf is linked to both spines
+(ports 11 and 12 on a leaf, port N on a spine for leaf N), so the fabric has
+loops.  Hosts hang off leaf ports 1-4 and answer ARP for their address.  A
+frame a switch sends out of a link port enters the peer switch; one sent out
+of a host port is delivered (and recorded).
+"""
+
+import ipaddress
+from types import SimpleNamespace
+
+import pytest
+
+from lvs_app import ids
+from lvs_app import pipeline as pl
+from lvs_app.manager import Manager
+from tests.behaviour.conftest import InProcessClient, mac_of
+from tests.fakeswitch import FakeClock, FakeSwitch, arp_request, tcp
+
+from lvs_app.rest import RestApp
+
+VIP, VMAC = "10.0.0.100", "02:1f:0a:00:00:64"
+LEAVES, SPINES = (1, 2, 3), (101, 102)
+HOSTS = {"10.0.0.1": (1, 1), "10.0.0.2": (2, 1), "10.0.0.11": (2, 2),
+         "10.0.0.12": (3, 1), "10.0.0.13": (3, 2)}
+LINKS = [(leaf, 11, 101, leaf) for leaf in LEAVES] + [(leaf, 12, 102, leaf) for leaf in LEAVES]
+
+
+class Datapath:
+    def __init__(self, lab, dpid):
+        self.lab, self.id = lab, dpid
+
+    def send_msg(self, msg):
+        name = type(msg).__name__
+        sw = self.lab.switches[self.id]
+        if name == "OFPFlowMod":
+            pl.check(msg)
+        if name == "OFPFlowStatsRequest":
+            self.lab.replies.append(("flows", self.id, msg.xid, sw.flow_stats(msg)))
+            return
+        if name == "OFPAggregateStatsRequest":
+            flows = sw.flows(None, msg.cookie, msg.cookie_mask)
+            self.lab.replies.append(("stats", self.id, msg.xid, SimpleNamespace(
+                packet_count=sum(f.packet_count for f in flows),
+                byte_count=sum(f.byte_count for f in flows), flow_count=len(flows))))
+            return
+        if name in ("OFPTableStatsRequest", "OFPEchoRequest", "OFPMeterMod",
+                    "OFPMeterConfigStatsRequest", "OFPMeterStatsRequest"):
+            return
+        self.lab.outbox += [(self.id, port, p) for port, p in sw.apply(msg)]
+
+
+class FabricLab:
+    def __init__(self):
+        self.clock = FakeClock()
+        self.manager = Manager(clock=lambda: self.clock.now, strict=True)
+        self.client = InProcessClient(RestApp(self.manager.api), self.settle)
+        self.switches = {dpid: FakeSwitch(dpid=dpid, n_tables=pl.N_TABLES,
+                                          ports=list(range(1, 5)) + [11, 12] if dpid in LEAVES
+                                          else list(LEAVES), clock=self.clock)
+                         for dpid in LEAVES + SPINES}
+        self.wires = {}
+        for a, ap, b, bp in LINKS:
+            self.wires[(a, ap)], self.wires[(b, bp)] = (b, bp), (a, ap)
+        self.outbox, self.replies, self.delivered = [], [], []
+        self.carried = []            # frames that crossed a link
+        self.punts = 0               # PacketIns the director got (not counting ARP)
+        for dpid, sw in self.switches.items():
+            self.manager.switch_connected(dpid, Datapath(self, dpid),
+                                          {p: f"p{p}" for p in sw.ports})
+        self.settle()
+        for a, ap, b, bp in LINKS:           # LLDP reports each direction
+            self.manager.link_changed(a, ap, b, bp, True)
+            self.manager.link_changed(b, bp, a, ap, True)
+        self.settle()
+
+    def lvsadm(self, line):
+        import io
+        import shlex
+
+        from lvs_app import cli, ipvsadm
+        out = io.StringIO()
+        assert cli.run(ipvsadm.parse_args(shlex.split(line)), self.client, io.StringIO(),
+                       out) == 0
+        return out.getvalue()
+
+    def settle(self):
+        """Carry frames over links, hand PacketIns to the manager, until quiet."""
+        while True:
+            progressed = False
+            if self.outbox:
+                progressed = True
+                dpid, port, p = self.outbox.pop(0)
+                peer = self.wires.get((dpid, port))
+                if peer is not None:
+                    self.carried.append(p)
+                    self.outbox += [(peer[0], q, x) for q, x in self.switches[peer[0]].send(
+                        dict(p, in_port=peer[1]), now=self.clock.now)]
+                else:
+                    self._deliver(dpid, port, p)
+            for dpid, sw in self.switches.items():
+                for rec in sw.take_packet_ins():
+                    progressed = True
+                    if rec.raw[12:14] != b"\x08\x06":
+                        self.punts += 1
+                    self.manager.packet_in(dpid, rec.match["in_port"], rec.raw, rec.table_id)
+                for rec in sw.take_flow_removed():
+                    progressed = True
+                    self.manager.flow_removed(dpid, rec.cookie, rec.match, rec.duration,
+                                              rec.reason, rec.packet_count,
+                                              byte_count=rec.byte_count, table_id=rec.table_id)
+            if self.replies:
+                progressed = True
+                kind, dpid, xid, body = self.replies.pop(0)
+                if kind == "flows":
+                    self.manager.flow_stats(dpid, body, False, xid)
+                else:
+                    self.manager.stats_reply(dpid, xid, body)
+            if not progressed:
+                return
+
+    def _deliver(self, dpid, port, p):
+        """A host gets a frame: it answers ARP for its address, else records it."""
+        host = next((ip for ip, where in HOSTS.items() if where == (dpid, port)), None)
+        if host is None:
+            return
+        if p.get("eth_type") == 0x0806 and p.get("arp_op") == 1 and p.get("arp_tpa") == host:
+            self.send(host, {"eth_src": mac_of(host), "eth_dst": p["eth_src"],
+                             "eth_type": 0x0806, "arp_op": 2, "arp_spa": host,
+                             "arp_tpa": p["arp_spa"], "arp_sha": mac_of(host),
+                             "arp_tha": p["arp_sha"]})
+            return
+        self.delivered.append((host, p))
+
+    def send(self, host, packet):
+        """A frame from ``host`` enters its leaf; returns what hosts received."""
+        before = len(self.delivered)
+        dpid, port = HOSTS[host]
+        self.outbox += [(dpid, q, x) for q, x in self.switches[dpid].send(
+            dict(packet, in_port=port), now=self.clock.now)]
+        self.settle()
+        return self.delivered[before:]
+
+    def syn(self, client, sport, flags="S", dport=80, payload=b""):
+        return self.send(client, tcp(client, VIP, sport, dport, flags=flags,
+                                     eth_src=mac_of(client), eth_dst=VMAC, payload=payload))
+
+    def link(self, a, ap, b, bp, up):
+        self.manager.link_changed(a, ap, b, bp, up)
+        self.manager.link_changed(b, bp, a, ap, up)
+        if up:
+            self.wires[(a, ap)], self.wires[(b, bp)] = (b, bp), (a, ap)
+        else:
+            self.wires.pop((a, ap), None)
+            self.wires.pop((b, bp), None)
+        self.settle()
+
+
+@pytest.fixture
+def fabric():
+    lab = FabricLab()
+    for ip in HOSTS:      # every host says hello (learned on its edge port)
+        lab.send(ip, arp_request(ip, "10.0.0.250", sha=mac_of(ip)))
+    return lab
+
+
+def test_links_make_one_fabric_and_hosts_are_learned_on_edge_ports_only(fabric):
+    view = fabric.client.request("GET", "/ipvs/fabric")
+    assert view["switches"] == [1, 2, 3, 101, 102] and len(view["links"]) == 12
+    assert {mac: tuple(where) for mac, where in view["hosts"].items()} == {
+        mac_of(ip): where for ip, where in HOSTS.items()}
+
+
+def test_a_broadcast_reaches_every_host_once_and_never_loops(fabric):
+    fabric.carried.clear()
+    got = fabric.send("10.0.0.1", arp_request("10.0.0.1", "10.0.0.99", sha=mac_of("10.0.0.1")))
+    assert sorted(host for host, _ in got) == sorted(set(HOSTS) - {"10.0.0.1"})
+    assert fabric.carried == []          # flooded at the edges by the controller, not over links
+
+
+def test_hosts_reach_each_other_along_paths_with_one_flow_per_host_in_transit(fabric):
+    got = fabric.send("10.0.0.1", tcp("10.0.0.1", "10.0.0.13", 5000, 22, eth_src=mac_of(
+        "10.0.0.1"), eth_dst=mac_of("10.0.0.13")))
+    assert [host for host, _ in got] == ["10.0.0.13"]
+    for dpid in SPINES:
+        flows = [f for f in fabric.switches[dpid].flows(pl.FORWARD)
+                 if ids.Cookie.parse(f.cookie).kind == ids.KIND_FABRIC]
+        assert sorted(f.match["eth_dst"] for f in flows) == sorted(
+            mac_of(ip) for ip in HOSTS)
+
+
+@pytest.mark.parametrize("method", ["-m", "-g"])
+def test_rr_from_clients_on_two_leaves_one_punt_per_connection_rewrites_at_the_edge(
+        fabric, method):
+    fabric.lvsadm("-A -t 10.0.0.100:80 -s rr")
+    for rs in ("10.0.0.11", "10.0.0.12", "10.0.0.13"):
+        fabric.lvsadm(f"-a -t 10.0.0.100:80 -r {rs} {method}")
+    fabric.syn("10.0.0.1", 39999)                          # MACs resolved
+    fabric.punts = 0
+    reached = []
+    for i, client in enumerate(["10.0.0.1", "10.0.0.2"] * 3):
+        got = fabric.syn(client, 40000 + i)
+        assert len(got) == 1
+        host, p = got[0]
+        reached.append(host)
+        assert p["eth_dst"] == mac_of(host)
+        assert p["ipv4_dst"] == (host if method == "-m" else VIP)
+        got = fabric.syn(client, 40000 + i, flags="A", payload=b"x")   # stays in the switches
+        assert [h for h, _ in got] == [host]
+    assert fabric.punts == 6                                # one per new connection
+    assert sorted(reached) == ["10.0.0.11", "10.0.0.11", "10.0.0.12", "10.0.0.12",
+                               "10.0.0.13", "10.0.0.13"]
+    # transit switches and the servers' leaves hold nothing per connection
+    for dpid in SPINES + (3,):
+        kinds = {ids.Cookie.parse(f.cookie).kind for f in fabric.switches[dpid].flows()}
+        assert not kinds & {ids.KIND_CONN, ids.KIND_TEMPLATE, ids.KIND_REVERSE}, dpid
+    if method == "-m":
+        # the server on leaf 3 answers the client on leaf 1: rewritten back at leaf 1
+        conns = fabric.manager.director.switches[1].conns
+        key = next(k for k, c in conns.items() if str(c.dest.address) == "10.0.0.12")
+        _, client, cport, _, _ = key
+        client = str(ipaddress.IPv4Address(client))
+        got = fabric.send("10.0.0.12", tcp("10.0.0.12", client, 80, cport, flags="SA",
+                                           eth_src=mac_of("10.0.0.12"), eth_dst=mac_of(client)))
+        assert [(h, p["ipv4_src"], p["tcp_src"], p["eth_src"]) for h, p in got] == [
+            (client, VIP, 80, VMAC)]
+
+
+def test_persistence_keeps_a_client_on_one_server_across_the_fabric(fabric):
+    fabric.lvsadm("-A -t 10.0.0.100:80 -s rr -p 300")
+    for rs in ("10.0.0.11", "10.0.0.12", "10.0.0.13"):
+        fabric.lvsadm(f"-a -t 10.0.0.100:80 -r {rs} -m")
+    first = {fabric.syn("10.0.0.2", 41000 + i)[0][0] for i in range(4)}
+    assert len(first) == 1
+
+
+def test_a_spine_link_down_reroutes_and_connections_live_on(fabric):
+    fabric.lvsadm("-A -t 10.0.0.100:80 -s rr")
+    fabric.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.12 -m")
+    fabric.syn("10.0.0.1", 42000)
+    # the path leaf1 -> leaf3 goes over one spine; take every link of leaf 1 but one down
+    fabric.link(1, 11, 101, 1, False)
+    got = fabric.syn("10.0.0.1", 42000, flags="A", payload=b"more")
+    assert [h for h, _ in got] == ["10.0.0.12"]
+    assert fabric.switches[102].flows(pl.FORWARD)           # now through spine 102
+    fabric.link(1, 11, 101, 1, True)
+    fabric.link(1, 12, 102, 1, False)
+    got = fabric.syn("10.0.0.1", 42000, flags="A", payload=b"again")
+    assert [h for h, _ in got] == ["10.0.0.12"]
+    # and a new connection works too
+    assert [h for h, _ in fabric.syn("10.0.0.1", 42001)] == ["10.0.0.12"]
+
+
+def test_a_frame_from_a_link_is_never_scheduled_by_a_transit_switch(fabric):
+    fabric.lvsadm("-A -t 10.0.0.100:80 -s rr")
+    fabric.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.12 -m")
+    for dpid in SPINES:
+        transit = fabric.switches[dpid].flows(pl.CLASSIFY, priority=pl.PRIO_TRANSIT)
+        assert sorted(f.match["in_port"] for f in transit) == list(LEAVES)
+    # a SYN to the VIP that arrives over a link (no edge switch rewrote it)
+    spine = fabric.switches[101]
+    fabric.outbox += [(101, q, x) for q, x in spine.send(tcp(
+        "10.0.0.1", VIP, 43000, 80, eth_src=mac_of("10.0.0.1"), eth_dst=VMAC, in_port=1),
+        now=fabric.clock.now)]
+    fabric.settle()
+    assert fabric.manager.director.switches[101].conns == {}
