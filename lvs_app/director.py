@@ -146,9 +146,12 @@ class Director:
         self.hosts.flood_ports = self.fabricfwd.edge_ports if self.fabric.active else None
         return self.fabricfwd.resync()
 
-    def fabric_view(self):
+    def fabric_view(self, now):
+        """Switches, links, hosts; ``settled``: every switch may flood (its links
+        have had the time to be found)."""
         return dict(self.fabric.to_dict(), hosts={
-            pkt.mac_text(mac): list(where) for mac, where in self.fabricfwd.location.items()})
+            pkt.mac_text(mac): list(where) for mac, where in self.fabricfwd.location.items()},
+            settled=all(self.fabricfwd.may_flood(dpid, now) for dpid in self.switches))
 
     def ports_changed(self, dpid, ports):
         sw = self.switches.get(dpid)

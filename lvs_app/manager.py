@@ -395,7 +395,7 @@ class Manager:
                      self.clock())
 
     def fabric_view(self):
-        return self.director.fabric_view()
+        return self.director.fabric_view(self.clock())
 
     def ports_changed(self, dpid, ports):
         self.ports[dpid] = dict(ports)

@@ -8,11 +8,15 @@
     sudo .venv/bin/python mininet/lab.py nat --ftp --tls --cli          # servers, then the CLI
     sudo .venv/bin/python mininet/lab.py droute --restart-demo          # kill -9, restart
     sudo .venv/bin/python mininet/lab.py droute --ha --restart-demo     # kill -9 of the master
+    sudo .venv/bin/python mininet/lab.py leafspine --cli    # five switches, --observe-links
 
 The controller is ``ryu-manager lvs_app`` unless ``--controller-cmd`` says
 otherwise (a command with the placeholders {venv} {repo} {of_port}
 {rest_port}, or ``simple_switch_13`` for Ryu's learning switch).  The
 topology's lvsadm commands are applied when the controller is lvs_app.
+A fabric (``leafspine``) starts lvs_app with the topology's controller
+arguments (``--observe-links``); Ryu's learning switch is refused there (it
+floods, and the fabric has loops).
 Everything started is stopped on exit, Ctrl-C or SIGTERM.
 """
 
@@ -33,7 +37,7 @@ def parse_args(argv):
         prog="lab.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("topology", help="a name in topologies/ (%s) or a JSON file"
-                        % ", ".join(lvslab.topology_names()))
+                        % ", ".join(lvslab.topology_names(fabric=None)))
     parser.add_argument("--demo", action="store_true",
                         help="send requests from every client to the VIP, show who answered, "
                              "then lvsadm -L -n and lvsadm -L -c -n")
@@ -90,13 +94,26 @@ def describe(lab):
     print(f"controller: {' '.join(lab.controller_cmd)}")
     print(f"  OpenFlow 127.0.0.1:{lab.of_port}, REST http://127.0.0.1:{lab.rest_port}, "
           f"log {lab.controller_log_path}")
-    print(f"switch {lab.switch_name} (dpid {topo['switch']['dpid']}, tunnel source "
-          f"{topo['switch']['tunnel_ip']} on LOCAL, {lvslab.VXLAN_PORT_NAME} = port "
-          f"{lvslab.VXLAN_OFPORT}); VIP {topo['vip']} (MAC {topo['vip_mac']})")
+    if not lab.multi_switch:
+        print(f"switch {lab.switch_name} (dpid {topo['switch']['dpid']}, tunnel source "
+              f"{topo['switch']['tunnel_ip']} on LOCAL, {lvslab.VXLAN_PORT_NAME} = port "
+              f"{lvslab.VXLAN_OFPORT}); VIP {topo['vip']} (MAC {topo['vip_mac']})")
+    else:
+        print(f"switches (all connected to the controller); VIP {topo['vip']} "
+              f"(MAC {topo['vip_mac']})")
+        for sw in lab.switch_specs:
+            tunnel = (f", tunnel source {sw['tunnel_ip']} on LOCAL, "
+                      f"{lvslab.VXLAN_PORT_NAME} = port {lvslab.VXLAN_OFPORT}"
+                      if "tunnel_ip" in sw else "")
+            print(f"  {sw['name']:<5} dpid {sw['dpid']:<4} {sw['role']}{tunnel}")
+        print("links: " + ", ".join(
+            f"{a}:{lab.link_ports(a, b)[0]}-{b}:{lab.link_ports(a, b)[1]}" for a, b in lab.links))
+        print(f"fabric at start: {lab.fabric_status}")
     for spec in topo["clients"] + topo["servers"]:
         role = f"real server, {spec['method']}" if "method" in spec else "client"
-        print(f"  {spec['name']:<5} {spec['ip']:<12} {spec['mac']}  port {lab.port_of(spec['name'])}"
-              f"  {role}")
+        where = f"{lab.switch_of(spec['name'])} " if lab.multi_switch else ""
+        print(f"  {spec['name']:<5} {spec['ip']:<12} {spec['mac']}  "
+              f"{where}port {lab.port_of(spec['name'])}  {role}")
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in lab.timings.items())
     print(f"started in {lab.timings['start']:.2f}s ({timings})\n")
 
@@ -287,6 +304,17 @@ def main(argv=None):
     if rules_file is None and (args.ha or args.restart_demo):
         import tempfile
         rules_file = f"{tempfile.mkdtemp(prefix='lvslab-')}/lvs.rules"
+    if args.controller_cmd == lvslab.SIMPLE_SWITCH_13_CMD:
+        try:
+            topo = lvslab.load_topology(args.topology)
+        except lvslab.TopologyError as err:
+            print(f"lab.py: {err}", file=sys.stderr)
+            return 2
+        # a connected fabric has a loop when it has as many links as switches
+        if "switches" in topo and len(topo["links"]) >= len(topo["switches"]):
+            print(f"lab.py: {args.topology}: its links make loops, and simple_switch_13 "
+                  "floods: every broadcast would circle the fabric forever", file=sys.stderr)
+            return 2
     lab = lvslab.Lab(args.topology, controller_cmd=args.controller_cmd,
                      of_port=args.of_port, rest_port=args.rest_port, log_dir=args.log_dir,
                      rules_file=rules_file, extra_args=master_args(ports) if ports else (),

@@ -1,7 +1,8 @@
-"""The lvs_app lab: Mininet hosts around one Open vSwitch, driven by a Ryu controller.
+"""The lvs_app lab: Mininet hosts around Open vSwitch, driven by a Ryu controller.
 
 A lab is described by a JSON file under ``topologies/`` (see
-:func:`load_topology`): one switch, clients, real servers with a forwarding
+:func:`load_topology`): one switch (or a fabric of switches and the links
+between them, e.g. ``leafspine``), clients, real servers with a forwarding
 method each, the VIP and the ``lvsadm`` commands that configure the director.
 :class:`Lab` starts it and gives tests and the lab script what they need::
 
@@ -33,8 +34,9 @@ re-exports every name the library had before it was split (``__all__``:
   the curl, ftplib and ``openssl s_client`` clients (mixins of :class:`Lab`);
 * ``lvslab_logs``: the controller's and the switch's logs, read for errors
   (a mixin of :class:`Lab`);
-* ``lvslab`` (here): :class:`Lab` itself (start/stop, controller, switch,
-  hosts, ``lvsadm``, ``dump``) and :func:`environment_problem`.
+* ``lvslab`` (here): :class:`Lab` itself (start/stop, controller, switches
+  and the links between them, hosts, ``lvsadm``, ``dump``) and
+  :func:`environment_problem`.
 
 What this machine needs (see DESIGN.md, "This machine and Open vSwitch"):
 
@@ -84,20 +86,23 @@ from lvslab_procs import (
     free_tcp_port, remove_leftovers, run, stop_process, tcp_listening, wait_or_raise,
     wait_until)
 from lvslab_topology import (
-    DEFAULT_HTTP_PORTS, DR_RECIPE, LVSADM_METHOD_FLAGS, METHODS, NAT_RECIPE, TOPOLOGIES,
-    VXLAN_DEVICE, VXLAN_OFPORT, VXLAN_PORT_NAME, VXLAN_RECIPE, VXLAN_UDP_PORT, AddressPlan,
-    TopologyError, host_setup_commands, load_topology, mac_for, topology_names, vip_mac_for)
+    DEFAULT_HTTP_PORTS, DR_RECIPE, FABRIC_CONTROLLER_ARGS, LVSADM_METHOD_FLAGS, METHODS,
+    NAT_RECIPE, TOPOLOGIES, VXLAN_DEVICE, VXLAN_OFPORT, VXLAN_PORT_NAME, VXLAN_RECIPE,
+    VXLAN_UDP_PORT, AddressPlan, TopologyError, controller_args_of, host_setup_commands,
+    load_topology, mac_for, topology_names, vip_mac_for)
 
 # What ``import lvslab`` gives: the names callers used before the lab was
 # split into modules, and Lab.
 __all__ = [
-    "CURL_FTP_MODES", "DEFAULT_HTTP_PORTS", "DR_RECIPE", "FTPLIB_CLIENT", "FTP_DATA_PORT",
+    "CURL_FTP_MODES", "DEFAULT_HTTP_PORTS", "DR_RECIPE", "FABRIC_CONTROLLER_ARGS",
+    "FTPLIB_CLIENT", "FTP_DATA_PORT",
     "FTP_PASSIVE_PORTS", "FTP_PORT", "FTP_SERVER", "HTTP_SERVER", "LOG_BENIGN_PATTERNS",
     "LOG_ERROR_PATTERNS", "LOG_ROOT", "LVSADM_METHOD_FLAGS", "LVS_APP_CMD", "METHODS",
     "NAT_RECIPE", "OVS_LOG", "REPO", "RUN_DIR", "SIMPLE_SWITCH_13_CMD", "SYSTEM_PYTHON",
     "TLS_PORT", "TOPOLOGIES", "VENV", "VENV_PYTHON", "VIP_FTP_HINT", "VXLAN_DEVICE",
     "VXLAN_OFPORT", "VXLAN_PORT_NAME", "VXLAN_RECIPE", "VXLAN_UDP_PORT", "CommandError",
-    "FtpResult", "Lab", "LabError", "TlsResult", "TopologyError", "environment_problem",
+    "FabricUnavailable", "FtpResult", "Lab", "LabError", "TlsResult", "TopologyError",
+    "controller_args_of", "environment_problem",
     "find_log_errors", "free_tcp_port", "load_topology", "mac_for", "run", "stop_process",
     "tcp_listening", "topology_names", "vip_mac_for", "wait_until",
 ]
@@ -112,6 +117,34 @@ LVS_APP_CMD = ("{venv}/bin/ryu-manager lvs_app "
 # A plain learning switch, to prove the lab without the director.
 SIMPLE_SWITCH_13_CMD = ("{venv}/bin/ryu-manager ryu.app.simple_switch_13 "
                         "--ofp-tcp-listen-port {of_port} --wsapi-port {rest_port}")
+
+
+class FabricUnavailable(LabError):
+    """The controller has no ``GET /ipvs/fabric`` (it answers 404)."""
+
+
+def _ovsdb_value(value):
+    """An OVSDB JSON value as Python: a uuid as its text, a set as a list."""
+    if isinstance(value, list) and len(value) == 2:
+        kind, body = value
+        if kind in ("uuid", "named-uuid"):
+            return body
+        if kind == "set":
+            return [_ovsdb_value(v) for v in body]
+        if kind == "map":
+            return {_ovsdb_value(k): _ovsdb_value(v) for k, v in body}
+    return value
+
+
+def _ovsdb_rows(args):
+    """``ovs-vsctl --format=json ARGS`` (a ``list``) as dicts; [] when it fails.
+    A set column with one element comes back as that element."""
+    out = run(["ovs-vsctl", "--timeout=5", "--format=json", *args], check=False).stdout
+    if not out.strip():
+        return []
+    data = json.loads(out)
+    return [{h: _ovsdb_value(v) for h, v in zip(data["headings"], row)}
+            for row in data["data"]]
 
 
 def environment_problem():
@@ -142,20 +175,33 @@ def environment_problem():
 
 
 class Lab(AddressPlan, HostServers, HostClients, LabLogs):
-    """One lab: controller process, OVS switch, Mininet hosts, HTTP servers.
+    """One lab: controller process, OVS switches, Mininet hosts, HTTP servers.
 
     ``topology``: dict, path or name (see :func:`load_topology`).
     ``controller_cmd``: command string or list with placeholders {venv}
     {repo} {of_port} {rest_port}; default :data:`LVS_APP_CMD` (plus
-    ``--lvs-rules FILE`` when ``rules_file`` is given); ``extra_args`` are
-    appended to it (e.g. the high-availability options, see lvslab_ha.py).
-    ``openflow_tls``: OpenFlow over TLS between the switch and the controller
+    ``--lvs-rules FILE`` when ``rules_file`` is given, plus the topology's
+    :func:`controller_args_of`: ``--observe-links`` for a fabric);
+    ``extra_args`` are appended to it (e.g. the high-availability options,
+    see lvslab_ha.py).
+    ``openflow_tls``: OpenFlow over TLS between the switches and the controller
     (:class:`lvslab_tls.SwitchTls`).
     ``of_port``/``rest_port``: default free ports.
     ``wait_rest``: wait until the REST port listens (default: only for the
-    default controller, since a plain Ryu app opens no REST port).
-    ``ready_flows``: the switch counts as ready once connected and holding
+    default controller, since a plain Ryu app opens no REST port); in a
+    fabric it also says whether start() asks ``GET /ipvs/fabric``.
+    ``ready_flows``: a switch counts as ready once connected and holding
     at least this many flows (the controller's initial pipeline).
+
+    The switches (every one an ``OVSSwitch(datapath='user')`` speaking
+    OpenFlow13, all connected to the one controller): :attr:`switch_names`,
+    :meth:`dpid_of`, :meth:`switch_of` (a host's switch), :meth:`port_of`
+    (a host's port on its switch), :attr:`links` and :meth:`link_ports`
+    (the links between switches), :meth:`link_down`/:meth:`link_up`,
+    :meth:`ofctl`/:meth:`dump_flows`/:meth:`flow_count`/:meth:`port_desc`
+    (``switch=None``: the one switch, or a fabric's first leaf),
+    :meth:`fabric`/:meth:`fabric_links`/:meth:`wait_fabric` (what the
+    controller learned by LLDP against what the lab built).
 
     Mixed in: :class:`AddressPlan` (``lvslab_topology``: ``vip``, ``ip()``,
     ``spec()`` ...), :class:`HostServers` and :class:`HostClients`
@@ -175,6 +221,10 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
             self.rest_port = free_tcp_port()
         self.rules_file = rules_file
         self.of_tls = openflow_tls    # OpenFlow over TLS (lvslab_tls.SwitchTls), or None
+        # the topology's extra controller arguments (--observe-links for a
+        # fabric); only the default controller gets them
+        self.controller_args = controller_args_of(self.topology) if controller_cmd is None \
+            else []
         self.controller_cmd = (self._controller_argv(controller_cmd) + list(extra_args)
                                + (openflow_tls.controller_args(self.of_port)
                                   if openflow_tls else []))
@@ -191,7 +241,12 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
         self.controller_log_path = self.log_dir / "controller.log"
         self._ovs_log_start = 0
         self.net = None
-        self.ports = {}               # host name (or vxlan0) -> OpenFlow port
+        self.ports = {}               # host name (or vxlan0) -> OpenFlow port on its switch
+        self.link_port_map = {}       # (switch a, switch b) of a link -> (port on a, port on b)
+        self._links_down = set()      # frozenset({a, b}) of links link_down() took down
+        # what start() learned about the controller's view of a fabric (GET
+        # /ipvs/fabric), in words; None for one switch
+        self.fabric_status = None
         self.controller = None
         self.timings = {}
         self.failure_dump = None      # dump taken when start() failed
@@ -209,14 +264,17 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
         argv = [str(a).format(**values) for a in argv]
         if controller_cmd is None and self.rules_file:
             argv += ["--lvs-rules", str(self.rules_file)]
-        return argv
+        return argv + self.controller_args
 
     def start(self):
         """Start everything; on failure stop what was started and raise.
 
         Readiness is polled with bounds: the controller's OpenFlow (and REST)
-        port listens, the switch is connected with ``ready_flows`` flows,
-        OVS has a route for the lab subnet, every HTTP server has bound.
+        port listens, every switch is connected with ``ready_flows`` flows,
+        in a fabric the controller knows every switch and link (``GET
+        /ipvs/fabric``; see :meth:`wait_fabric` and :attr:`fabric_status`),
+        OVS has a route for the lab subnet (when a switch is the tunnel
+        endpoint), every HTTP server has bound.
         """
         if self._started:
             return self
@@ -230,10 +288,12 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
             self.log_dir.mkdir(parents=True, exist_ok=True)
             (self.log_dir / "topology.json").write_text(json.dumps(self.topology, indent=2))
             self.processes.begin(owner=os.getpid(), topology=self.name,
-                                 bridges=[self.switch_name])
+                                 bridges=self.switch_names)
             self._phase("controller", self._start_controller)
             self._phase("network", self._start_network)
             self._phase("connected", self._wait_connected)
+            if self.multi_switch:
+                self._phase("fabric", self._wait_fabric_known)
             self._phase("hosts", self._configure_hosts)
             self._phase("tunnel", self._configure_tunnel_endpoint)
             self._phase("http", self._start_http_servers)
@@ -255,10 +315,10 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
     def cleanup_leftovers(self, mn_cleanup=None):
         """Remove what a lab that died left behind (we hold the lock, so none runs).
 
-        See :func:`lvslab_procs.remove_leftovers`; the topology's bridge is
+        See :func:`lvslab_procs.remove_leftovers`; the topology's bridges are
         removed too.  ``mn_cleanup``: default the Lab's setting.
         """
-        remove_leftovers(self._state_file, [self.switch_name],
+        remove_leftovers(self._state_file, self.switch_names,
                          self.mn_cleanup if mn_cleanup is None else mn_cleanup)
 
     def _start_controller(self):
@@ -288,6 +348,8 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
 
         setLogLevel(self.mn_log_level)
         topo = self.topology
+        self.ports, self.link_port_map, self._links_down = {}, {}, set()
+        self.fabric_status = None
         subnet = ipaddress.IPv4Network(topo["subnet"])
         net = Mininet(controller=None, switch=OVSSwitch, autoSetMacs=False,
                       autoStaticArp=False, build=False, waitConnected=False)
@@ -302,13 +364,33 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
 
         net.addController("c0", controller=KnownListening, ip="127.0.0.1", port=self.of_port,
                           protocol=self.of_tls.protocol if self.of_tls else "tcp")
-        switch = net.addSwitch(self.switch_name, dpid="%x" % topo["switch"]["dpid"],
-                               datapath="user", protocols="OpenFlow13")
-        for port, host in enumerate(topo["clients"] + topo["servers"], start=1):
+        # every switch connects to the one controller (Mininet gives each its
+        # own Controller row with the same target)
+        switches = {sw["name"]: net.addSwitch(sw["name"], dpid="%x" % sw["dpid"],
+                                              datapath="user", protocols="OpenFlow13")
+                    for sw in self.switch_specs}
+        # ports: each switch numbers its hosts from 1 (clients, then servers),
+        # then its links to other switches in the topology's order
+        next_port = dict.fromkeys(switches, 1)
+        for host in topo["clients"] + topo["servers"]:
+            sw = self.switch_of(host["name"])
+            port, next_port[sw] = next_port[sw], next_port[sw] + 1
             node = net.addHost(host["name"], ip=f"{host['ip']}/{subnet.prefixlen}",
                                mac=host["mac"])
-            net.addLink(node, switch, port2=port)
+            net.addLink(node, switches[sw], port2=port)
             self.ports[host["name"]] = port
+        for a, b in self.links:
+            pa, pb = next_port[a], next_port[b]
+            next_port[a], next_port[b] = pa + 1, pb + 1
+            link = net.addLink(switches[a], switches[b], port1=pa, port2=pb)
+            self.link_port_map[(a, b)] = (pa, pb)
+            for intf in (link.intf1.name, link.intf2.name):
+                # both ends of a link between switches are in the root
+                # namespace: no IPv6 from its stack (MLD/RS would enter the
+                # neighbour switch and reach the controller as PacketIns), and
+                # complete checksums (TCP through the userspace datapath)
+                run(["sysctl", "-qw", f"net.ipv6.conf.{intf}.disable_ipv6=1"], check=False)
+                run(["ethtool", "-K", intf, "tx", "off"])
         net.build()
         if self.of_tls:
             self.of_tls.switch_setup()
@@ -320,11 +402,13 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
                         ).stdout.split():
             run(["ovs-vsctl", "--timeout=5", "set", "Controller", uuid, "max_backoff=1000"])
         self.processes.add_pids((f"host {host.name}", host.pid) for host in net.hosts)
-        self.ports[VXLAN_PORT_NAME] = VXLAN_OFPORT
-        run(["ovs-vsctl", "--timeout=10", "add-port", self.switch_name, VXLAN_PORT_NAME,
-             "--", "set", "interface", VXLAN_PORT_NAME, "type=vxlan",
-             "options:remote_ip=flow", "options:key=flow",
-             f"options:dst_port={VXLAN_UDP_PORT}", f"ofport_request={VXLAN_OFPORT}"])
+        tunnel = self.tunnel_switch       # s1 in a one-switch lab
+        if tunnel is not None:
+            self.ports[VXLAN_PORT_NAME] = VXLAN_OFPORT
+            run(["ovs-vsctl", "--timeout=10", "add-port", tunnel["name"], VXLAN_PORT_NAME,
+                 "--", "set", "interface", VXLAN_PORT_NAME, "type=vxlan",
+                 "options:remote_ip=flow", "options:key=flow",
+                 f"options:dst_port={VXLAN_UDP_PORT}", f"ofport_request={VXLAN_OFPORT}"])
 
     def kill_controller(self):
         """``kill -9`` of the controller (its whole process group); the switch
@@ -335,36 +419,230 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
 
     def restart_controller(self, timeout=30.0):
         """Start the controller again with the same command line (the same
-        rules file) and wait until the switch is back and its flows were read."""
+        rules file) and wait until the switch is back and its flows were read
+        (in a fabric: every switch, and every link known again when the
+        controller has ``GET /ipvs/fabric``)."""
         mark = len(self.controller_log())
         self._start_controller()
-        wait_or_raise(lambda: "lvs_app: switch" in self.controller_log()[mark:]
-                      and "recovered" in self.controller_log()[mark:], timeout,
-                      "the switch to reconnect and the controller to read its flows back")
 
-    def switch_connected(self):
-        """Is the switch connected to the controller (ovsdb is_connected)?"""
-        out = run(["ovs-vsctl", "--timeout=5", "--columns=is_connected", "find",
-                   "Controller", f"target=\"tcp:127.0.0.1:{self.of_port}\""],
-                  check=False).stdout
-        return "true" in out
+        def back():
+            log = self.controller_log()[mark:]
+            if not self.multi_switch:
+                return "lvs_app: switch" in log and "recovered" in log
+            return (log.count("recovered") >= len(self.switch_names)
+                    and all(f"lvs_app: switch {self.dpid_of(sw):016x}" in log
+                            for sw in self.switch_names))
+        wait_or_raise(back, timeout, "the switches to reconnect and the controller to "
+                                     "read their flows back")
+        if self.multi_switch and self.wait_rest:
+            with contextlib.suppress(FabricUnavailable):
+                self.wait_fabric(timeout)
 
-    def flow_count(self):
-        return sum(1 for line in self.dump_flows().splitlines() if "actions=" in line)
+    def switch_connected(self, switch=None):
+        """Is ``switch`` (default: every switch of the lab) connected to the
+        controller (ovsdb ``is_connected`` of a Controller row of the bridge
+        with the lab's OpenFlow port)?  ovs-vswitchd refreshes it only every
+        ~5 s."""
+        names = self.switch_names if switch is None else [self.switch_spec(switch)["name"]]
+        bridges = _ovsdb_rows(["--columns=name,controller", "list", "Bridge"] + names)
+        rows = _ovsdb_rows(["--columns=_uuid,target,is_connected", "list", "Controller"])
+        connected = {row["_uuid"] for row in rows
+                     if row["is_connected"] is True
+                     and str(row["target"]).endswith(f":127.0.0.1:{self.of_port}")}
+        return (len(bridges) == len(names)
+                and all(connected & set([row["controller"]] if isinstance(row["controller"], str)
+                                        else row["controller"]) for row in bridges))
+
+    def flow_count(self, switch=None):
+        """The number of flows in ``switch`` (default: the one switch, or a
+        fabric's first leaf), from ``ovs-ofctl dump-flows``."""
+        return sum(1 for line in self.dump_flows(switch).splitlines() if "actions=" in line)
+
+    def _pipeline_flow_count(self, switch):
+        """Flows in ``switch`` but Ryu's LLDP trap (installed by ``ryu.topology``
+        with --observe-links: ``priority=65535,dl_dst=01:80:c2:00:00:0e,
+        dl_type=0x88cc``)."""
+        return sum(1 for line in self.dump_flows(switch).splitlines()
+                   if "actions=" in line and "dl_type=0x88cc" not in line)
+
+    def flow_counts(self):
+        """``{switch name: number of flows}`` for every switch."""
+        return {sw: self.flow_count(sw) for sw in self.switch_names}
 
     def _wait_connected(self):
+        waiting = list(self.switch_names)
+
         def ready():
             if self.controller.poll() is not None:
                 raise LabError(f"controller exited with {self.controller.returncode}")
             # ovs-vswitchd refreshes is_connected in ovsdb only every ~5 s, so the
             # flows the controller installs on connection are the quicker sign
-            if self.ready_flows:
-                return self.flow_count() >= self.ready_flows
-            return self.switch_connected()
+            # (a fresh bridge in fail mode secure has none of its own); Ryu's
+            # LLDP trap (--observe-links) is not the application's pipeline
+            for sw in list(waiting):
+                if (self._pipeline_flow_count(sw) >= self.ready_flows if self.ready_flows
+                        else self.switch_connected(sw)):
+                    waiting.remove(sw)
+            return not waiting
 
-        wait_or_raise(ready, self.start_timeout,
-                      f"switch {self.switch_name} to connect to 127.0.0.1:{self.of_port} "
-                      f"and hold {self.ready_flows} flow(s)")
+        try:
+            wait_or_raise(ready, self.start_timeout,
+                          f"switch(es) to connect to 127.0.0.1:{self.of_port} "
+                          f"and hold {self.ready_flows} flow(s)")
+        except LabError as err:
+            raise LabError(f"{err}; not ready: {', '.join(waiting)}") from None
+
+    # ---- the fabric: what the controller learned by LLDP ---------------
+
+    def fabric(self, timeout=5):
+        """The controller's view of the fabric: ``GET /ipvs/fabric``.
+
+        A dict ``{"switches": [dpid, ...], "links": [[src_dpid, src_port,
+        dst_dpid, dst_port], ...], ...}`` (each physical link in both
+        directions).  Raises :class:`FabricUnavailable` when the controller
+        answers 404 (it has no such endpoint).
+        """
+        import urllib.error
+        try:
+            return self.rest("GET", "/ipvs/fabric", timeout=timeout)
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                raise FabricUnavailable(f"lab {self.name}: the controller has no "
+                                        "GET /ipvs/fabric (404)") from None
+            raise
+
+    def fabric_links(self):
+        """The links between switches the lab has up, as the controller should
+        report them: sorted ``(src_dpid, src_port, dst_dpid, dst_port)``
+        tuples, both directions of every link (:meth:`link_down` takes one
+        out until :meth:`link_up`)."""
+        out = []
+        for (a, b), (pa, pb) in self.link_port_map.items():
+            if frozenset((a, b)) in self._links_down:
+                continue
+            out += [(self.dpid_of(a), pa, self.dpid_of(b), pb),
+                    (self.dpid_of(b), pb, self.dpid_of(a), pa)]
+        return sorted(out)
+
+    def wait_fabric(self, timeout=30.0):
+        """Wait until ``GET /ipvs/fabric`` names every switch's dpid and exactly
+        :meth:`fabric_links`, and says it has ``settled`` (every switch floods:
+        before that a broadcast is dropped) (bounded polling); returns the answer.
+
+        Raises :class:`FabricUnavailable` at once on 404, LabError with the
+        last answer on timeout.
+        """
+        want_switches = sorted(self.dpid_of(sw) for sw in self.switch_names)
+        want_links = self.fabric_links()
+        last = {}
+
+        def known():
+            if self.controller is not None and self.controller.poll() is not None:
+                raise LabError(f"controller exited with {self.controller.returncode}")
+            answer = self.fabric(timeout=2)
+            last["answer"] = answer
+            switches = sorted(int(d) for d in answer.get("switches", []))
+            links = sorted(tuple(int(x) for x in link[:4]) for link in answer.get("links", []))
+            settled = answer.get("settled", True)      # switches may flood (fabricfwd.py)
+            return (answer if switches == want_switches and links == want_links and settled
+                    else None)
+
+        try:
+            return wait_until(known, timeout, 0.1, "GET /ipvs/fabric to know the fabric")
+        except TimeoutError as err:
+            raise LabError(f"{err}\n  expected switches {want_switches}\n  expected links "
+                           f"{[list(link) for link in want_links]}\n  last answer "
+                           f"{json.dumps(last.get('answer'))}") from None
+
+    def _wait_fabric_known(self):
+        if not self.wait_rest:
+            self.fabric_status = ("not asked: the controller has no REST API; waited for "
+                                  "every switch to connect")
+            return
+        try:
+            self.wait_fabric(self.start_timeout)
+        except FabricUnavailable:
+            self.fabric_status = ("GET /ipvs/fabric answers 404: waited only for every "
+                                  "switch to connect")
+            return
+        self.fabric_status = ("the controller knows every switch and link "
+                              "(GET /ipvs/fabric)")
+
+    # ---- links between switches ----------------------------------------
+
+    def link_ports(self, a, b):
+        """(port on ``a``, port on ``b``) of the link between switches ``a`` and ``b``."""
+        if (a, b) in self.link_port_map:
+            return self.link_port_map[(a, b)]
+        if (b, a) in self.link_port_map:
+            return tuple(reversed(self.link_port_map[(b, a)]))
+        raise LabError(f"lab {self.name}: no link between {a} and {b} "
+                       f"(links: {', '.join(f'{x}-{y}' for x, y in self.links) or 'none'})")
+
+    def link_down(self, a, b, timeout=10.0):
+        """Take the link between ``a`` and ``b`` down (Mininet's
+        ``configLinkStatus``: both veth ends ``ifconfig down``); returns once
+        OVS reports each switch end ``LINK_DOWN``.  Any Mininet link: two
+        switches, or a host and its switch."""
+        self._set_link(a, b, "down", timeout)
+
+    def link_up(self, a, b, timeout=10.0):
+        """Bring the link between ``a`` and ``b`` up again; returns once OVS
+        reports each switch end no longer ``LINK_DOWN``.  The controller then
+        rediscovers it by LLDP: :meth:`wait_fabric` waits for that."""
+        self._set_link(a, b, "up", timeout)
+
+    def _set_link(self, a, b, status, timeout):
+        if self.net is None:
+            raise LabError(f"lab {self.name} is not running")
+        ends = self._switch_ends(a, b)
+        self.net.configLinkStatus(a, b, status)
+        key = frozenset((a, b))
+        if status == "down":
+            self._links_down.add(key)
+        else:
+            self._links_down.discard(key)
+
+        def settled():
+            return all(("LINK_DOWN" in self.port_state(sw, port)) == (status == "down")
+                       for sw, port in ends)
+        wait_or_raise(settled, timeout, f"OVS to report the link {a}-{b} {status} "
+                                        f"({', '.join(f'{sw} port {p}' for sw, p in ends)})")
+
+    def _switch_ends(self, a, b):
+        """[(switch, port)] of the link between ``a`` and ``b`` (switch or host)."""
+        switches = set(self.switch_names)
+        if a in switches and b in switches:
+            pa, pb = self.link_ports(a, b)
+            return [(a, pa), (b, pb)]
+        for host, sw in ((a, b), (b, a)):
+            if host in self.ports and host != VXLAN_PORT_NAME and self.switch_of(host) == sw:
+                return [(sw, self.ports[host])]
+        raise LabError(f"lab {self.name}: no link between {a} and {b}")
+
+    def port_desc(self, switch=None):
+        """``ovs-ofctl dump-ports-desc`` of ``switch`` parsed: ``{port: {"name",
+        "config", "state"}}``, the port a number or ``"LOCAL"``."""
+        ports, current = {}, None
+        for line in self.ofctl("dump-ports-desc", switch=switch).stdout.splitlines():
+            head = line.strip().split(":", 1)[0]
+            if "(" in head and head.endswith(")") and line.startswith(" ") \
+                    and not line.startswith("  "):
+                number, name = head[:-1].split("(", 1)
+                current = int(number) if number.isdigit() else number
+                ports[current] = {"name": name, "config": "", "state": ""}
+            elif current is not None and line.strip().startswith(("config:", "state:")):
+                key, value = line.strip().split(":", 1)
+                ports[current][key] = value.strip()
+        return ports
+
+    def port_state(self, switch, port):
+        """The ``state`` of OpenFlow port ``port`` of ``switch`` as ``ovs-ofctl
+        dump-ports-desc`` shows it (``LIVE``, ``LINK_DOWN``, ...)."""
+        desc = self.port_desc(switch)
+        if port not in desc:
+            raise LabError(f"lab {self.name}: switch {switch} has no port {port}")
+        return desc[port]["state"]
 
     def _configure_hosts(self):
         for spec in self.topology["clients"] + self.topology["servers"]:
@@ -372,11 +650,16 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
             self.host_run(spec["name"], " && ".join(host_setup_commands(spec, self.vip, intf)))
 
     def _configure_tunnel_endpoint(self):
-        """Give the bridge's LOCAL port the tunnel source address (see VXLAN_RECIPE)."""
-        sw = self.switch_name
+        """Give the tunnel switch's LOCAL port the tunnel source address (see
+        VXLAN_RECIPE); no IPv6 on any bridge's LOCAL port."""
+        for name in self.switch_names:
+            run(["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
+        tunnel = self.tunnel_switch
+        if tunnel is None:            # a fabric without a tunnel endpoint
+            return
+        sw = tunnel["name"]
         plen = ipaddress.IPv4Network(self.topology["subnet"]).prefixlen
-        tunnel_ip = self.topology["switch"]["tunnel_ip"]
-        run(["sysctl", "-qw", f"net.ipv6.conf.{sw}.disable_ipv6=1"], check=False)
+        tunnel_ip = tunnel["tunnel_ip"]
         run(["ip", "addr", "add", f"{tunnel_ip}/{plen}", "dev", sw])
         run(["ip", "link", "set", sw, "up"])
         subnet = str(ipaddress.IPv4Network(self.topology["subnet"]))
@@ -440,8 +723,14 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
         return self.net.get(name)
 
     def port_of(self, name):
-        """The OpenFlow port number of host ``name`` (or ``vxlan0``) on the switch."""
-        return self.ports[name]
+        """The OpenFlow port number of host ``name`` on its own switch
+        (:meth:`switch_of`), or of ``vxlan0`` on the tunnel switch."""
+        try:
+            return self.ports[name]
+        except KeyError:
+            raise LabError(f"lab {self.name}: no host or port {name}"
+                           + (" (no switch of this fabric holds a tunnel_ip)"
+                              if name == VXLAN_PORT_NAME else "")) from None
 
     def popen(self, name, cmd, description=None, **kwargs):
         """Start a background process in host ``name``; it is killed on stop()."""
@@ -500,17 +789,20 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
             raw = response.read().decode()
         return json.loads(raw) if raw.strip() else None
 
-    def ofctl(self, command, *args, check=True):
-        """``ovs-ofctl -O OpenFlow13 <command> <switch> ARGS``."""
-        return run(["ovs-ofctl", "-O", "OpenFlow13", command, self.switch_name, *args],
-                   check=check)
+    def ofctl(self, command, *args, switch=None, check=True):
+        """``ovs-ofctl -O OpenFlow13 <command> <switch> ARGS``; ``switch``:
+        a name of :attr:`switch_names`, default :attr:`switch_name` (the one
+        switch, or a fabric's first leaf)."""
+        bridge = self.switch_spec(switch)["name"]
+        return run(["ovs-ofctl", "-O", "OpenFlow13", command, bridge, *args], check=check)
 
-    def add_flow(self, flow):
+    def add_flow(self, flow, switch=None):
         """Install a flow with ovs-ofctl syntax (``priority=..,match actions=..``)."""
-        return self.ofctl("add-flow", flow)
+        return self.ofctl("add-flow", flow, switch=switch)
 
-    def dump_flows(self):
-        return self.ofctl("dump-flows", check=False).stdout
+    def dump_flows(self, switch=None):
+        """``ovs-ofctl dump-flows`` of ``switch`` (default :attr:`switch_name`)."""
+        return self.ofctl("dump-flows", switch=switch, check=False).stdout
 
     # ---- failure reports ------------------------------------------------
 
@@ -525,13 +817,16 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
                 body = f"(failed: {err!r})"
             sections.append(f"===== {title} =====\n{body.rstrip()}\n")
 
-        sw = self.switch_name
         add("lab", lambda: (f"topology {self.name}; controller {shlex.join(self.controller_cmd)}; "
                             f"of_port {self.of_port}; rest_port {self.rest_port}; "
                             f"log_dir {self.log_dir}; timings {self._timings_text()}"))
-        add(f"ovs-ofctl -O OpenFlow13 dump-flows {sw}", self.dump_flows)
-        add(f"ovs-ofctl -O OpenFlow13 dump-ports-desc {sw}",
-            lambda: self.ofctl("dump-ports-desc", check=False).stdout)
+        if self.multi_switch:
+            add("fabric: switches, links (ports), the controller's view", self._fabric_text)
+        for sw in self.switch_names:
+            add(f"ovs-ofctl -O OpenFlow13 dump-flows {sw}",
+                lambda sw=sw: self.dump_flows(sw))
+            add(f"ovs-ofctl -O OpenFlow13 dump-ports-desc {sw}",
+                lambda sw=sw: self.ofctl("dump-ports-desc", switch=sw, check=False).stdout)
         add("ovs-vsctl show", lambda: run(["ovs-vsctl", "--timeout=5", "show"],
                                           check=False).stdout)
         add("ovs-appctl ovs/route/show; tnl/neigh/show",
@@ -542,7 +837,9 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
                 out = []
                 for h in self.net.hosts:
                     _, text, _ = self.host_run(h.name, "ip -br addr; ip neigh", 5, check=False)
-                    out.append(f"--- {h.name} (port {self.ports.get(h.name)})\n{text.rstrip()}")
+                    where = (f"switch {self.switch_of(h.name)} " if self.multi_switch else "")
+                    out.append(f"--- {h.name} ({where}port {self.ports.get(h.name)})\n"
+                               f"{text.rstrip()}")
                 return "\n".join(out)
             add("hosts: ip -br addr; ip neigh", hosts)
         add(f"controller log {self.controller_log_path}",
@@ -551,6 +848,22 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
             self.ovs_log_warnings)
         add("topology", lambda: json.dumps(self.topology, indent=1))
         return "\n".join(sections)
+
+    def _fabric_text(self):
+        lines = [f"{sw['name']}: dpid {sw['dpid']} ({sw['dpid']:016x}), {sw['role']}"
+                 for sw in self.switch_specs]
+        for a, b in self.links:
+            pa, pb = self.link_ports(a, b) if self.link_port_map else ("?", "?")
+            down = " (down: link_down)" if frozenset((a, b)) in self._links_down else ""
+            lines.append(f"link {a}:{pa} - {b}:{pb}{down}")
+        lines.append(f"start: {self.fabric_status}")
+        if self.running and self.wait_rest:
+            try:
+                lines.append(f"GET /ipvs/fabric: {json.dumps(self.fabric(timeout=3))}")
+            except Exception as err:  # noqa: BLE001
+                lines.append(f"GET /ipvs/fabric: {err!r}")
+            lines.append(f"expected links: {[list(link) for link in self.fabric_links()]}")
+        return "\n".join(lines)
 
     def _timings_text(self):
         return ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())

@@ -38,7 +38,9 @@ def master_args(ports):
 
 
 class BackupController:
-    """The backup ryu-manager of a running lab, and the switch's second controller."""
+    """The backup ryu-manager of a running lab, and the switches' second controller
+    (every switch of a fabric; the backup gets the topology's controller
+    arguments too, e.g. ``--observe-links``)."""
 
     def __init__(self, lab, ports, timeout=30.0):
         if not lab.rules_file:
@@ -49,7 +51,8 @@ class BackupController:
                      "--ofp-tcp-listen-port", str(ports.of_port),
                      "--wsapi-port", str(ports.rest_port), "--lvs-rules", str(lab.rules_file),
                      "--lvs-ha-role", "backup",
-                     "--lvs-ha-peer", f"http://127.0.0.1:{lab.rest_port}"]
+                     "--lvs-ha-peer", f"http://127.0.0.1:{lab.rest_port}",
+                     *lab.controller_args]
         self.proc = None
 
     def log(self):
@@ -70,7 +73,8 @@ class BackupController:
 
         wait_or_raise(listening, self.timeout, "the backup controller to listen")
         targets = [f"tcp:127.0.0.1:{p}" for p in (self.lab.of_port, self.ports.of_port)]
-        run(["ovs-vsctl", "--timeout=10", "set-controller", self.lab.switch_name] + targets)
+        for switch in self.lab.switch_names:
+            run(["ovs-vsctl", "--timeout=10", "set-controller", switch] + targets)
         for target in targets:
             for uuid in run(["ovs-vsctl", "--timeout=5", "--bare", "--columns=_uuid", "find",
                              "Controller", f'target="{target}"']).stdout.split():

@@ -4,7 +4,7 @@
 a controller log; :class:`LabLogs`, a mixin of :class:`lvslab.Lab`, reads
 the lab's controller log and ovs-vswitchd's log from where the lab (or a
 test) started, which is what the e2e tests check after every test.  It
-needs ``controller_log_path``, ``switch_name``, ``of_port`` and
+needs ``controller_log_path``, ``switch_names``, ``of_port`` and
 ``_ovs_log_start`` (the size of :data:`OVS_LOG` when the lab started) from
 the class it is mixed into.
 """
@@ -107,11 +107,12 @@ class LabLogs:
         Ryu logs a received OFPErrorMsg only at DEBUG level, so the controller
         log alone misses them; OVS logs each one at INFO (rate-limited):
         ``s1<->tcp:127.0.0.1:PORT: sending OFPBAC_BAD_OUT_PORT error reply
-        to OFPT_FLOW_MOD message``.
+        to OFPT_FLOW_MOD message``.  Every switch of the lab (a fabric has
+        several).
         """
-        conn = f"{self.switch_name}<->tcp:127.0.0.1:{self.of_port}:"
+        conns = tuple(f"{sw}<->tcp:127.0.0.1:{self.of_port}:" for sw in self.switch_names)
         return [line for line in self.ovs_log(since).splitlines()
-                if conn in line and "error reply" in line]
+                if "error reply" in line and any(conn in line for conn in conns)]
 
     def ovs_log_warnings(self, lines=50):
         """The last ``lines`` warnings, errors and error replies in ovs-vswitchd's log

@@ -2,7 +2,10 @@
 
 :func:`load_topology` reads and validates a lab description and fills in
 the defaults of its address plan (host MACs, the VIP's MAC, the switch's
-tunnel address).  :data:`NAT_RECIPE`, :data:`DR_RECIPE` and
+tunnel address).  A lab has one switch (``"switch": {...}``, the labs
+``nat``, ``droute``, ``tunnel``, ``persist``) or a fabric of several
+(``"switches": [...]`` and ``"links": [...]``, the lab ``leafspine``); see
+:func:`load_topology` for both forms.  :data:`NAT_RECIPE`, :data:`DR_RECIPE` and
 :data:`VXLAN_RECIPE` say what each forwarding method needs from the switch
 and the real server; :func:`host_setup_commands` is the real server's (and
 the client's) part of them, which ``Lab.start`` runs in every host.
@@ -104,6 +107,13 @@ def vip_mac_for(vip):
 
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")   # "<name>-eth0" fits IFNAMSIZ
+# a fabric switch's interfaces are "<name>-eth<port>" (ports up to 999)
+_SWITCH_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+SWITCH_ROLES = ("leaf", "spine")
+SWITCH_KEYS = ("name", "dpid", "role", "tunnel_ip")
+# the controller's extra arguments when the topology names none: LLDP link
+# discovery (Ryu's ryu.topology) for a fabric, nothing for one switch
+FABRIC_CONTROLLER_ARGS = ("--observe-links",)
 
 
 def load_topology(source):
@@ -115,12 +125,26 @@ def load_topology(source):
     Keys: ``name``, ``description``, ``subnet``, ``vip``, ``vip_mac``,
     ``switch`` {``name``, ``dpid``, ``tunnel_ip``}, ``clients`` [{``name``,
     ``ip``, ``mac``}], ``servers`` [{``name``, ``ip``, ``mac``, ``method``,
-    ``http_ports``, ``vxlan_mac``}], ``lvsadm`` [command strings].
+    ``http_ports``, ``vxlan_mac``}], ``lvsadm`` [command strings],
+    ``controller_args`` [strings, optional].
     Host MACs default to :func:`mac_for` of the address, ``vip_mac`` to
     :func:`vip_mac_for` (the director's ARP answer), ``vxlan_mac`` (the MAC
     of a tunnel server's vx0) to ``vip_mac``: the director leaves a client's
     frame to the VIP unchanged when it tunnels it, and the server's kernel
     only accepts frames addressed to vx0's MAC.
+
+    A fabric (several switches) says ``switches`` instead of ``switch``:
+    ``switches`` [{``name``, ``dpid``, ``role``, ``tunnel_ip``}] (``role``
+    ``leaf`` or ``spine``, default ``leaf`` when hosts hang off it, else
+    ``spine``; ``tunnel_ip`` optional, on at most one switch, which then gets
+    the VXLAN port and the LOCAL address the one-switch labs give ``s1``),
+    ``links`` [[switch, switch], ...] (each a Mininet veth link between two
+    switches; the fabric must be connected, loops are allowed) and every
+    host names its switch: ``{"name": "c1", "ip": ..., "switch": "l1"}``.
+    ``controller_args`` (appended to the default controller command, see
+    :func:`controller_args_of`) default to :data:`FABRIC_CONTROLLER_ARGS`
+    there.  A one-switch topology is loaded as before (no ``switches``
+    key is added); a host there may name the one switch too.
     """
     if isinstance(source, dict):
         topo, origin = json.loads(json.dumps(source)), source.get("name", "<dict>")
@@ -132,7 +156,7 @@ def load_topology(source):
         try:
             topo = json.loads(path.read_text())
         except FileNotFoundError:
-            known = ", ".join(topology_names())
+            known = ", ".join(topology_names(fabric=None))
             raise TopologyError(f"topology {source}: no file {path} (known: {known})") from None
         except json.JSONDecodeError as err:
             raise TopologyError(f"topology {path}: invalid JSON: {err}") from None
@@ -169,16 +193,29 @@ def load_topology(source):
     topo["vip"] = address(topo["vip"], "vip")
     claim(topo["vip"], "the VIP")
     topo.setdefault("vip_mac", vip_mac_for(topo["vip"]))
-    switch = topo.setdefault("switch", {})
-    switch.setdefault("name", "s1")
-    switch.setdefault("dpid", 1)
-    switch.setdefault("tunnel_ip", str(subnet.broadcast_address - 1))
-    switch["tunnel_ip"] = address(switch["tunnel_ip"], "switch tunnel_ip")
-    claim(switch["tunnel_ip"], f"switch {switch['name']}")
-    if not isinstance(switch["dpid"], int) or not 0 < switch["dpid"] < 2 ** 64:
-        fail(f"switch dpid {switch['dpid']!r} must be an integer 1..2^64-1")
+    if "switches" in topo:
+        if "switch" in topo:
+            fail("both 'switch' (one switch) and 'switches' (a fabric): say one of them")
+        switch_names = _load_fabric_switches(topo, fail, address, claim)
+    else:
+        if "links" in topo:
+            fail("'links' joins the switches of a 'switches' list; this topology has "
+                 "one 'switch'")
+        switch = topo.setdefault("switch", {})
+        switch.setdefault("name", "s1")
+        switch.setdefault("dpid", 1)
+        switch.setdefault("tunnel_ip", str(subnet.broadcast_address - 1))
+        switch["tunnel_ip"] = address(switch["tunnel_ip"], "switch tunnel_ip")
+        claim(switch["tunnel_ip"], f"switch {switch['name']}")
+        if not isinstance(switch["dpid"], int) or not 0 < switch["dpid"] < 2 ** 64:
+            fail(f"switch dpid {switch['dpid']!r} must be an integer 1..2^64-1")
+        switch_names = [switch["name"]]
+    if "controller_args" in topo and not (
+            isinstance(topo["controller_args"], list)
+            and all(isinstance(a, str) for a in topo["controller_args"])):
+        fail("controller_args must be a list of strings (ryu-manager options)")
 
-    names = {switch["name"]}
+    names = set(switch_names)
     for role in ("clients", "servers"):
         hosts = topo[role]
         if not isinstance(hosts, list) or not hosts:
@@ -194,6 +231,7 @@ def load_topology(source):
             host["ip"] = address(host.get("ip"), what)
             claim(host["ip"], what)
             host.setdefault("mac", mac_for(host["ip"]))
+            _check_host_switch(topo, host, what, switch_names, fail)
             if role == "servers":
                 if host.get("method") not in METHODS:
                     fail(f"{what}: method {host.get('method')!r} must be one of "
@@ -203,8 +241,138 @@ def load_topology(source):
                     host.setdefault("vxlan_mac", topo["vip_mac"])
     if not all(isinstance(c, str) for c in topo["lvsadm"]):
         fail("lvsadm must be a list of command strings")
+    if "switches" in topo:
+        _check_fabric_hosts(topo, fail)
     _check_lvsadm_methods(topo, fail)
     return topo
+
+
+def _load_fabric_switches(topo, fail, address, claim):
+    """Validate ``switches`` and ``links`` of a fabric; return the switch names."""
+    switches = topo["switches"]
+    if not isinstance(switches, list) or not switches:
+        fail("switches must be a non-empty list of {name, dpid, role, tunnel_ip}")
+    names, dpids = [], {}
+    tunnel = None
+    for sw in switches:
+        if not isinstance(sw, dict):
+            fail(f"switches: {sw!r} is not an object {{name, dpid, ...}}")
+        sname = sw.get("name")
+        what = f"switch {sname}"
+        if not isinstance(sname, str) or not _SWITCH_NAME_RE.match(sname):
+            fail(f"{what}: name must match {_SWITCH_NAME_RE.pattern}")
+        if sname in names:
+            fail(f"{what}: name is used twice")
+        names.append(sname)
+        unknown = sorted(set(sw) - set(SWITCH_KEYS))
+        if unknown:
+            fail(f"{what}: unknown key(s) {', '.join(unknown)} "
+                 f"(a switch has {', '.join(SWITCH_KEYS)})")
+        dpid = sw.get("dpid")
+        if isinstance(dpid, bool) or not isinstance(dpid, int) or not 0 < dpid < 2 ** 64:
+            fail(f"{what}: dpid {dpid!r} must be an integer 1..2^64-1")
+        if dpid in dpids:
+            fail(f"{what}: dpid {dpid} is already the dpid of switch {dpids[dpid]}")
+        dpids[dpid] = sname
+        if "role" in sw and sw["role"] not in SWITCH_ROLES:
+            fail(f"{what}: role {sw['role']!r} must be one of {', '.join(SWITCH_ROLES)}")
+        if "tunnel_ip" in sw:
+            if tunnel is not None:
+                fail(f"{what}: tunnel_ip: switch {tunnel} is already the tunnel endpoint "
+                     "(one switch at most holds a tunnel_ip)")
+            tunnel = sname
+            sw["tunnel_ip"] = address(sw["tunnel_ip"], f"{what} tunnel_ip")
+            claim(sw["tunnel_ip"], what)
+    links = topo.setdefault("links", [])
+    if not isinstance(links, list):
+        fail("links must be a list of [switch, switch] pairs")
+    seen = {}
+    for link in links:
+        if (not isinstance(link, list) or len(link) != 2
+                or not all(isinstance(n, str) for n in link)):
+            fail(f"links: {link!r} must be a pair of switch names [\"a\", \"b\"]")
+        a, b = link
+        for end in (a, b):
+            if end not in names:
+                fail(f"link {a}-{b}: {end} is not a switch of this topology "
+                     f"({', '.join(names)})")
+        if a == b:
+            fail(f"link {a}-{b}: a link joins two different switches")
+        key = frozenset(link)
+        if key in seen:
+            fail(f"link {a}-{b}: {seen[key]} already joins these switches "
+                 "(one link between two switches)")
+        seen[key] = f"link {a}-{b}"
+    # every switch reachable from the first: one L2 segment
+    reach, todo = {names[0]}, [names[0]]
+    while todo:
+        here = todo.pop()
+        for a, b in links:
+            for x, y in ((a, b), (b, a)):
+                if x == here and y not in reach:
+                    reach.add(y)
+                    todo.append(y)
+    apart = [n for n in names if n not in reach]
+    if apart:
+        fail(f"switch {apart[0]}: no path of links from switch {names[0]} "
+             "(the fabric is one L2 segment)")
+    return names
+
+
+def _check_host_switch(topo, host, what, switch_names, fail):
+    """A host's ``switch``: required in a fabric, the one switch otherwise."""
+    if "switches" in topo:
+        if "switch" not in host:
+            fail(f"{what}: no 'switch' (in a fabric each host names the switch it "
+                 f"hangs off: one of {', '.join(switch_names)})")
+        if host["switch"] not in switch_names:
+            fail(f"{what}: switch {host['switch']!r} is not a switch of this topology "
+                 f"({', '.join(switch_names)})")
+    elif "switch" in host and host["switch"] != switch_names[0]:
+        fail(f"{what}: switch {host['switch']!r}: this topology has one switch, "
+             f"{switch_names[0]}")
+
+
+def _check_fabric_hosts(topo, fail):
+    """Roles (hosts hang off leaves), the tunnel endpoint, controller_args' default."""
+    hosts = topo["clients"] + topo["servers"]
+    attached = {h["switch"] for h in hosts}
+    for sw in topo["switches"]:
+        sw.setdefault("role", "leaf" if sw["name"] in attached else "spine")
+        if sw["role"] == "spine" and sw["name"] in attached:
+            host = next(h["name"] for h in hosts if h["switch"] == sw["name"])
+            fail(f"host {host}: switch {sw['name']} is a spine (hosts hang off leaves)")
+    if not any(sw["role"] == "leaf" for sw in topo["switches"]):
+        fail("switches: no leaf (a switch hosts hang off)")
+    tunnelled = [s["name"] for s in topo["servers"] if s["method"] == "tunnel"]
+    if tunnelled and not any("tunnel_ip" in sw for sw in topo["switches"]):
+        fail(f"server {tunnelled[0]}: method tunnel needs a switch with a tunnel_ip "
+             "(the VXLAN endpoint)")
+    topo.setdefault("controller_args",
+                    list(FABRIC_CONTROLLER_ARGS) if len(topo["switches"]) > 1 else [])
+
+
+def switch_specs(topo):
+    """The switches of a loaded topology, in order: ``[topo["switch"]]`` for a
+    one-switch lab, ``topo["switches"]`` for a fabric."""
+    return topo["switches"] if "switches" in topo else [topo["switch"]]
+
+
+def controller_args_of(topo):
+    """The arguments a topology adds to the default controller command: its
+    ``controller_args``, else :data:`FABRIC_CONTROLLER_ARGS` for more than
+    one switch and none for one."""
+    if "controller_args" in topo:
+        return list(topo["controller_args"])
+    return list(FABRIC_CONTROLLER_ARGS) if len(switch_specs(topo)) > 1 else []
+
+
+def is_fabric_file(path):
+    """Is the JSON file ``path`` written in the fabric form (a ``switches`` list)?"""
+    try:
+        return "switches" in json.loads(Path(path).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _check_lvsadm_methods(topo, fail):
@@ -231,9 +399,16 @@ def _check_lvsadm_methods(topo, fail):
                  f"{server['method']}, the command asks for {method}")
 
 
-def topology_names():
-    """Names of the topology files in ``topologies/``."""
-    return sorted(p.stem for p in TOPOLOGIES.glob("*.json"))
+def topology_names(fabric=False):
+    """Names of the topology files in ``topologies/``.
+
+    ``fabric``: False (the default) the one-switch labs (``"switch"``: nat,
+    droute, tunnel, persist), which every e2e sweep over "all labs" runs,
+    also with Ryu's learning switch, which would flood a fabric's loops
+    forever; True the fabrics (``"switches"``: leafspine); None all of them.
+    """
+    paths = sorted(TOPOLOGIES.glob("*.json"))
+    return [p.stem for p in paths if fabric is None or is_fabric_file(p) == fabric]
 
 
 def host_setup_commands(spec, vip, intf):
@@ -277,8 +452,56 @@ class AddressPlan:
     """
 
     @property
+    def switch_specs(self):
+        """The switches' topology entries, in order (see :func:`switch_specs`)."""
+        return switch_specs(self.topology)
+
+    @property
+    def switch_names(self):
+        """The switches' names in the topology's order: ``["s1"]``, or
+        ``["l1", "l2", "l3", "sp1", "sp2"]`` for leafspine."""
+        return [sw["name"] for sw in self.switch_specs]
+
+    @property
     def switch_name(self):
-        return self.topology["switch"]["name"]
+        """The default switch: the one switch, or a fabric's first leaf."""
+        if "switch" in self.topology:
+            return self.topology["switch"]["name"]
+        return next(sw["name"] for sw in self.switch_specs if sw["role"] == "leaf")
+
+    @property
+    def multi_switch(self):
+        """More than one switch (a fabric with links between the switches)."""
+        return len(self.switch_specs) > 1
+
+    @property
+    def links(self):
+        """The links between switches as (name, name) pairs, in the topology's
+        order (none in a one-switch lab)."""
+        return [tuple(link) for link in self.topology.get("links", [])]
+
+    @property
+    def tunnel_switch(self):
+        """The topology entry of the switch that holds ``tunnel_ip`` and the
+        VXLAN port (``s1`` in a one-switch lab), or None."""
+        return next((sw for sw in self.switch_specs if "tunnel_ip" in sw), None)
+
+    def switch_spec(self, name=None):
+        """The topology entry of switch ``name`` (default: :attr:`switch_name`)."""
+        name = self.switch_name if name is None else name
+        for sw in self.switch_specs:
+            if sw["name"] == name:
+                return sw
+        raise LabError(f"lab {self.name}: no switch {name} "
+                       f"(switches: {', '.join(self.switch_names)})")
+
+    def dpid_of(self, name):
+        """The datapath id (an int) of switch ``name``."""
+        return self.switch_spec(name)["dpid"]
+
+    def switch_of(self, host):
+        """The name of the switch host ``host`` hangs off."""
+        return self.spec(host).get("switch", self.switch_name)
 
     @property
     def vip(self):

@@ -14,6 +14,7 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
     ("recovery.py", ["--connections", "200", "--templates", "20"], "connections 200, templates 20"),
     ("health.py", ["--n", "2000", "--services", "5", "--servers", "4"], "servers of their own:"),
     ("stats_poll.py", ["--n", "2000", "--flows", "200", "--interval", "0.5"], "with polling:"),
+    ("fabric.py", ["--connections", "30"], "1.00 per new connection"),
 ])
 def test_benchmark_runs(script, args, expect):
     out = subprocess.run([sys.executable, str(BENCH / script)] + args, capture_output=True,

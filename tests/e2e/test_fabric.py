@@ -1,0 +1,96 @@
+"""One director across a leaf-spine fabric of Open vSwitch switches (topologies/leafspine.json).
+
+Five switches with loops (every leaf on both spines), the controller started
+with --observe-links; clients on two leaves, real servers on two leaves.
+"""
+
+import re
+import time
+
+import pytest
+
+from lvslab import wait_until
+
+pytestmark = pytest.mark.lab("leafspine")
+
+VIP = "10.0.0.100"
+SERVERS = {"10.0.0.11": ("rs1", 80), "10.0.0.12": ("rs2", 80), "10.0.0.13": ("rs3", 8080)}
+
+
+def configure(lab, flag="-m", opts="-s rr"):
+    lab.lvsadm("-C")
+    lab.lvsadm(f"-A -t {VIP}:80 {opts}")
+    for ip, (_, port) in SERVERS.items():
+        target = f"{ip}:{port}" if flag == "-m" else ip
+        lab.lvsadm(f"-a -t {VIP}:80 -r {target} {flag}")
+
+
+def answers(lab, clients, rounds):
+    return [lab.curl(client, f"http://{VIP}/", timeout=5)
+            for _ in range(rounds) for client in clients]
+
+
+def test_every_host_reaches_every_other_over_loops_without_a_storm(lab):
+    assert lab.pingall(timeout=2) == 0.0
+    # a broadcast storm would keep the switches busy after the pings: the
+    # spines' ports must be quiet a moment later
+    def spine_rx():
+        return sum(int(n) for n in re.findall(r"rx pkts=(\d+)", lab.ofctl("dump-ports",
+                                                                       switch="sp1").stdout))
+    before = spine_rx()
+    time.sleep(2)
+    assert spine_rx() - before < 50          # LLDP only (a few per second)
+
+
+def test_nat_rr_from_clients_on_two_leaves_is_exact_and_transit_holds_nothing_per_connection(lab):
+    configure(lab, "-m")
+    got = answers(lab, ["c1", "c3"], 3)
+    assert sorted(got) == ["rs1", "rs1", "rs2", "rs2", "rs3", "rs3"]
+    for spine in ("sp1", "sp2"):
+        flows = lab.dump_flows(spine)
+        assert not re.search(r"tp_(src|dst)|tcp_(src|dst)", flows), flows
+    # the connections live on the clients' leaves only
+    table = lab.connection_table()
+    assert {c["client"] for c in table} == {"10.0.0.1", "10.0.0.3"}
+
+
+def test_direct_routing_across_the_fabric(lab):
+    hosts = [lab.host(name) for name, _ in SERVERS.values()]
+    for host in hosts:                        # the DR recipe: the VIP on lo, quiet ARP
+        host.cmd(f"ip addr add {VIP}/32 dev lo; sysctl -qw net.ipv4.conf.all.arp_ignore=1 "
+                 "net.ipv4.conf.all.arp_announce=2")
+    try:
+        configure(lab, "-g")
+        got = answers(lab, ["c2", "c3"], 3)
+        assert sorted(got) == ["rs1", "rs1", "rs2", "rs2", "rs3", "rs3"]
+    finally:
+        for host in hosts:
+            host.cmd(f"ip addr del {VIP}/32 dev lo")
+
+
+def test_persistence_keeps_a_client_on_one_server(lab):
+    configure(lab, "-m", "-s rr -p 300")
+    assert len(set(answers(lab, ["c3"], 5))) == 1
+    assert len(set(answers(lab, ["c1"], 5))) == 1
+
+
+def test_a_spine_link_down_during_a_transfer_does_not_break_it(lab):
+    configure(lab, "-m")
+    size = 8_000_000
+    proc = lab.popen("c1", ["curl", "-sS", "--noproxy", "*", "--limit-rate", "2M", "-o",
+                            "/dev/null", "-w", "%{size_download}", f"http://{VIP}/bytes/{size}"],
+                     description="c1: a long download", stdout=-1, stderr=-1, text=True)
+    time.sleep(1.0)
+    lab.link_down("l1", "sp1")
+    time.sleep(1.0)
+    lab.link_up("l1", "sp1")
+    time.sleep(1.0)
+    lab.link_down("l1", "sp2")
+    time.sleep(1.0)
+    lab.link_up("l1", "sp2")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert int(out) == size
+    # new connections work after it all
+    wait_until(lambda: lab.curl("c1", f"http://{VIP}/", check=False) in ("rs1", "rs2", "rs3"),
+               10, 0.5, "a new connection through the fabric")
