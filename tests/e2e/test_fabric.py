@@ -94,3 +94,19 @@ def test_a_spine_link_down_during_a_transfer_does_not_break_it(lab):
     # new connections work after it all
     wait_until(lambda: lab.curl("c1", f"http://{VIP}/", check=False) in ("rs1", "rs2", "rs3"),
                10, 0.5, "a new connection through the fabric")
+
+
+@pytest.mark.lab("leafspine_tunnel")
+def test_tunnel_encapsulates_at_the_edge_and_the_outer_packet_crosses_the_fabric(lab):
+    """l1 holds the VXLAN port: it encapsulates for its clients; the outer
+    packet goes to each server's leaf by the server's MAC, through the spines."""
+    lab.apply_lvsadm()
+    got = answers(lab, ["c1", "c2"], 3)
+    assert sorted(got) == ["rs1", "rs1", "rs2", "rs2", "rs3", "rs3"]
+    assert re.search(r"set_field:10\.0\.0\.\d+->tun_dst,output:100", lab.dump_flows("l1"))
+    for spine in ("sp1", "sp2"):
+        assert not re.search(r"tp_(src|dst)|tcp_(src|dst)|tun_dst", lab.dump_flows(spine))
+    carried = sum(int(n) for spine in ("sp1", "sp2")
+                  for n in re.findall(r"n_packets=(\d+), n_bytes=\d+, priority=150",
+                                      lab.dump_flows(spine)))
+    assert carried > 0                                   # the outer packets crossed them
