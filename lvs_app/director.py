@@ -89,7 +89,6 @@ class Director:
         self.traffic = None      # lvs_app.stats.TrafficCounters: packets it forwards itself
         self.fabric = Fabric()   # the switches and their links (topology.py)
         self.fabricfwd = FabricForwarding(self.fabric, self.switches)
-        self.hosts.is_link = self.fabric.is_link
         self.hosts.locate = lambda mac: (self.fabricfwd.location.get(mac)
                                          if self.fabric.active else None)
 
@@ -143,7 +142,9 @@ class Director:
         return self._fabric_changed() if changed else []
 
     def _fabric_changed(self):
-        self.hosts.flood_ports = self.fabricfwd.edge_ports if self.fabric.active else None
+        active = self.fabric.active
+        self.hosts.flood_ports = self.fabricfwd.edge_ports if active else None
+        self.hosts.is_link = self.fabric.is_link if active else None
         return self.fabricfwd.resync()
 
     def fabric_view(self, now):

@@ -55,7 +55,7 @@ class Hosts:
         self.refused = 0           # MAC changes refused for want of evidence
         # a fabric (fabricfwd.py) says which ports are links (nothing is
         # learned there), where a MAC lives, and which ports a probe floods
-        self.is_link = lambda dpid, port: False
+        self.is_link = None        # callable(dpid, port) while a fabric has links
         self.locate = lambda mac: None
         self.flood_ports = None    # callable(dpid) -> ports, or None: OFPP_FLOOD
 
@@ -167,7 +167,8 @@ class Hosts:
         when a packet is forwarded to a known destination, so every host's
         first packets still reach the controller and are learned.
         """
-        if mac[0] & 1 or in_port > ofmsg.MAX_PORT or self.is_link(dpid, in_port):
+        if mac[0] & 1 or in_port > ofmsg.MAX_PORT or (
+                self.is_link is not None and self.is_link(dpid, in_port)):
             return []
         ports = self.ports.setdefault(dpid, {})
         if ports.get(mac) not in (None, in_port):

@@ -25,6 +25,8 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from lvs_app import ofmsg
 from lvs_app.api import DirectorAPI
 from lvs_app.director import Director
+from lvs_app.estimator import INTERVAL as ESTIMATOR_INTERVAL
+from lvs_app.figures import ControllerFigures
 from lvs_app.ha import HEARTBEAT
 from lvs_app.health.engine import HealthChecks
 from lvs_app.ids import StableIds
@@ -32,10 +34,8 @@ from lvs_app.jobs import JobTable, TimedJob
 from lvs_app.model import LvsError
 from lvs_app.pipeline import PipelineError, PuntMeters
 from lvs_app.reconfig import Reconfigure
-from lvs_app.state import RuntimeState
-from lvs_app.estimator import INTERVAL as ESTIMATOR_INTERVAL
-from lvs_app.figures import ControllerFigures
 from lvs_app.recovery import aggregate_request, meter_stats_request, table_stats_request
+from lvs_app.state import RuntimeState
 from lvs_app.stats import TrafficCounters
 
 LOG = logging.getLogger("lvs_app")
@@ -414,7 +414,7 @@ class Manager:
             self._refused("packet_in", err)
             return
         self.send(messages)
-        self.figures.packet_in(table_id, perf_counter() - started, bool(messages))
+        self.figures.packet_in(table_id, perf_counter() - started, 1 if messages else 0)
 
     def flow_removed(self, dpid, cookie, match, duration, reason, packet_count=0,
                      datapath=None, byte_count=0, table_id=None):

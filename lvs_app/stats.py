@@ -110,6 +110,7 @@ class TrafficCounters:
         self.services = {}              # service id text -> Totals
         self.servers = {}               # (service id text, server text) -> Totals
         self._names = {}                # (service number, server number) -> (sid, rtext)
+        self._pairs = {}                # ... -> (service Totals, server Totals), for count()
         self.waiting = {}               # dpid -> answers of the current poll still to come
         self.dirty = False
         self.polls = 0
@@ -194,10 +195,19 @@ class TrafficCounters:
                            ip_bytes(frame_bytes, packets))
 
     def count(self, service_number, server_number, direction, ip_length):
-        """One packet the controller forwarded itself: no flow counted it."""
-        names = self._name(service_number, server_number)
-        if names is not None:
-            self._add_base(names, direction, 1, ip_length)
+        """One packet the controller forwarded itself: no flow counted it (the
+        PacketIn path: the service's and server's Totals are cached)."""
+        pair = self._pairs.get((service_number, server_number))
+        if pair is None:
+            names = self._name(service_number, server_number)
+            if names is None:
+                return
+            pair = self._pairs[(service_number, server_number)] = self._totals(*names)
+        for totals in pair:
+            base = totals.base
+            base[direction] += 1
+            base[2 + direction] += ip_length
+        self.dirty = True
 
     def switch_gone(self, dpid):
         """A switch went away: its flows' counts are no longer live.  If it
@@ -234,11 +244,13 @@ class TrafficCounters:
         for key in [k for k in self.servers if k[0] == sid]:
             del self.servers[key]
         self._names.clear()
+        self._pairs.clear()
         self.dirty = True
 
     def table_changed(self):
         """Numbers may have been handed out or freed: forget the name cache."""
         self._names.clear()
+        self._pairs.clear()
 
     # -- the file -------------------------------------------------------------------------
     def save(self, conns):

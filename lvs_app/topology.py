@@ -31,15 +31,14 @@ class Fabric:
         self.link_ports = {}            # dpid -> {port: (peer dpid, peer port)}
         self.version = 0
         self._hops = {}                 # (src, dst) -> sorted equal-cost next-hop ports
-
-    @property
-    def active(self):
-        """More than one switch is joined by links: forward as a fabric."""
-        return self.graph.number_of_edges() > 0
+        # more than one switch is joined by links: forward as a fabric (an
+        # attribute, not a property: the PacketIn path reads it)
+        self.active = False
 
     def _changed(self):
         self.version += 1
         self._hops.clear()
+        self.active = self.graph.number_of_edges() > 0
 
     # -- what discovery reports -------------------------------------------------------
     def add_switch(self, dpid):

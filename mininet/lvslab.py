@@ -34,6 +34,9 @@ re-exports every name the library had before it was split (``__all__``:
   the curl, ftplib and ``openssl s_client`` clients (mixins of :class:`Lab`);
 * ``lvslab_logs``: the controller's and the switch's logs, read for errors
   (a mixin of :class:`Lab`);
+* ``lvslab_fabric``: the links between switches (their ports, taking one
+  down and up), the switches' port descriptions, and the controller's view
+  of a fabric against what the lab built (a mixin of :class:`Lab`);
 * ``lvslab`` (here): :class:`Lab` itself (start/stop, controller, switches
   and the links between them, hosts, ``lvsadm``, ``dump``) and
   :func:`environment_problem`.
@@ -75,6 +78,7 @@ import sys
 import time
 from pathlib import Path
 
+from lvslab_fabric import FabricUnavailable, LabFabric
 from lvslab_hosts import (
     CURL_FTP_MODES, FTP_DATA_PORT, FTP_PASSIVE_PORTS, FTP_PORT, FTP_SERVER, FTPLIB_CLIENT,
     HTTP_SERVER, SYSTEM_PYTHON, TLS_PORT, VENV_PYTHON, VIP_FTP_HINT, FtpResult, HostClients,
@@ -117,10 +121,6 @@ LVS_APP_CMD = ("{venv}/bin/ryu-manager lvs_app "
 # A plain learning switch, to prove the lab without the director.
 SIMPLE_SWITCH_13_CMD = ("{venv}/bin/ryu-manager ryu.app.simple_switch_13 "
                         "--ofp-tcp-listen-port {of_port} --wsapi-port {rest_port}")
-
-
-class FabricUnavailable(LabError):
-    """The controller has no ``GET /ipvs/fabric`` (it answers 404)."""
 
 
 def _ovsdb_value(value):
@@ -174,7 +174,7 @@ def environment_problem():
     return None
 
 
-class Lab(AddressPlan, HostServers, HostClients, LabLogs):
+class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
     """One lab: controller process, OVS switches, Mininet hosts, HTTP servers.
 
     ``topology``: dict, path or name (see :func:`load_topology`).
@@ -205,8 +205,10 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
 
     Mixed in: :class:`AddressPlan` (``lvslab_topology``: ``vip``, ``ip()``,
     ``spec()`` ...), :class:`HostServers` and :class:`HostClients`
-    (``lvslab_hosts``: servers and clients in the hosts) and :class:`LabLogs`
-    (``lvslab_logs``: the controller's and the switch's logs).
+    (``lvslab_hosts``: servers and clients in the hosts), :class:`LabLogs`
+    (``lvslab_logs``: the controller's and the switch's logs) and
+    :class:`LabFabric` (``lvslab_fabric``: the links between switches,
+    ``port_desc()``, the controller's view of the fabric).
     """
 
     def __init__(self, topology, controller_cmd=None, of_port=None, rest_port=None,
@@ -492,158 +494,6 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
         except LabError as err:
             raise LabError(f"{err}; not ready: {', '.join(waiting)}") from None
 
-    # ---- the fabric: what the controller learned by LLDP ---------------
-
-    def fabric(self, timeout=5):
-        """The controller's view of the fabric: ``GET /ipvs/fabric``.
-
-        A dict ``{"switches": [dpid, ...], "links": [[src_dpid, src_port,
-        dst_dpid, dst_port], ...], ...}`` (each physical link in both
-        directions).  Raises :class:`FabricUnavailable` when the controller
-        answers 404 (it has no such endpoint).
-        """
-        import urllib.error
-        try:
-            return self.rest("GET", "/ipvs/fabric", timeout=timeout)
-        except urllib.error.HTTPError as err:
-            if err.code == 404:
-                raise FabricUnavailable(f"lab {self.name}: the controller has no "
-                                        "GET /ipvs/fabric (404)") from None
-            raise
-
-    def fabric_links(self):
-        """The links between switches the lab has up, as the controller should
-        report them: sorted ``(src_dpid, src_port, dst_dpid, dst_port)``
-        tuples, both directions of every link (:meth:`link_down` takes one
-        out until :meth:`link_up`)."""
-        out = []
-        for (a, b), (pa, pb) in self.link_port_map.items():
-            if frozenset((a, b)) in self._links_down:
-                continue
-            out += [(self.dpid_of(a), pa, self.dpid_of(b), pb),
-                    (self.dpid_of(b), pb, self.dpid_of(a), pa)]
-        return sorted(out)
-
-    def wait_fabric(self, timeout=30.0):
-        """Wait until ``GET /ipvs/fabric`` names every switch's dpid and exactly
-        :meth:`fabric_links`, and says it has ``settled`` (every switch floods:
-        before that a broadcast is dropped) (bounded polling); returns the answer.
-
-        Raises :class:`FabricUnavailable` at once on 404, LabError with the
-        last answer on timeout.
-        """
-        want_switches = sorted(self.dpid_of(sw) for sw in self.switch_names)
-        want_links = self.fabric_links()
-        last = {}
-
-        def known():
-            if self.controller is not None and self.controller.poll() is not None:
-                raise LabError(f"controller exited with {self.controller.returncode}")
-            answer = self.fabric(timeout=2)
-            last["answer"] = answer
-            switches = sorted(int(d) for d in answer.get("switches", []))
-            links = sorted(tuple(int(x) for x in link[:4]) for link in answer.get("links", []))
-            settled = answer.get("settled", True)      # switches may flood (fabricfwd.py)
-            return (answer if switches == want_switches and links == want_links and settled
-                    else None)
-
-        try:
-            return wait_until(known, timeout, 0.1, "GET /ipvs/fabric to know the fabric")
-        except TimeoutError as err:
-            raise LabError(f"{err}\n  expected switches {want_switches}\n  expected links "
-                           f"{[list(link) for link in want_links]}\n  last answer "
-                           f"{json.dumps(last.get('answer'))}") from None
-
-    def _wait_fabric_known(self):
-        if not self.wait_rest:
-            self.fabric_status = ("not asked: the controller has no REST API; waited for "
-                                  "every switch to connect")
-            return
-        try:
-            self.wait_fabric(self.start_timeout)
-        except FabricUnavailable:
-            self.fabric_status = ("GET /ipvs/fabric answers 404: waited only for every "
-                                  "switch to connect")
-            return
-        self.fabric_status = ("the controller knows every switch and link "
-                              "(GET /ipvs/fabric)")
-
-    # ---- links between switches ----------------------------------------
-
-    def link_ports(self, a, b):
-        """(port on ``a``, port on ``b``) of the link between switches ``a`` and ``b``."""
-        if (a, b) in self.link_port_map:
-            return self.link_port_map[(a, b)]
-        if (b, a) in self.link_port_map:
-            return tuple(reversed(self.link_port_map[(b, a)]))
-        raise LabError(f"lab {self.name}: no link between {a} and {b} "
-                       f"(links: {', '.join(f'{x}-{y}' for x, y in self.links) or 'none'})")
-
-    def link_down(self, a, b, timeout=10.0):
-        """Take the link between ``a`` and ``b`` down (Mininet's
-        ``configLinkStatus``: both veth ends ``ifconfig down``); returns once
-        OVS reports each switch end ``LINK_DOWN``.  Any Mininet link: two
-        switches, or a host and its switch."""
-        self._set_link(a, b, "down", timeout)
-
-    def link_up(self, a, b, timeout=10.0):
-        """Bring the link between ``a`` and ``b`` up again; returns once OVS
-        reports each switch end no longer ``LINK_DOWN``.  The controller then
-        rediscovers it by LLDP: :meth:`wait_fabric` waits for that."""
-        self._set_link(a, b, "up", timeout)
-
-    def _set_link(self, a, b, status, timeout):
-        if self.net is None:
-            raise LabError(f"lab {self.name} is not running")
-        ends = self._switch_ends(a, b)
-        self.net.configLinkStatus(a, b, status)
-        key = frozenset((a, b))
-        if status == "down":
-            self._links_down.add(key)
-        else:
-            self._links_down.discard(key)
-
-        def settled():
-            return all(("LINK_DOWN" in self.port_state(sw, port)) == (status == "down")
-                       for sw, port in ends)
-        wait_or_raise(settled, timeout, f"OVS to report the link {a}-{b} {status} "
-                                        f"({', '.join(f'{sw} port {p}' for sw, p in ends)})")
-
-    def _switch_ends(self, a, b):
-        """[(switch, port)] of the link between ``a`` and ``b`` (switch or host)."""
-        switches = set(self.switch_names)
-        if a in switches and b in switches:
-            pa, pb = self.link_ports(a, b)
-            return [(a, pa), (b, pb)]
-        for host, sw in ((a, b), (b, a)):
-            if host in self.ports and host != VXLAN_PORT_NAME and self.switch_of(host) == sw:
-                return [(sw, self.ports[host])]
-        raise LabError(f"lab {self.name}: no link between {a} and {b}")
-
-    def port_desc(self, switch=None):
-        """``ovs-ofctl dump-ports-desc`` of ``switch`` parsed: ``{port: {"name",
-        "config", "state"}}``, the port a number or ``"LOCAL"``."""
-        ports, current = {}, None
-        for line in self.ofctl("dump-ports-desc", switch=switch).stdout.splitlines():
-            head = line.strip().split(":", 1)[0]
-            if "(" in head and head.endswith(")") and line.startswith(" ") \
-                    and not line.startswith("  "):
-                number, name = head[:-1].split("(", 1)
-                current = int(number) if number.isdigit() else number
-                ports[current] = {"name": name, "config": "", "state": ""}
-            elif current is not None and line.strip().startswith(("config:", "state:")):
-                key, value = line.strip().split(":", 1)
-                ports[current][key] = value.strip()
-        return ports
-
-    def port_state(self, switch, port):
-        """The ``state`` of OpenFlow port ``port`` of ``switch`` as ``ovs-ofctl
-        dump-ports-desc`` shows it (``LIVE``, ``LINK_DOWN``, ...)."""
-        desc = self.port_desc(switch)
-        if port not in desc:
-            raise LabError(f"lab {self.name}: switch {switch} has no port {port}")
-        return desc[port]["state"]
-
     def _configure_hosts(self):
         for spec in self.topology["clients"] + self.topology["servers"]:
             intf = self.host(spec["name"]).defaultIntf().name
@@ -848,22 +698,6 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs):
             self.ovs_log_warnings)
         add("topology", lambda: json.dumps(self.topology, indent=1))
         return "\n".join(sections)
-
-    def _fabric_text(self):
-        lines = [f"{sw['name']}: dpid {sw['dpid']} ({sw['dpid']:016x}), {sw['role']}"
-                 for sw in self.switch_specs]
-        for a, b in self.links:
-            pa, pb = self.link_ports(a, b) if self.link_port_map else ("?", "?")
-            down = " (down: link_down)" if frozenset((a, b)) in self._links_down else ""
-            lines.append(f"link {a}:{pa} - {b}:{pb}{down}")
-        lines.append(f"start: {self.fabric_status}")
-        if self.running and self.wait_rest:
-            try:
-                lines.append(f"GET /ipvs/fabric: {json.dumps(self.fabric(timeout=3))}")
-            except Exception as err:  # noqa: BLE001
-                lines.append(f"GET /ipvs/fabric: {err!r}")
-            lines.append(f"expected links: {[list(link) for link in self.fabric_links()]}")
-        return "\n".join(lines)
 
     def _timings_text(self):
         return ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
