@@ -89,8 +89,6 @@ class Director:
         self.traffic = None      # lvs_app.stats.TrafficCounters: packets it forwards itself
         self.fabric = Fabric()   # the switches and their links (topology.py)
         self.fabricfwd = FabricForwarding(self.fabric, self.switches)
-        self.hosts.locate = lambda mac: (self.fabricfwd.location.get(mac)
-                                         if self.fabric.active else None)
 
     @property
     def index(self):
@@ -241,8 +239,11 @@ class Director:
         out = []
         if p.eth_type == pkt.ETH_IP and p.ip_src and p.ip_src not in self.hosts.macs:
             out += self._learn_host(sw, in_port, p.ip_src, p.eth_src, now)
-        if self.fabric.active or self.fabricfwd.expected:
+        if self.fabric.active:
             return out + self.fabricfwd.forward(sw.dpid, in_port, data, p.eth_dst, now)
+        if (not self.fabricfwd.may_flood(sw.dpid, now)
+                and p.eth_dst not in self.hosts.ports.get(sw.dpid, {})):
+            return out      # --observe-links: no flooding before links can be known
         return out + self.hosts.switch_forward(sw.dpid, in_port, data, p.eth_dst)
 
     def _service_in(self, sw, in_port, data, p, now):

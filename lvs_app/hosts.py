@@ -54,9 +54,8 @@ class Hosts:
         self.ports = {}            # dpid -> {MAC bytes: port}
         self.refused = 0           # MAC changes refused for want of evidence
         # a fabric (fabricfwd.py) says which ports are links (nothing is
-        # learned there), where a MAC lives, and which ports a probe floods
+        # learned there) and which ports a probe floods
         self.is_link = None        # callable(dpid, port) while a fabric has links
-        self.locate = lambda mac: None
         self.flood_ports = None    # callable(dpid) -> ports, or None: OFPP_FLOOD
 
     # -- VIPs ------------------------------------------------------------------------
