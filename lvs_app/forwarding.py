@@ -91,7 +91,10 @@ class Tunnel(Forwarding):
         return None
 
     def actions(self, sw, dest, proto, dport, mac):
-        return [ofmsg.set_field(tun_ipv4_dst=str(dest.address)),
+        # the inner frame goes to the server's VXLAN device (its tunnel MAC),
+        # whatever VIP it is for: one device serves every VIP of the server
+        return [ofmsg.set_field(eth_dst=pkt.mac_text(pkt.tunnel_mac(dest.address))),
+                ofmsg.set_field(tun_ipv4_dst=str(dest.address)),
                 ofmsg.output(sw.tunnel_port or ofmsg.ANY_PORT)]
 
     def instructions(self, actions):

@@ -117,4 +117,11 @@ def virtual_mac(vip):
     return b"\x02\x1f" + int(vip).to_bytes(4, "big")
 
 
+def tunnel_mac(server):
+    """The MAC a tunnel real server's VXLAN device carries (``02:1e:`` and its
+    IPv4 address): the director addresses the inner frame to it, so one
+    device serves every VIP of the server (see the README's tunnel recipe)."""
+    return b"\x02\x1e" + int(server).to_bytes(4, "big")
+
+
 DIRECTOR_MAC = b"\x02\x1f\x00\x00\x00\x00"   # source of the director's ARP requests

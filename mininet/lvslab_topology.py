@@ -19,7 +19,7 @@ import shlex
 from pathlib import Path
 
 from lvs_app.model import DEFAULT_METHOD
-from lvs_app.packet import mac_text, virtual_mac
+from lvs_app.packet import mac_text, tunnel_mac, virtual_mac
 
 from lvslab_procs import REPO, LabError
 
@@ -50,15 +50,17 @@ Tunnel (-i) as the lab does it, proven by tests/e2e/test_lab_smoke.py:
         # seeded so the first packet is not dropped while OVS ARPs (it would
         # ARP through the bridge pipeline, in_port=LOCAL; entries age in 900 s)
   real server namespace (done by Lab.start):
-    ip link add vx0 address <vip_mac> type vxlan dstport 4789 external
+    ip link add vx0 address <the server's tunnel MAC, 02:1e:<its IPv4>> \
+        type vxlan dstport 4789 external
     ip link set vx0 up; ip addr add <VIP>/32 dev vx0
     sysctl net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \\
            net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.vx0.rp_filter=0
   flows (what the director installs):
     table=0,priority=P,tcp,in_port=<client port>,nw_dst=<VIP>,tp_dst=80
         actions=set_field:<server ip>->tun_dst,set_field:<vx0 MAC>->eth_dst,output:100
-        # inner eth_dst must be vx0's MAC (the lab gives vx0 the vip_mac, so
-        # a client's frame to the VIP already carries it); tun_id defaults to 0
+        # inner eth_dst must be vx0's MAC: the director sets the server's
+        # tunnel MAC, which vx0 carries, so vx0 takes every VIP it holds;
+        # tun_id defaults to 0
     table=0,priority=P,in_port=LOCAL,udp,nw_dst=<server ip>,tp_dst=4789
         actions=output:<server port>
         # the encapsulated frame re-enters the bridge from LOCAL; any L2
@@ -129,9 +131,9 @@ def load_topology(source):
     ``controller_args`` [strings, optional].
     Host MACs default to :func:`mac_for` of the address, ``vip_mac`` to
     :func:`vip_mac_for` (the director's ARP answer), ``vxlan_mac`` (the MAC
-    of a tunnel server's vx0) to ``vip_mac``: the director leaves a client's
-    frame to the VIP unchanged when it tunnels it, and the server's kernel
-    only accepts frames addressed to vx0's MAC.
+    of a tunnel server's vx0) to the server's tunnel MAC
+    (``lvs_app.packet.tunnel_mac``): the director addresses the inner frame
+    to it, and the server's kernel only accepts frames addressed to vx0's MAC.
 
     A fabric (several switches) says ``switches`` instead of ``switch``:
     ``switches`` [{``name``, ``dpid``, ``role``, ``tunnel_ip``}] (``role``
@@ -238,7 +240,8 @@ def load_topology(source):
                          f"{', '.join(METHODS)}")
                 host.setdefault("http_ports", list(DEFAULT_HTTP_PORTS))
                 if host["method"] == "tunnel":
-                    host.setdefault("vxlan_mac", topo["vip_mac"])
+                    host.setdefault("vxlan_mac", mac_text(tunnel_mac(
+                        int(ipaddress.IPv4Address(host["ip"])))))
     if not all(isinstance(c, str) for c in topo["lvsadm"]):
         fail("lvsadm must be a list of command strings")
     if "switches" in topo:

@@ -52,13 +52,21 @@ def test_direct_routing_rewrites_only_the_mac(lab):
                             cookie_mask=(1 << 64) - 1)
 
 
-def test_tunnel_carries_the_packet_unchanged(lab):
+def test_tunnel_carries_the_packet_to_the_servers_tunnel_mac(lab):
     lab.lvsadm("-A -t 10.0.0.100:80 -s rr")
     lab.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.13 -i")
+    lab.lvsadm("-A -t 10.0.0.101:80 -s rr")
+    lab.lvsadm("-a -t 10.0.0.101:80 -r 10.0.0.13 -i")
     [(port, pkt)] = lab.syn(C1, 40002)
     assert port == TUNNEL_PORT
     assert pkt["tun_ipv4_dst"] == "10.0.0.13"
-    assert (pkt["ipv4_dst"], pkt["tcp_dst"], pkt["eth_dst"]) == (VIP, 80, VMAC)
+    # only the Ethernet destination changes: the server's VXLAN device, which
+    # serves every VIP (02:1e: and the server's address)
+    assert (pkt["ipv4_dst"], pkt["tcp_dst"], pkt["eth_dst"]) == (VIP, 80, "02:1e:0a:00:00:0d")
+    [(port, pkt)] = lab.send(tcp(C1, "10.0.0.101", 40003, 80, in_port=1, eth_src=mac_of(C1),
+                                 eth_dst="02:1f:0a:00:00:65"))
+    assert (port, pkt["ipv4_dst"], pkt["eth_dst"]) == (TUNNEL_PORT, "10.0.0.101",
+                                                       "02:1e:0a:00:00:0d")
 
 
 def test_server_mac_is_found_by_arp_and_the_first_packet_is_not_lost(lab):
