@@ -255,6 +255,7 @@ class Manager:
         if not self.ha.heartbeat():
             return []
         self._reload_rules(now, force=True)
+        self.traffic.reload()            # the master's counters, as it last saved them
         self.ha.take_over()
         self._ha_read_only()
         for dpid in list(self.datapaths):

@@ -271,6 +271,15 @@ class TrafficCounters:
             return
         self.dirty = False
 
+    def reload(self):
+        """Read the file again (an HA backup taking over: the master kept it)."""
+        if not self.path:
+            return
+        self.services, self.servers = {}, {}
+        self._names.clear()
+        self._pairs.clear()
+        self._load()
+
     def _load(self):
         if not os.path.exists(self.path):
             return

@@ -117,3 +117,25 @@ def test_a_backup_counts_misses_and_a_live_master_resets_them():
     assert [ha.heartbeat() for _ in range(6)] == [False, False, False, False, False, True]
     with pytest.raises(ValueError, match="must be master or backup"):
         HighAvailability("leader", "http://peer")
+
+
+def test_the_new_master_takes_the_counters_the_old_one_saved(pair):
+    lab, backup, peer, _ = pair
+    lab.connect(CLIENTS[0], 42000)
+    for _ in range(3):
+        lab.syn(CLIENTS[0], 42000, flags="A")
+    lab.advance(5)                                          # polled and saved
+    before = lab.client.request("GET", "/ipvs")["services"][0]["stats"]
+    assert before["inpkts"] >= 4 and before["conns"] == 1
+    peer.alive = False
+    for _ in range(MISSES):
+        lab.advance(1)
+        backup.tick()
+    assert backup.ha.role == MASTER
+    # the counters the master saved (its file), and the flows' counts at the
+    # new master's first poll of the switch
+    lab.manager, lab.director = backup, backup.director
+    lab._settle()
+    lab.advance(3)
+    after = InProcessClient(RestApp(backup.api)).request("GET", "/ipvs")["services"][0]["stats"]
+    assert after == before
