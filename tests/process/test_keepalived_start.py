@@ -1,5 +1,6 @@
 """ryu-manager lvs_app --lvs-keepalived FILE: keepalived.conf's virtual servers at start,
-and PUT /ipvs/keepalived as a reload."""
+PUT /ipvs/keepalived as a reload, and the start options of the health checks and
+the counters (--lvs-health-address, --lvs-stats-interval)."""
 
 import json
 import urllib.request
@@ -151,3 +152,14 @@ def test_misc_check_scripts_run_beside_ryu_and_take_a_failing_server_out(tmp_pat
     finally:
         ctl.stop()
     assert_clean_log(ctl.log_text())
+
+
+def test_a_bad_stats_interval_stops_the_start(tmp_path):
+    ctl = Controller(tmp_path, extra=["--lvs-stats-interval", "0.1"]).start(expect_ready=False)
+    try:
+        assert ctl.proc.wait(timeout=30) == 1
+    finally:
+        ctl.stop()
+    log = ctl.log_text()
+    assert "--lvs-stats-interval 0.1: must be 0.5 to 3600 seconds" in log
+    assert "Traceback" not in log
