@@ -20,11 +20,11 @@ import argparse
 import ipaddress
 import time
 
+import packet_in
 from packet_in import _Datapath, syn_frame
 
 from lvs_app import keepalived
 from lvs_app.health import wire
-from lvs_app.manager import Manager
 
 HC = "10.0.0.250"
 HC_BYTES = ipaddress.IPv4Address(HC).packed
@@ -77,16 +77,10 @@ def config(services, servers, shared):
 
 def setup(services, servers, shared=False):
     """A NAT service of 3 servers; with ``services``: the keepalived file beside it."""
-    manager = Manager(clock=time.perf_counter, health_source=ipaddress.IPv4Address(HC))
-    api = manager.api
-    api.add_service({"protocol": "tcp", "address": "10.0.0.100", "port": 80,
-                     "scheduler": "wlc"})
-    for i in range(3):
-        api.add_server("tcp-10.0.0.100-80", {"address": f"10.0.0.{11 + i}", "port": 80,
-                                             "method": "masq"})
     dp = _Servers()
-    manager.switch_connected(1, dp)
-    manager.flow_stats(1, [])              # the switch has no flows to read back
+    manager = packet_in.setup(datapath=dp, clock=time.perf_counter,
+                              health_source=ipaddress.IPv4Address(HC))
+    api = manager.api
     cfg = keepalived.parse(config(services, servers, shared)) if services else None
     hosts = manager.director.hosts
     # every server's MAC and port known, as the switch would have taught them

@@ -58,9 +58,10 @@ def director_run(manager, frames, dp):
         packet_in(1, in_port, data, 1)
 
 
-def setup(method="masq"):
-    """The Manager the Ryu shim builds, with a NAT (or DR) service of 3 servers."""
-    manager = Manager(clock=lambda: 0.0)
+def setup(method="masq", datapath=None, clock=lambda: 0.0, **options):
+    """The Manager the Ryu shim builds (``options``: its keyword arguments), with
+    a NAT (or DR) service of 3 servers, connected to ``datapath``."""
+    manager = Manager(clock=clock, **options)
     api = manager.api
     api.add_service({"protocol": "tcp", "address": "10.0.0.100", "port": 80,
                      "scheduler": "wlc"})
@@ -68,7 +69,7 @@ def setup(method="masq"):
         api.add_server("tcp-10.0.0.100-80", {"address": f"10.0.0.{11 + i}", "port": 80,
                                              "method": method})
         manager.director.hosts.macs[0x0A00000B + i] = bytes([2, 0, 10, 0, 0, 11 + i])
-    manager.switch_connected(1, _Datapath())
+    manager.switch_connected(1, datapath or _Datapath())
     manager.flow_stats(1, [])              # the switch has no flows to read back
     return manager
 

@@ -20,11 +20,11 @@ import argparse
 import struct
 import time
 
+import packet_in
 from packet_in import _Datapath, syn_frame
 from ryu.ofproto import ofproto_parser
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from lvs_app.manager import Manager
 
 TARGET = 0.95
 TICK_EVERY = 200          # PacketIns between two looks at the timed jobs
@@ -79,17 +79,9 @@ def answer(manager, switch):
 
 
 def setup(flows, interval):
-    manager = Manager(clock=time.perf_counter, stats_interval=interval)
-    api = manager.api
-    api.add_service({"protocol": "tcp", "address": "10.0.0.100", "port": 80,
-                     "scheduler": "wlc"})
-    for i in range(3):
-        api.add_server("tcp-10.0.0.100-80", {"address": f"10.0.0.{11 + i}", "port": 80,
-                                             "method": "masq"})
-        manager.director.hosts.macs[0x0A00000B + i] = bytes([2, 0, 10, 0, 0, 11 + i])
     switch = _Switch()
-    manager.switch_connected(1, switch)
-    manager.flow_stats(1, [])
+    manager = packet_in.setup(datapath=switch, clock=time.perf_counter,
+                              stats_interval=interval)
     for i in range(flows):                    # the connections the switch holds
         manager.packet_in(1, 1, syn_frame(0x0B000000 + i, 2000), 1)
     switch.frozen = True

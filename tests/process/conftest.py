@@ -92,6 +92,18 @@ class Controller:
                               text=True, env=env, timeout=30)
 
 
+def refused_start(ctl):
+    """A controller started with ``start(expect_ready=False)`` that must refuse
+    to run: it exits with status 1 and no traceback; returns its log."""
+    try:
+        assert ctl.proc.wait(timeout=30) == 1
+    finally:
+        ctl.stop()
+    log = ctl.log_text()
+    assert "Traceback" not in log
+    return log
+
+
 def assert_clean_log(text):
     bad = [line for line in text.splitlines()
            if "Traceback" in line or "OpenFlow error" in line or "ERROR" in line.upper()

@@ -3,7 +3,7 @@
 import ipaddress
 from http.client import HTTPConnection
 
-from conftest import Controller, assert_clean_log
+from conftest import Controller, assert_clean_log, refused_start
 
 TOKEN = "proc-test-token-0123456789"
 
@@ -33,16 +33,6 @@ def get(ctl, path, **headers):
         return resp.status, resp.headers, resp.read().decode()
     finally:
         conn.close()
-
-
-def refused_start(ctl):
-    try:
-        assert ctl.proc.wait(timeout=30) == 1
-    finally:
-        ctl.stop()
-    log = ctl.log_text()
-    assert "Traceback" not in log
-    return log
 
 
 def test_rest_listens_on_loopback_unless_told(tmp_path):
