@@ -23,6 +23,18 @@ def parse_ip(text, what="address"):
         raise BadRequest(f"{what} {text!r} is not an IPv4 or IPv6 address") from None
 
 
+def parse_forwarding_ip(text, what):
+    """An address the switches forward to or from (a VIP, a real server, a
+    mark match): :func:`parse_ip`, less the IPv4-compatible IPv6 block
+    ``::/96``, deprecated by RFC 4291 and refused here because the data
+    plane tells the families apart by value (see packet.py)."""
+    addr = parse_ip(text, what)
+    if addr.version == 6 and int(addr) >> 32 == 0:
+        raise BadRequest(f"{what} {text!r} is in ::/96 (IPv4-compatible IPv6, deprecated by "
+                         "RFC 4291); use the IPv4 address or an IPv6 one outside ::/96")
+    return addr
+
+
 def check_port(port, what):
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise BadRequest(f"{what} port {port!r} must be 0..65535")

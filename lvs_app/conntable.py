@@ -15,7 +15,6 @@ table, a template counts in PersistConn while it decides anything.
 import collections
 from dataclasses import dataclass, field
 
-import ipaddress
 
 from lvs_app import packet as pkt
 from lvs_app.model import ServiceKey
@@ -99,8 +98,8 @@ def conn_key(fields):
     """The connection key a connection flow's match names (None if none)."""
     proto = "tcp" if fields.get("ip_proto") == pkt.PROTO_TCP else "udp"
     try:
-        return (proto, int(ipaddress.IPv4Address(fields["ipv4_src"])), fields[f"{proto}_src"],
-                int(ipaddress.IPv4Address(fields["ipv4_dst"])), fields[f"{proto}_dst"])
+        return (proto, pkt.field_address(fields, "src"), fields[f"{proto}_src"],
+                pkt.field_address(fields, "dst"), fields[f"{proto}_dst"])
     except (KeyError, TypeError, ValueError):
         return None
 

@@ -177,11 +177,15 @@ class Director:
             out += self.fabricfwd.learn(dpid, in_port, p.eth_src)
         if p.eth_type == pkt.ETH_ARP:
             return out + self._arp_in(sw, in_port, data, p, now)
-        if table_id == pl.SERVICE and p.eth_type == pkt.ETH_IP:
+        ip = p.eth_type in pkt.IP_TYPES
+        if (p.proto == pkt.PROTO_ICMPV6 and p.sport in (pkt.ND_SOLICIT, pkt.ND_ADVERT)
+                and p.eth_type == pkt.ETH_IPV6 and not p.frag):
+            return out + self._nd_in(sw, in_port, data, p, now)
+        if table_id == pl.SERVICE and ip:
             if p.frag:
                 return out + self._fragment_in(sw, in_port, data, p, now, self._service_in)
             return out + self._service_in(sw, in_port, data, p, now)
-        if table_id == pl.REVERSE and p.eth_type == pkt.ETH_IP:
+        if table_id == pl.REVERSE and ip:
             if p.frag:
                 return out + self._fragment_in(sw, in_port, data, p, now, self._reply_fragment)
             if self.ftp.is_control_reply(sw, p):
@@ -234,10 +238,32 @@ class Director:
             return out     # a reply to our probe: learned above, nothing to forward
         return out + self._l2_in(sw, in_port, data, p, now)
 
+    def _nd_in(self, sw, in_port, data, p, now):
+        """Neighbour Discovery, IPv6's ARP: learn who sent it, answer a
+        solicitation for a VIP, keep an advertisement to the director (the
+        answer to its own solicitation); the rest is forwarded as any frame."""
+        fields = pkt.nd_fields(data, p)
+        if fields is None:
+            self.dropped["malformed"] += 1
+            return []
+        target, lladdr = fields
+        out = []
+        if p.sport == pkt.ND_SOLICIT:
+            if p.ip_src and lladdr is not None:
+                out += self._learn_host(sw, in_port, p.ip_src, lladdr, now)
+            if target in self.index.vips:
+                return out + [self.hosts.nd_answer(sw.dpid, in_port, p, target, lladdr)]
+        else:
+            out += self._learn_host(sw, in_port, target, lladdr or p.eth_src, now)
+            if p.eth_dst == pkt.DIRECTOR_MAC:
+                return out
+        return out + self._l2_in(sw, in_port, data, p, now)
+
     def _l2_in(self, sw, in_port, data, p, now):
         """Learning switch: learn the source, forward or flood the packet."""
         out = []
-        if p.eth_type == pkt.ETH_IP and p.ip_src and p.ip_src not in self.hosts.macs:
+        if (p.eth_type in pkt.IP_TYPES and p.ip_src and p.ip_src not in self.hosts.macs
+                and p.ip_src >> 64 != 0xFE80 << 48):     # not an IPv6 link-local
             out += self._learn_host(sw, in_port, p.ip_src, p.eth_src, now)
         if self.fabric.active:
             return out + self.fabricfwd.forward(sw.dpid, in_port, data, p.eth_dst, now)
@@ -290,9 +316,11 @@ class Director:
     # -- scheduling --------------------------------------------------------------------
     def _schedule(self, sw, in_port, data, p, key, now):
         proto, client, cport, vip, vport = key
-        if client >> 24 in (0, 127) or client >= 0xE0000000 or client in self.index.vips:
+        if (client in self.index.vips or (
+                client >> 120 == 0xFF or client < pkt.V4_LIMIT if p.eth_type == pkt.ETH_IPV6
+                else client >> 24 in (0, 127) or client >= 0xE0000000)):
             # a martian source (this network, loopback, multicast, broadcast,
-            # a VIP): no connection is made for it
+            # a VIP; IPv6: ::/96, multicast): no connection is made for it
             self.dropped["martian"] += 1
             return []
         if self.limits.max_entries:
@@ -350,9 +378,10 @@ class Director:
         return out + self._forward_packet(sw, conn, in_port, data, now)
 
     def _pick(self, state, p, now):
+        address = ipaddress.IPv6Address if p.eth_type == pkt.ETH_IPV6 else ipaddress.IPv4Address
         return state.get_scheduler().schedule(
-            state.sched_list(), SchedKey(ipaddress.IPv4Address(p.ip_src), p.sport,
-                                         ipaddress.IPv4Address(p.ip_dst), p.dport), now)
+            state.sched_list(), SchedKey(address(p.ip_src), p.sport, address(p.ip_dst), p.dport),
+            now)
 
     def _unready(self, sw, dest, in_port, data, now):
         """None when the switch can reach ``dest`` now; else what to send

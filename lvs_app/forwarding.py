@@ -62,7 +62,8 @@ class Masq(Forwarding):
 
     def actions(self, sw, dest, proto, dport, mac):
         actions = super().actions(sw, dest, proto, dport, mac)
-        actions.append(ofmsg.set_field(ipv4_dst=str(dest.address)))
+        server = int(dest.address)
+        actions.append(ofmsg.set_field(**{pkt.ip_field(server, "dst"): pkt.ip_text(server)}))
         if dport is not None:
             actions.append(ofmsg.set_field(**{f"{proto}_dst": dport}))
         return actions
@@ -70,7 +71,7 @@ class Masq(Forwarding):
     @staticmethod
     def reverse_actions(proto, vip, vport):
         """A server->client packet leaves as VIP:vport, from the VIP's MAC."""
-        return [ofmsg.set_field(ipv4_src=pkt.ip_text(vip)),
+        return [ofmsg.set_field(**{pkt.ip_field(vip, "src"): pkt.ip_text(vip)}),
                 ofmsg.set_field(**{f"{proto}_src": vport}),
                 ofmsg.set_field(eth_src=pkt.mac_text(pkt.virtual_mac(vip)))]
 
@@ -92,9 +93,12 @@ class Tunnel(Forwarding):
 
     def actions(self, sw, dest, proto, dport, mac):
         # the inner frame goes to the server's VXLAN device (its tunnel MAC),
-        # whatever VIP it is for: one device serves every VIP of the server
-        return [ofmsg.set_field(eth_dst=pkt.mac_text(pkt.tunnel_mac(dest.address))),
-                ofmsg.set_field(tun_ipv4_dst=str(dest.address)),
+        # whatever VIP it is for: one device serves every VIP of the server.
+        # The outer header's family is the server's (an IPv6 VIP may be
+        # served by IPv4 endpoints, IPVS's mixed-family tunnel)
+        server = int(dest.address)
+        return [ofmsg.set_field(eth_dst=pkt.mac_text(pkt.tunnel_mac(server))),
+                ofmsg.set_field(**{"tun_" + pkt.ip_field(server, "dst"): pkt.ip_text(server)}),
                 ofmsg.output(sw.tunnel_port or ofmsg.ANY_PORT)]
 
     def instructions(self, actions):

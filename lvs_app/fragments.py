@@ -6,6 +6,9 @@ fragment carries the transport ports, so every fragment to a VIP (and every
 fragment from a NAT real server) is sent to the controller by a flow that
 matches OVS's ``ip_frag``:
 
+IPv6 fragments (a fragment header) are handled the same way, by the 32-bit
+identification of that header.
+
 * a first fragment is handled like any packet of its connection (it may
   schedule a new one) and the actions that carried it are remembered under
   (source, destination, protocol, IP id);
@@ -24,8 +27,8 @@ Entries live FRAGMENT_TIMEOUT seconds (Linux's ipfrag_time) and at most
 MAX_DATAGRAMS per switch.
 """
 
+import ipaddress
 import logging
-import socket
 import struct
 
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -38,6 +41,7 @@ FRAGMENT_TIMEOUT = 30.0        # s
 MAX_DATAGRAMS = 4096           # datagrams remembered per switch
 _L4_FIELDS = frozenset({"tcp_src", "tcp_dst", "udp_src", "udp_dst"})
 _IP_FIELDS = {"ipv4_src": 12, "ipv4_dst": 16}               # offsets in the IP header
+_IPV6_FIELDS = {"ipv6_src": 8, "ipv6_dst": 24}
 _PORT_FIELDS = {"tcp_src": 0, "tcp_dst": 2, "udp_src": 0, "udp_dst": 2}
 _L4_CSUM = {pkt.PROTO_TCP: 16, pkt.PROTO_UDP: 6}             # checksum offsets
 
@@ -54,22 +58,27 @@ def _csum_update(csum, old, new):
 
 def rewrite_fragment(data, actions, first):
     """Apply the address and port set-fields of ``actions`` to a fragment's
-    bytes; returns (new bytes, the actions left for the switch).  Only a
-    ``first`` fragment holds a transport header (ports, checksum)."""
+    bytes (IPv4 or IPv6); returns (new bytes, the actions left for the
+    switch).  Only a ``first`` fragment holds a transport header (ports,
+    checksum)."""
     frame = bytearray(data)
+    p = pkt.parse(data)
     l3 = 18 if frame[12:14] == b"\x81\x00" else 14
-    l4 = l3 + (frame[l3] & 0x0F) * 4
-    proto = frame[l3 + 9]
+    v6 = p.eth_type == pkt.ETH_IPV6
+    fields = _IPV6_FIELDS if v6 else _IP_FIELDS
+    l4, proto = p.l4_offset, p.proto
     csum_at = _L4_CSUM.get(proto) if first else None
     rest = []
     for action in actions:
         key = getattr(action, "key", None) if isinstance(action, parser.OFPActionSetField) \
             else None
-        if key in _IP_FIELDS:
-            at, new = l3 + _IP_FIELDS[key], socket.inet_aton(action.value)
-            old = bytes(frame[at:at + 4])
-            frame[at:at + 4] = new
-            _fix(frame, l3 + 10, old, new, udp=False)
+        if key in fields:
+            at = l3 + fields[key]
+            new = ipaddress.ip_address(action.value).packed
+            old = bytes(frame[at:at + len(new)])
+            frame[at:at + len(new)] = new
+            if not v6:                            # IPv6 has no header checksum
+                _fix(frame, l3 + 10, old, new, udp=False)
             if csum_at is not None:               # the pseudo-header has the address
                 _fix(frame, l4 + csum_at, old, new, udp=proto == pkt.PROTO_UDP)
         elif key in _PORT_FIELDS and csum_at is not None:

@@ -1,10 +1,12 @@
-"""Hosts: VIP ARP answers, real-server MAC resolution, L2 learning.
+"""Hosts: VIP ARP/ND answers, real-server MAC resolution, L2 learning.
 
-* A VIP is answered with its virtual MAC (``02:1f:`` + the VIP), so clients
-  need no configuration.
+* A VIP is answered with its virtual MAC (``02:1f:`` + the VIP's low 32
+  bits): an ARP reply for IPv4, a Neighbor Advertisement for IPv6 -- so
+  clients need no configuration.
 * Real servers reached by NAT or direct routing need their MAC in the
   switch's rewrite.  It is learned from any packet they send, or asked for
-  with an ARP probe from the director's own MAC.  While it is unknown the
+  from the director's own MAC: an ARP probe (IPv4) or a Neighbor
+  Solicitation from the director's link-local address (IPv6).  While it is unknown the
   packets for that server wait (a bounded queue) and are handed back to the
   caller once the answer comes: this part never re-enters the director.
   Resolution retries on the clock with back-off and gives up after
@@ -45,12 +47,12 @@ class Resolution:
 
 
 class Hosts:
-    """Where hosts are: IPv4 -> MAC for real servers, MAC -> port per switch."""
+    """Where hosts are: address -> MAC for real servers, MAC -> port per switch."""
 
     def __init__(self):
-        self.macs = {}             # IPv4 int -> MAC bytes (learned)
-        self.confirmed = {}        # IPv4 int -> when its MAC was last seen
-        self.pending = {}          # IPv4 int -> Resolution
+        self.macs = {}             # address int (either family) -> MAC bytes (learned)
+        self.confirmed = {}        # address int -> when its MAC was last seen
+        self.pending = {}          # address int -> Resolution
         self.ports = {}            # dpid -> {MAC bytes: port}
         self.refused = 0           # MAC changes refused for want of evidence
         # a fabric (fabricfwd.py) says which ports are links (nothing is
@@ -65,6 +67,14 @@ class Hosts:
         (or from ``mac``: the director's own for its health-check address)."""
         vmac = mac or pkt.virtual_mac(p.ip_dst)
         reply = pkt.arp_frame(pkt.ARP_REPLY, vmac, p.ip_dst, p.arp_sha, p.ip_src)
+        return (dpid, ofmsg.packet_out(ofmsg.CONTROLLER, [ofmsg.output(in_port)], reply))
+
+    @staticmethod
+    def nd_answer(dpid, in_port, p, target, lladdr):
+        """The Neighbor Advertisement for a solicitation ``p`` for VIP ``target``,
+        from its virtual MAC, to the soliciting host (``lladdr``: its
+        link-layer address option, else the frame's source)."""
+        reply = pkt.na_frame(pkt.virtual_mac(target), target, lladdr or p.eth_src, p.ip_src)
         return (dpid, ofmsg.packet_out(ofmsg.CONTROLLER, [ofmsg.output(in_port)], reply))
 
     # -- real servers' MACs ----------------------------------------------------------
@@ -130,7 +140,7 @@ class Hosts:
             resolution.waiting = [w for w in resolution.waiting if now - w[3] <= WAIT_LIMIT]
             if resolution.probes >= MAX_PROBES:
                 if not resolution.waiting:
-                    LOG.warning("real server %s does not answer ARP after %d probes",
+                    LOG.warning("real server %s does not answer ARP (ND) after %d probes",
                                 pkt.ip_text(ip), resolution.probes)
                     del self.pending[ip]
                 continue
@@ -150,8 +160,11 @@ class Hosts:
     def _probe(self, resolution, dpid, now):
         resolution.probes += 1
         resolution.last_probe = now
-        frame = pkt.arp_frame(pkt.ARP_REQUEST, pkt.DIRECTOR_MAC, 0, b"\x00" * 6,
-                              resolution.ip, eth_dst=pkt.BROADCAST)
+        if pkt.is_v6(resolution.ip):
+            frame = pkt.ns_frame(pkt.DIRECTOR_MAC, pkt.DIRECTOR_LL, resolution.ip)
+        else:
+            frame = pkt.arp_frame(pkt.ARP_REQUEST, pkt.DIRECTOR_MAC, 0, b"\x00" * 6,
+                                  resolution.ip, eth_dst=pkt.BROADCAST)
         if self.flood_ports is None:
             actions = [ofmsg.output(ofmsg.FLOOD)]
         else:

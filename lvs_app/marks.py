@@ -8,7 +8,7 @@ Stdlib only.
 
 from dataclasses import dataclass
 
-from lvs_app.addresses import PROTOCOLS, check_port, parse_ip
+from lvs_app.addresses import PROTOCOLS, check_port, parse_forwarding_ip
 from lvs_app.errors import BadRequest
 
 
@@ -57,7 +57,7 @@ def parse_mark_match(text):
         ports = ports[1:]
     else:
         addr_text, _, ports = rest.partition(":")
-    addr = parse_ip(addr_text, f"mark match {text!r}: address")
+    addr = parse_forwarding_ip(addr_text, f"mark match {text!r}: address")
     lo, hi = 0, 65535
     if ports:
         first, dash, last = ports.partition("-")

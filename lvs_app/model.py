@@ -10,7 +10,7 @@ import copy
 from dataclasses import dataclass, field
 
 from lvs_app.addresses import (PROTOCOLS, check_int, check_port, format_addr_port,  # noqa: F401
-                               format_netmask, full_mask, parse_ip, parse_netmask,
+                               format_netmask, full_mask, parse_forwarding_ip, parse_ip, parse_netmask,
                                prefix_mask)
 from lvs_app.errors import BadRequest, Conflict, LvsError, NotFound  # noqa: F401
 from lvs_app.marks import FirewallMark, MarkMatch, parse_mark_match  # noqa: F401
@@ -91,7 +91,7 @@ def service_key(protocol, address=None, port=0, fwmark=0, af=4):
         return ServiceKey("fwmark", None, 0, fwmark, af)
     if protocol not in PROTOCOLS:
         raise BadRequest(f"service protocol {protocol!r} must be tcp, udp or fwmark")
-    addr = parse_ip(address, f"service {protocol} address")
+    addr = parse_forwarding_ip(address, f"service {protocol} address")
     check_port(port, f"service {protocol} {address}")
     return ServiceKey(protocol, addr, port, 0, addr.version)
 
@@ -351,7 +351,7 @@ class ServiceTable:
 
     def get_server(self, key, address, port=None):
         service = self.get_service(key)
-        address = parse_ip(address, f"service {key}: real server address")
+        address = parse_forwarding_ip(address, f"service {key}: real server address")
         port = service.key.port if port is None else port
         check_port(port, f"service {key}: real server {address}")
         server = service.find_server(address, port)
@@ -421,7 +421,7 @@ class ServiceTable:
 
     def add_server(self, key, address, port=None, **options):
         service = self.get_service(key)
-        address = parse_ip(address, f"service {key}: real server address")
+        address = parse_forwarding_ip(address, f"service {key}: real server address")
         port = self._server_port(service, address, port, options)
         new = _server_settings(service, address, port, options)
         if service.find_server(address, port) is not None:

@@ -20,7 +20,7 @@ import struct
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from lvs_app.packet import ETH_IP
+from lvs_app.packet import ETH_IP, ETH_IPV6, V4_LIMIT
 
 # named constants (OpenFlow 1.3)
 CONTROLLER = ofp.OFPP_CONTROLLER
@@ -140,19 +140,27 @@ def is_flow_mod(msg):
 
 # -- reading matches back ----------------------------------------------------------
 
+_IPV6_FIELDS = frozenset({"ipv6_src", "ipv6_dst", "ipv6_nd_target"})
+
+
 def match_key(match_):
     """A canonical, hashable form of a match (OFPMatch or dict)."""
     items = match_.items() if hasattr(match_, "items") else match_._fields2
     out = []
     for name, value in items:
+        if name in _IPV6_FIELDS and isinstance(value, str):
+            value = str(ipaddress.IPv6Address(value))      # one spelling of each address
         if isinstance(value, tuple):
             value, mask = value
-            if isinstance(value, str) and "." in value:
-                maskint = int(ipaddress.IPv4Address(mask))
-                value = str(ipaddress.IPv4Address(int(ipaddress.IPv4Address(value)) & maskint))
-                if maskint == 0xFFFFFFFF:
+            if isinstance(value, str) and ("." in value or ":" in value):
+                cls, bits = ((ipaddress.IPv4Address, 32) if "." in value
+                             else (ipaddress.IPv6Address, 128))
+                maskint = int(cls(mask))
+                value = str(cls(int(cls(value)) & maskint))
+                if maskint == (1 << bits) - 1:
                     out.append((name, value))
                     continue
+                mask = str(cls(maskint))
             out.append((name, (value, mask)))
         else:
             out.append((name, value))
@@ -168,7 +176,8 @@ def match_fields(match_):
 
 _OXM = {"eth_type": (5, "!H"), "ip_proto": (10, "!B"), "ipv4_src": (11, "!4s"),
         "ipv4_dst": (12, "!4s"), "tcp_src": (13, "!H"), "tcp_dst": (14, "!H"),
-        "udp_src": (15, "!H"), "udp_dst": (16, "!H")}
+        "udp_src": (15, "!H"), "udp_dst": (16, "!H"), "ipv6_src": (26, "!16s"),
+        "ipv6_dst": (27, "!16s")}
 
 
 def _put(buf, offset, raw):
@@ -201,25 +210,37 @@ def _oxm_header(name):
     return (0x8000 << 16) | (field << 9) | struct.calcsize(fmt)
 
 
-# type, length | eth_type | ip_proto | ipv4_src | ipv4_dst | l4 src | l4 dst | pad
-_FIVE_TUPLE = {proto: (struct.Struct("!HH IH IB I4s I4s IH IH 5x"),
-                       [_oxm_header(n) for n in ("eth_type", "ip_proto", "ipv4_src",
-                                                 "ipv4_dst", f"{proto}_src", f"{proto}_dst")],
-                       frozenset(("eth_type", "ip_proto", "ipv4_src", "ipv4_dst",
-                                  f"{proto}_src", f"{proto}_dst")))
-               for proto in ("tcp", "udp")}
-_FIVE_TUPLE_LEN = 4 + 6 + 5 + 8 + 8 + 6 + 6          # 43, padded to 48
+# type, length | eth_type | ip_proto | ip src | ip dst | l4 src | l4 dst | pad
+def _five_tuple_layout(proto, family):
+    names = ("eth_type", "ip_proto", f"ipv{family}_src", f"ipv{family}_dst", f"{proto}_src",
+             f"{proto}_dst")
+    size = 4 if family == 4 else 16
+    length = 4 + 6 + 5 + 2 * (4 + size) + 6 + 6
+    packer = struct.Struct(f"!HH IH IB I{size}s I{size}s IH IH {-length % 8}x")
+    return packer, [_oxm_header(n) for n in names], frozenset(names), length
+
+
+_FIVE_TUPLE = {(proto, family): _five_tuple_layout(proto, family)
+               for proto in ("tcp", "udp") for family in (4, 6)}
 
 
 def five_tuple_match(proto, src, sport, dst, dport):
-    """Exact IPv4 match: ``proto`` 'tcp'/'udp', addresses as int (network order)."""
-    packer, (h_eth, h_proto, h_src, h_dst, h_sport, h_dport), names = _FIVE_TUPLE[proto]
-    src_b, dst_b = src.to_bytes(4, "big"), dst.to_bytes(4, "big")
+    """Exact 5-tuple match: ``proto`` 'tcp'/'udp', addresses as int (IPv6
+    when they are, see packet.is_v6)."""
+    v6 = src >= V4_LIMIT
+    packer, (h_eth, h_proto, h_src, h_dst, h_sport, h_dport), names, length = _FIVE_TUPLE[
+        (proto, 6 if v6 else 4)]
+    size, eth_type = (16, ETH_IPV6) if v6 else (4, ETH_IP)
+    src_b, dst_b = src.to_bytes(size, "big"), dst.to_bytes(size, "big")
     ip_proto = 6 if proto == "tcp" else 17
-    raw = packer.pack(1, _FIVE_TUPLE_LEN, h_eth, ETH_IP, h_proto, ip_proto, h_src, src_b,
+    raw = packer.pack(1, length, h_eth, eth_type, h_proto, ip_proto, h_src, src_b,
                       h_dst, dst_b, h_sport, sport, h_dport, dport)
-    fields = [("eth_type", ETH_IP), ("ip_proto", ip_proto),
-              ("ipv4_src", socket.inet_ntoa(src_b)), ("ipv4_dst", socket.inet_ntoa(dst_b)),
+    if v6:
+        src_t, dst_t = (str(ipaddress.IPv6Address(b)) for b in (src_b, dst_b))
+    else:
+        src_t, dst_t = socket.inet_ntoa(src_b), socket.inet_ntoa(dst_b)
+    fields = [("eth_type", eth_type), ("ip_proto", ip_proto),
+              (f"ipv{6 if v6 else 4}_src", src_t), (f"ipv{6 if v6 else 4}_dst", dst_t),
               (f"{proto}_src", sport), (f"{proto}_dst", dport)]
     return PackedMatch(fields, raw, (names, frozenset()))
 

@@ -35,6 +35,14 @@ def port_masks(lo, hi):
     return out
 
 
+def _masked(snet, netmask, v6):
+    """The client-network match value: the address, or (address, mask)."""
+    if netmask == (1 << (128 if v6 else 32)) - 1:
+        return str(ipaddress.IPv6Address(snet) if v6 else ipaddress.IPv4Address(snet))
+    cls = ipaddress.IPv6Address if v6 else ipaddress.IPv4Address
+    return (str(cls(snet)), str(cls(netmask)))
+
+
 class Templates:
     """Template keys, matches and life cycle, over the connection table."""
 
@@ -66,20 +74,22 @@ class Templates:
 
     def matches(self, service, tkey):
         proto, snet, vip_or_mark, vport = tkey
-        mask = pkt.ip_text(service.netmask)
-        src = (pkt.ip_text(snet), mask) if service.netmask != 0xFFFFFFFF else pkt.ip_text(snet)
+        v6 = service.key.version == 6
+        src = _masked(snet, service.netmask, v6)
+        eth_type = pkt.ETH_IPV6 if v6 else pkt.ETH_IP
+        src_field, dst_field = ("ipv6_src", "ipv6_dst") if v6 else ("ipv4_src", "ipv4_dst")
         if service.key.is_fwmark:
             matches = []
             for m in self.config.table.marks[service.key.fwmark].matches:
                 for value, pmask in port_masks(m.port_min, m.port_max):
-                    fields = dict(eth_type=pkt.ETH_IP, ip_proto=PROTO_NUMBERS[m.protocol],
-                                  ipv4_src=src, ipv4_dst=str(m.address))
+                    fields = {"eth_type": eth_type, "ip_proto": PROTO_NUMBERS[m.protocol],
+                              src_field: src, dst_field: str(m.address)}
                     if pmask:
                         fields[f"{m.protocol}_dst"] = (value, pmask) if pmask != 0xFFFF else value
                     matches.append(fields)
             return matches
-        fields = dict(eth_type=pkt.ETH_IP, ip_proto=PROTO_NUMBERS[proto], ipv4_src=src,
-                      ipv4_dst=pkt.ip_text(vip_or_mark))
+        fields = {"eth_type": eth_type, "ip_proto": PROTO_NUMBERS[proto], src_field: src,
+                  dst_field: pkt.ip_text(vip_or_mark)}
         if vport:
             fields[f"{proto}_dst"] = vport
         return [fields]
@@ -91,8 +101,11 @@ class Templates:
         result = []
         for fields in template.matches:
             proto = "tcp" if fields["ip_proto"] == pkt.PROTO_TCP else "udp"
-            rev = dict(eth_type=pkt.ETH_IP, ip_proto=fields["ip_proto"],
-                       ipv4_src=str(dest.address), ipv4_dst=fields["ipv4_src"])
+            server = int(dest.address)
+            client = fields.get("ipv4_src") or fields["ipv6_src"]
+            rev = {"eth_type": pkt.eth_type_of(server), "ip_proto": fields["ip_proto"],
+                   pkt.ip_field(server, "src"): pkt.ip_text(server),
+                   pkt.ip_field(server, "dst"): client}
             if isinstance(fields.get(f"{proto}_dst"), int) and dest.port:
                 rev[f"{proto}_src"] = dest.port
             if proto == "tcp":      # a new connection: SYN without ACK
@@ -171,11 +184,10 @@ class Templates:
         """
         fields = dict(mkey)
         proto = "tcp" if fields.get("ip_proto") == pkt.PROTO_TCP else "udp"
-        src = fields.get("ipv4_src")
         port = fields.get(f"{proto}_dst")
         try:
-            snet = int(ipaddress.IPv4Address(src[0] if isinstance(src, tuple) else src))
-            vip = int(ipaddress.IPv4Address(fields["ipv4_dst"]))
+            snet = pkt.field_address(fields, "src")
+            vip = pkt.field_address(fields, "dst")
         except (KeyError, TypeError, ValueError):
             return None
         keys = [(proto, snet, vip, port if isinstance(port, int) else 0)]

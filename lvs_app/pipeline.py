@@ -12,9 +12,10 @@ and the director's own punts) come from the declaration too.
 Tables (OpenFlow 1.3, Open vSwitch)::
 
   0 CLASSIFY   a frame from a fabric link -> REVERSE (transit: no punts);
-               ARP for a VIP and ARP replies to the director -> controller;
+               ARP (IPv6: Neighbor Solicitations) for a VIP, ARP replies
+               (Neighbor Advertisements) to the director -> controller;
                ARP for and IPv4 to the health-check address -> controller;
-               IPv4 to a VIP's virtual MAC -> SERVICE; the rest -> REVERSE
+               IPv4/IPv6 to a VIP's virtual MAC -> SERVICE; the rest -> REVERSE
   1 SERVICE    IP fragments to a VIP -> controller (it maps them by IP id);
                TCP SYN/FIN/RST and new UDP flows -> controller;
                per-connection flows (5-tuple) -> rewrite -> FORWARD / tunnel;
@@ -35,11 +36,11 @@ from lvs_app import packet as pkt
 CLASSIFY, SERVICE, REVERSE, FORWARD = 0, 1, 2, 3
 
 # priorities, by table (named in each table's declaration below)
-PRIO_ARP = 300          # CLASSIFY: ARP for a VIP / replies to the director
+PRIO_ARP = 300          # CLASSIFY: ARP/NS for a VIP / ARP replies and NAs to the director
 PRIO_HEALTH = 350       # CLASSIFY: IPv4 to the health-check address (probe replies)
 PRIO_TRANSIT = 600      # CLASSIFY: a frame from a fabric link -> REVERSE (see fabricfwd.py)
 PRIO_FABRIC = 150       # FORWARD: a host's flow on every switch of the fabric
-PRIO_VIP = 200          # CLASSIFY: IPv4 to VIP + virtual MAC
+PRIO_VIP = 200          # CLASSIFY: IPv4/IPv6 to VIP + virtual MAC
 PRIO_FRAG = 500         # SERVICE/REVERSE: IP fragments to a VIP / from a NAT server
 PRIO_PUNT_TCP = 400     # SERVICE: SYN / FIN / RST to a VIP (+ the flag bit)
 PRIO_CONN = 300         # SERVICE/REVERSE: one connection (exact 5-tuple)
@@ -50,8 +51,9 @@ PRIO_MISS = 0
 
 _L2 = frozenset({"in_port", "eth_src", "eth_dst", "eth_type"})
 _ARP = frozenset({"arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"})
-_IP = frozenset({"ip_proto", "ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst", "udp_src",
-                 "udp_dst", "tcp_flags", "ip_frag"})
+_IP = frozenset({"ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_src",
+                 "tcp_dst", "udp_src", "udp_dst", "tcp_flags", "ip_frag"})
+_ND = frozenset({"icmpv6_type", "ipv6_nd_target"})
 
 
 class PipelineError(Exception):
@@ -152,14 +154,15 @@ class Table:
 
 TABLES = {
     CLASSIFY: Table(
-        CLASSIFY, "classify", _L2 | _ARP | _IP, frozenset(), frozenset(),
+        CLASSIFY, "classify", _L2 | _ARP | _IP | _ND, frozenset(), frozenset(),
         frozenset({SERVICE, REVERSE}), {"arp": PRIO_ARP, "health": PRIO_HEALTH, "vip": PRIO_VIP,
                                         "transit": PRIO_TRANSIT, "miss": PRIO_MISS},
         frozenset({ids.KIND_BASE, ids.KIND_VIP, ids.KIND_FABRIC}), REVERSE),
     SERVICE: Table(
         SERVICE, "service", _L2 | _IP,
-        frozenset({"ipv4_src", "tcp_dst", "udp_dst", "tcp_flags", "ip_frag"}),
-        frozenset({"eth_dst", "ipv4_dst", "tcp_dst", "udp_dst", "tun_ipv4_dst"}),
+        frozenset({"ipv4_src", "ipv6_src", "tcp_dst", "udp_dst", "tcp_flags", "ip_frag"}),
+        frozenset({"eth_dst", "ipv4_dst", "ipv6_dst", "tcp_dst", "udp_dst", "tun_ipv4_dst",
+                   "tun_ipv6_dst"}),
         frozenset({FORWARD}),
         {"punt-fin": PRIO_PUNT_TCP + pkt.TCP_FIN, "punt-syn": PRIO_PUNT_TCP + pkt.TCP_SYN,
          "punt-rst": PRIO_PUNT_TCP + pkt.TCP_RST, "conn": PRIO_CONN,
@@ -168,8 +171,9 @@ TABLES = {
         frozenset({ids.KIND_BASE, ids.KIND_VIP, ids.KIND_CONN, ids.KIND_TEMPLATE,
                    ids.KIND_FRAG}), "drop"),
     REVERSE: Table(
-        REVERSE, "reverse-nat", _L2 | _IP, frozenset({"ipv4_dst", "tcp_flags", "ip_frag"}),
-        frozenset({"ipv4_src", "tcp_src", "udp_src", "eth_src"}), frozenset({FORWARD}),
+        REVERSE, "reverse-nat", _L2 | _IP,
+        frozenset({"ipv4_dst", "ipv6_dst", "tcp_flags", "ip_frag"}),
+        frozenset({"ipv4_src", "ipv6_src", "tcp_src", "udp_src", "eth_src"}), frozenset({FORWARD}),
         {"conn": PRIO_CONN, "template": PRIO_TEMPLATE, "frag": PRIO_FRAG, "miss": PRIO_MISS},
         frozenset({ids.KIND_BASE, ids.KIND_REVERSE, ids.KIND_REVERSE_TEMPLATE,
                    ids.KIND_FRAG}), FORWARD),
@@ -219,9 +223,13 @@ def base_flows(meters=PuntMeters(), health=None):
     to it (the replies to health probes, through their own meter)."""
     cookie = ids.Cookie(ids.KIND_BASE).value
     classify = TABLES[CLASSIFY]
-    flows = [classify.flow(
-        PRIO_ARP, ofmsg.match(eth_type=pkt.ETH_ARP, eth_dst=pkt.mac_text(pkt.DIRECTOR_MAC)),
-        ofmsg.punt(meters.l2), cookie)]
+    director = pkt.mac_text(pkt.DIRECTOR_MAC)
+    flows = [classify.flow(PRIO_ARP, ofmsg.match(eth_type=pkt.ETH_ARP, eth_dst=director),
+                           ofmsg.punt(meters.l2), cookie),
+             classify.flow(PRIO_ARP, ofmsg.match(eth_type=pkt.ETH_IPV6, eth_dst=director,
+                                                 ip_proto=pkt.PROTO_ICMPV6,
+                                                 icmpv6_type=pkt.ND_ADVERT),
+                           ofmsg.punt(meters.l2), cookie)]
     if health is not None:
         address = pkt.ip_text(health)
         flows += [

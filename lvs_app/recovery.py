@@ -27,7 +27,6 @@ another pipeline version) is deleted from the switch; what it has and the
 switch lacks (base, VIP and fragment flows) is installed.
 """
 
-import ipaddress
 import logging
 
 from lvs_app import ids as idmod
@@ -83,8 +82,9 @@ def meter_config_request(datapath=None):
     return parser.OFPMeterConfigStatsRequest(datapath, 0, ofp.OFPM_ALL)
 
 
-def _ip(value):
-    return int(ipaddress.IPv4Address(value[0] if isinstance(value, tuple) else value))
+def _ip(match, side):
+    """The address of a match's ``ipv4_<side>``/``ipv6_<side>`` field."""
+    return pkt.field_address(match, side)
 
 
 class Recovery:
@@ -116,8 +116,8 @@ class Recovery:
             elif cookie.kind == idmod.KIND_L2:
                 self._read_l2(sw, flow)
             elif cookie.kind == idmod.KIND_FRAG:
-                field = "ipv4_dst" if flow.table_id == pl.SERVICE else "ipv4_src"
-                sw.fragment_flows.add((flow.table_id, _ip(flow.match[field])))
+                side = "dst" if flow.table_id == pl.SERVICE else "src"
+                sw.fragment_flows.add((flow.table_id, _ip(flow.match, side)))
             elif cookie.kind == idmod.KIND_CONN:
                 conns.append((flow, cookie, False))
             elif cookie.kind == idmod.KIND_TEMPLATE:
@@ -159,8 +159,9 @@ class Recovery:
     def _read_vip(vips, flow):
         """The VIP flows present, as VipFlows keeps them: vip -> [tcp?, udp?]."""
         match = flow.match
-        if "ipv4_dst" in match and flow.table_id in (pl.CLASSIFY, pl.SERVICE):
-            protos = vips.setdefault(_ip(match["ipv4_dst"]), [False, False])
+        if ("ipv4_dst" in match or "ipv6_dst" in match) and flow.table_id in (pl.CLASSIFY,
+                                                                               pl.SERVICE):
+            protos = vips.setdefault(_ip(match, "dst"), [False, False])
             if flow.table_id == pl.SERVICE:
                 protos[0 if match.get("ip_proto") == pkt.PROTO_TCP else 1] = True
 
@@ -181,8 +182,8 @@ class Recovery:
         match = flow.match
         proto = PROTO_NAMES.get(match.get("ip_proto"))
         try:
-            snet = _ip(match["ipv4_src"])
-            vip = _ip(match["ipv4_dst"])
+            snet = _ip(match, "src")
+            vip = _ip(match, "dst")
         except (KeyError, ValueError):
             return [] if old else [self._delete(sw, flow)]
         if service.key.is_fwmark:
@@ -213,7 +214,7 @@ class Recovery:
         match = flow.match
         proto = PROTO_NAMES.get(match.get("ip_proto"))
         try:
-            key = (proto, _ip(match["ipv4_src"]), match[f"{proto}_src"], _ip(match["ipv4_dst"]),
+            key = (proto, _ip(match, "src"), match[f"{proto}_src"], _ip(match, "dst"),
                    match[f"{proto}_dst"])
         except (KeyError, TypeError, ValueError):
             key = None

@@ -10,12 +10,13 @@ from lvs_app.model import FTP_CONTROL, FTP_DATA, UNPRIVILEGED
 
 
 class ServiceIndex:
-    """Lookup tables for the IPv4 services of one ServiceTable."""
+    """Lookup tables for the services of one ServiceTable (both families:
+    addresses are integers, see packet.is_v6)."""
 
     def __init__(self, table):
         exact, ftp_vips, vips = {}, set(), {}
         for key, service in table.services.items():
-            if key.is_fwmark or key.version != 4:
+            if key.is_fwmark:
                 continue
             vip = int(key.address)
             exact[(key.protocol, vip, key.port)] = service
@@ -24,7 +25,7 @@ class ServiceIndex:
             vips.setdefault(vip, set()).add(key.protocol)
         marks = []
         for key, service in table.services.items():
-            if not key.is_fwmark or key.af != 4:
+            if not key.is_fwmark:
                 continue
             for match in table.marks[key.fwmark].matches:
                 marks.append((match, service))

@@ -1,7 +1,8 @@
-"""The per-VIP flows: ARP and traffic for a VIP, punts, fragment punts.
+"""The per-VIP flows: ARP/ND and traffic for a VIP, punts, fragment punts.
 
-For every VIP of the service table a switch holds: the ARP request punt (the
-controller answers with the virtual MAC), the classifier flow into SERVICE,
+For every VIP of the service table a switch holds: the ARP request punt
+(IPv6: the Neighbor Solicitation punt; the controller answers with the
+virtual MAC), the classifier flow into SERVICE,
 the SYN/FIN/RST punts (TCP) or the new-datagram punt (UDP), and the
 fragment punt; for every NAT real server a fragment punt in REVERSE.  Each
 switch remembers what it holds (``sw.vips``, ``sw.fragment_flows``, also as
@@ -54,7 +55,7 @@ class VipFlows:
         wanted |= {(pl.REVERSE, int(server.address))
                    for service in self.config.table.services.values()
                    for server in service.servers
-                   if method_of(server).reverse_nat and server.address.version == 4}
+                   if method_of(server).reverse_nat}
         out = []
         cookie = idmod.Cookie(idmod.KIND_FRAG).value
         for table_id, ip in sw.fragment_flows - wanted:
@@ -69,27 +70,34 @@ class VipFlows:
 
     @staticmethod
     def _fragment_match(table_id, ip):
-        side = "ipv4_dst" if table_id == pl.SERVICE else "ipv4_src"
-        return ofmsg.ordered_match(("eth_type", pkt.ETH_IP), (side, pkt.ip_text(ip)),
+        side = pkt.ip_field(ip, "dst" if table_id == pl.SERVICE else "src")
+        return ofmsg.ordered_match(("eth_type", pkt.eth_type_of(ip)), (side, pkt.ip_text(ip)),
                                    ("ip_frag", (pkt.IP_FRAG_ANY, pkt.IP_FRAG_ANY)))
 
     @staticmethod
     def _vip_matches(vip, tcp, udp):
         ip = pkt.ip_text(vip)
-        yield CLASSIFY, pl.PRIO_ARP, ofmsg.match(eth_type=pkt.ETH_ARP, arp_op=1, arp_tpa=ip)
+        eth_type, dst = pkt.eth_type_of(vip), {pkt.ip_field(vip, "dst"): ip}
+        if pkt.is_v6(vip):
+            # Neighbour Discovery: a solicitation for the VIP (multicast, or
+            # unicast to check a cached answer) is the director's to answer
+            yield CLASSIFY, pl.PRIO_ARP, ofmsg.match(
+                eth_type=eth_type, ip_proto=pkt.PROTO_ICMPV6, icmpv6_type=pkt.ND_SOLICIT,
+                ipv6_nd_target=ip)
+        else:
+            yield CLASSIFY, pl.PRIO_ARP, ofmsg.match(eth_type=pkt.ETH_ARP, arp_op=1, arp_tpa=ip)
         yield CLASSIFY, pl.PRIO_VIP, ofmsg.match(
-            eth_type=pkt.ETH_IP, eth_dst=pkt.mac_text(pkt.virtual_mac(vip)), ipv4_dst=ip)
+            eth_type=eth_type, eth_dst=pkt.mac_text(pkt.virtual_mac(vip)), **dst)
         if tcp:
             for flag in (pkt.TCP_SYN, pkt.TCP_FIN, pkt.TCP_RST):
                 yield SERVICE, pl.PRIO_PUNT_TCP + flag, ofmsg.match(
-                    eth_type=pkt.ETH_IP, ip_proto=pkt.PROTO_TCP, ipv4_dst=ip,
-                    tcp_flags=(flag, flag))
+                    eth_type=eth_type, ip_proto=pkt.PROTO_TCP, tcp_flags=(flag, flag), **dst)
         if udp:
             yield SERVICE, pl.PRIO_PUNT_UDP, ofmsg.match(
-                eth_type=pkt.ETH_IP, ip_proto=pkt.PROTO_UDP, ipv4_dst=ip)
+                eth_type=eth_type, ip_proto=pkt.PROTO_UDP, **dst)
 
     def wanted_macs(self):
         """Addresses of the real servers whose MAC the switches need."""
         return {int(server.address) for service in self.config.table.services.values()
                 for server in service.servers
-                if method_of(server).needs_mac and server.address.version == 4}
+                if method_of(server).needs_mac}

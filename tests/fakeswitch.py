@@ -694,6 +694,13 @@ def packet_from_bytes(data, in_port=None):
             t = 'icmpv4' if proto == 1 else 'icmpv6'
             d[t + '_type'], d[t + '_code'] = l4[0], l4[1]
             payload = l4[8:]
+            if proto == 58 and l4[0] in (135, 136) and len(l4) >= 24:
+                # Neighbour Discovery: the target, and the link-layer option
+                d['ipv6_nd_target'] = str(ipaddress.IPv6Address(l4[8:24]))
+                opt = l4[24:32]
+                if len(opt) == 8 and opt[0] == (1 if l4[0] == 135 else 2):
+                    name = 'ipv6_nd_sll' if l4[0] == 135 else 'ipv6_nd_tll'
+                    d[name] = _user_value(_FIELDS[name], int.from_bytes(opt[2:8], 'big'))
         if payload:
             d['payload'] = bytes(payload)
     d['len'] = len(data)

@@ -8,6 +8,7 @@ that answer ARP.  A test then says
 """
 
 import io
+import ipaddress
 import shlex
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ import webob
 from ryu.ofproto import ofproto_v1_3
 
 from lvs_app import cli, ipvsadm
+from lvs_app import packet as lvspkt
 from lvs_app import pipeline as pl
 from lvs_app.manager import Manager
 from lvs_app.rest import RestApp
@@ -28,6 +30,10 @@ SERVERS = {"10.0.0.11": 11, "10.0.0.12": 12, "10.0.0.13": 13}
 
 
 def mac_of(ip):
+    """A host's MAC: ``02:00:`` and its IPv4 address (an IPv6 one's low 32 bits)."""
+    if ":" in ip:
+        low = int(ipaddress.IPv6Address(ip)) & 0xFFFFFFFF
+        return "02:00:" + ":".join(f"{b:02x}" for b in low.to_bytes(4, "big"))
     return "02:00:" + ":".join(f"{int(x):02x}" for x in ip.split("."))
 
 
@@ -188,10 +194,20 @@ class DirectorLab:
         return self._hosts_answer(outputs)
 
     def _hosts_answer(self, outputs):
-        """A host that sees an ARP request for its address answers it."""
+        """A host that sees an ARP request (IPv6: a Neighbor Solicitation) for
+        its address answers it."""
         result = []
         for port, packet in outputs:
             target = packet.get("arp_tpa")
+            if packet.get("icmpv6_type") == lvspkt.ND_SOLICIT:
+                target = str(ipaddress.IPv6Address(packet["payload"][:16]))
+                if self.hosts.get(target) == port:
+                    frame = lvspkt.na_frame(bytes.fromhex(mac_of(target).replace(":", "")),
+                                            int(ipaddress.IPv6Address(target)),
+                                            bytes.fromhex(packet["eth_src"].replace(":", "")),
+                                            int(ipaddress.IPv6Address(packet["ipv6_src"])))
+                    result += self.send(dict(packet_from_bytes(frame), in_port=port))
+                    continue
             if packet.get("arp_op") == 1 and self.hosts.get(target) == port:
                 reply = {"in_port": port, "eth_src": mac_of(target),
                          "eth_dst": packet["eth_src"], "eth_type": 0x0806, "arp_op": 2,
@@ -220,25 +236,28 @@ class DirectorLab:
 
     # -- conveniences ----------------------------------------------------------
     def syn(self, client, sport, dport=80, port=1, vip=VIP, flags="S"):
+        vmac = VMAC if vip == VIP else lvspkt.mac_text(lvspkt.virtual_mac(
+            int(ipaddress.ip_address(vip))))
         return self.send(tcp(client, vip, sport, dport, flags=flags, in_port=port,
-                             eth_src=mac_of(client), eth_dst=VMAC))
+                             eth_src=mac_of(client), eth_dst=vmac))
 
     def server_of(self, outputs):
         """The real server a client packet reached (by output port), or None."""
         ports = {port: ip for ip, port in self.hosts.items()}
         hits = [ports.get(port) for port, _ in outputs if port in ports]
-        hits += [pkt.get("tun_ipv4_dst") for port, pkt in outputs if port == TUNNEL_PORT]
+        hits += [pkt.get("tun_ipv4_dst") or pkt.get("tun_ipv6_dst")
+                 for port, pkt in outputs if port == TUNNEL_PORT]
         return hits[0] if hits else None
 
-    def connect(self, client, sport, dport=80, port=1):
+    def connect(self, client, sport, dport=80, port=1, vip=VIP):
         """SYN then the client's ACK; returns the server both reached."""
-        first = self.server_of(self.syn(client, sport, dport, port))
-        second = self.server_of(self.syn(client, sport, dport, port, flags="A"))
+        first = self.server_of(self.syn(client, sport, dport, port, vip))
+        second = self.server_of(self.syn(client, sport, dport, port, vip, flags="A"))
         assert first == second, (first, second, self.sw.dump())
         return first
 
-    def close(self, client, sport, dport=80, port=1):
-        return self.server_of(self.syn(client, sport, dport, port, flags="FA"))
+    def close(self, client, sport, dport=80, port=1, vip=VIP):
+        return self.server_of(self.syn(client, sport, dport, port, vip, flags="FA"))
 
     def counts(self, server, service="-t 10.0.0.100:80"):
         doc = self.client.request("GET", "/ipvs")
