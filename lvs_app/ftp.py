@@ -1,11 +1,12 @@
 """The FTP helper's pure part: IPVS's ip_vs_ftp and ip_vs_app sequence deltas.
 
-A NAT connection to virtual port 21 is an FTP control connection.  The
-director sends its packets through the controller in both directions and
-hands each frame to :class:`FtpControl`, which
+A NAT connection to virtual port 21 is an FTP control connection, over IPv4
+or IPv6.  The director sends its packets through the controller in both
+directions and hands each Ethernet (optionally VLAN-tagged) IPv4 or IPv6
+frame to :class:`FtpControl`, which
 
 * client -> server (IPVS ``pkt_in``): notices ``PASV``/``EPSV`` and reads
-  ``PORT h1,h2,h3,h4,p1,p2`` / ``EPRT |1|addr|port|`` (the active data
+  ``PORT h1,h2,h3,h4,p1,p2`` / ``EPRT |1|addr|port|`` (IPv6: ``|2|``; the active data
   connection the real server will open from port 20).  The payload is never
   changed in this direction;
 * server -> client (IPVS ``pkt_out``): after PASV/EPSV, reads ``227 ...
@@ -15,19 +16,27 @@ hands each frame to :class:`FtpControl`, which
   server's sequence numbers from then on, and the client's acknowledgements
   (and SACK blocks) are shifted back -- IPVS's ``struct ip_vs_seq``
   ``{init_seq, delta, previous_delta}`` bookkeeping per direction;
-* returns the frame with correct IPv4 total length, IPv4 header checksum and
-  TCP checksum whenever it changed anything (an untouched frame comes back
-  as the very same bytes).
+* returns the frame with correct lengths and checksums (IPv4 total length,
+  header checksum and TCP checksum; IPv6 payload length and TCP checksum)
+  whenever it changed anything (an untouched frame comes back as the very
+  same bytes).
+
+On an IPv6 control connection only the extended commands mean something, as
+in ip_vs_ftp: ``EPSV`` / ``EPSV 2`` and a 229 reply, ``EPRT |2|addr|port|``
+(an IPv6 address, as an int).  ``PASV`` and ``PORT`` are not looked at, so a
+227 is never read or rewritten; an address of the other family in an
+EPRT/229 (``|1|`` on IPv6, ``|2|`` on IPv4) is refused.  The connection's
+family is the frame's (:attr:`Segment.family`).
 
 Only frames and integers go in and out: no OpenFlow, no director state.  The
 NAT header rewrite itself (addresses, ports, MACs) is not done here; the
 director applies it with set_field actions on the PacketOut, which Open
 vSwitch applies with incremental checksum updates.
 
-Parsing follows ip_vs_ftp.c: ``PASV\\r\\n`` and ``EPSV[ 1]\\r`` anywhere in a
-client segment, ``PORT``/``EPRT`` and ``227 ``/``229 `` at the start of a
-segment, case-insensitive, one command or reply per segment (a reply split
-across segments is not seen, as in IPVS).
+Parsing follows ip_vs_ftp.c: ``PASV\\r\\n`` (IPv4) and ``EPSV[ 1]\\r`` (IPv4) /
+``EPSV[ 2]\\r`` (IPv6) anywhere in a client segment, ``PORT``/``EPRT`` and
+``227 ``/``229 `` at the start of a segment, case-insensitive, one command or
+reply per segment (a reply split across segments is not seen, as in IPVS).
 """
 
 import ipaddress
@@ -35,7 +44,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Tuple
 
-from lvs_app.packet import ETH_IP, ETH_VLAN, PROTO_TCP, TCP_ACK
+from lvs_app.packet import ETH_IP, ETH_IPV6, ETH_VLAN, PROTO_TCP, TCP_ACK
 
 
 LISTEN_TIMEOUT = 120        # s: IPVS's LISTEN state, for data connections not yet started
@@ -43,8 +52,17 @@ LISTEN_TIMEOUT = 120        # s: IPVS's LISTEN state, for data connections not y
 # what the control connection expects next (IPVS cp->app_data)
 ACTIVE, PASV, EPSV = 0, 1, 2
 
+# a control connection's address family: the IP version of its frames
+IPV4, IPV6 = 4, 6
+
 _MASK32 = 0xFFFFFFFF
 _OPT_END, _OPT_NOP, _OPT_SACK = 0, 1, 5
+
+# IPv6 extension headers skipped on the way to TCP: hop-by-hop options,
+# routing, destination options (a fragment header, 44, is not skipped)
+_IPV6_HOPOPTS, _IPV6_ROUTING, _IPV6_DSTOPTS = 0, 43, 60
+_IPV6_SKIPPED = (_IPV6_HOPOPTS, _IPV6_ROUTING, _IPV6_DSTOPTS)
+_IPV6_TEXT = frozenset(b"0123456789abcdefABCDEF:.")
 
 
 # -------------------------------------------------------------------------
@@ -159,9 +177,24 @@ def _skip_to_numbers(data, i, opener):
     return None
 
 
-def _extended(data, i, passive):
-    """``<d>1<d>addr<d>port<d>`` (EPRT) or ``<d><d><d>port<d>`` (229) from ``i``.
+def _address(text, family):
+    """An EPRT/229 address of ``family`` as an int, or None when it is not one."""
+    try:
+        if family == IPV6:
+            # only what in6_pton reads: no zone ("%eth0"), no brackets
+            if not text or not set(text) <= _IPV6_TEXT:
+                return None
+            return int(ipaddress.IPv6Address(text.decode("ascii")))
+        return int(ipaddress.IPv4Address(text.decode("ascii")))
+    except (UnicodeDecodeError, ValueError):
+        return None
 
+
+def _extended(data, i, passive, family=IPV4):
+    """``<d>af<d>addr<d>port<d>`` (EPRT, 229) or ``<d><d><d>port<d>`` (229) from ``i``.
+
+    ``af`` must be the connection's ``family``: ``1`` (IPv4) on IPv4, ``2``
+    (IPv6) on IPv6; the other one is refused, as ip_vs_ftp_get_addrport does.
     Returns (addr int or None, port, end) or None.
     """
     if i >= len(data):
@@ -177,15 +210,15 @@ def _extended(data, i, passive):
             return None
         i += 2
     else:
-        if data[i:i + 2] != b"1" + bytes([delim]):
-            return None             # IPv4 control connections take IPv4 only
+        af = b"2" if family == IPV6 else b"1"
+        if data[i:i + 2] != af + bytes([delim]):
+            return None             # an address of the connection's family only
         i += 2
         end = data.find(bytes([delim]), i)
         if end < 0:
             return None
-        try:
-            addr = int(ipaddress.IPv4Address(data[i:end].decode("ascii")))
-        except (UnicodeDecodeError, ValueError):
+        addr = _address(data[i:end], family)
+        if addr is None:
             return None
         i = end + 1
     port, i = _digits(data, i)
@@ -194,28 +227,33 @@ def _extended(data, i, passive):
     return addr, port, i + 1
 
 
-def passive_request(payload):
+def passive_request(payload, family=IPV4):
     """PASV or EPSV when the client asks for passive mode, else None.
 
-    As IPVS: ``PASV\\r\\n`` anywhere in the segment; ``EPSV\\r`` or
-    ``EPSV 1\\r`` (``EPSV 2`` asks for IPv6 and ``EPSV ALL`` is not supported).
+    As IPVS (ip_vs_ftp_in): ``PASV\\r\\n`` anywhere in the segment, on IPv4
+    only; ``EPSV\\r``, or ``EPSV 1\\r`` on IPv4 / ``EPSV 2\\r`` on IPv6 (the
+    other family, or ``EPSV ALL``, is not supported).
     """
     data = bytes(payload).upper()
+    proto = 50 if family == IPV6 else 49       # '2' / '1'
     for i in range(0, len(data) - 5):
-        if data.startswith(b"PASV\r\n", i):
+        if family == IPV4 and data.startswith(b"PASV\r\n", i):
             return PASV
         if data.startswith(b"EPSV", i) and data[i + 4] in b" \r":
             if data[i + 4] == 32:     # ' '
-                if i + 6 >= len(data) or data[i + 6] != 13 or data[i + 5] != 49:
+                if i + 6 >= len(data) or data[i + 6] != 13 or data[i + 5] != proto:
                     return None
             return EPSV
     return None
 
 
-def parse_port(payload):
-    """``PORT h1,h2,h3,h4,p1,p2`` at the start: (addr int, port) or None."""
+def parse_port(payload, family=IPV4):
+    """``PORT h1,h2,h3,h4,p1,p2`` at the start: (addr int, port) or None.
+
+    Never on IPv6: ip_vs_ftp_in reads PORT only when ``cp->af == AF_INET``.
+    """
     data = bytes(payload)
-    if not _starts(data, b"PORT"):
+    if family != IPV4 or not _starts(data, b"PORT"):
         return None
     i = 4
     while i < len(data) and data[i] == 32:
@@ -228,15 +266,16 @@ def parse_port(payload):
     return found[0], found[1]
 
 
-def parse_eprt(payload):
-    """``EPRT |1|a.b.c.d|port|`` at the start: (addr int, port) or None."""
+def parse_eprt(payload, family=IPV4):
+    """``EPRT |1|a.b.c.d|port|`` (IPv4) or ``EPRT |2|ipv6-text|port|`` (IPv6)
+    at the start: (addr int, port) or None."""
     data = bytes(payload)
     if not _starts(data, b"EPRT"):
         return None
     i = 4
     while i < len(data) and data[i] == 32:
         i += 1
-    found = _extended(data, i, passive=False)
+    found = _extended(data, i, passive=False, family=family)
     if found is None:
         return None
     return found[0], found[1]
@@ -266,8 +305,10 @@ def parse_227(payload):
     return Reply(found[0], found[1], start, found[2])
 
 
-def parse_229(payload):
-    """``229 Entering Extended Passive Mode (|||port|)`` at the start, or None."""
+def parse_229(payload, family=IPV4):
+    """``229 Entering Extended Passive Mode (|||port|)`` at the start, or None.
+
+    An address in it must be of the connection's ``family``."""
     data = bytes(payload)
     if not _starts(data, b"229 "):
         return None
@@ -276,7 +317,7 @@ def parse_229(payload):
         return None
     while i < len(data) and data[i] == 40:
         i += 1
-    found = _extended(data, i, passive=True)
+    found = _extended(data, i, passive=True, family=family)
     if found is None:
         return None
     return Reply(found[0], found[1], i, found[2])
@@ -310,23 +351,30 @@ def checksum(data):
 
 
 class Segment(NamedTuple):
-    """Where the parts of an IPv4/TCP frame are (offsets into the frame)."""
+    """Where the parts of an IPv4/TCP or IPv6/TCP frame are (offsets into the
+    frame)."""
 
-    l3: int                 # IPv4 header
-    l4: int                 # TCP header
+    l3: int                 # IP header
+    l4: int                 # TCP header (after any IPv4 options / IPv6 extension headers)
     data: int               # TCP payload
     end: int                # end of the IP packet (Ethernet padding excluded)
     seq: int
     ack: int
     flags: int
+    family: int = IPV4      # IPV4 or IPV6
 
     def payload(self, frame):
         return bytes(frame[self.data:self.end])
 
 
 def segment(frame):
-    """The TCP segment in an Ethernet/IPv4 frame, or None (not TCP, a
-    fragment, or truncated)."""
+    """The TCP segment in an Ethernet/IPv4 or Ethernet/IPv6 frame, or None
+    (not TCP, a fragment, or truncated).
+
+    IPv6 hop-by-hop, routing and destination options headers are skipped; a
+    fragment header (or any other extension header) means None, as an IPv4
+    fragment does.
+    """
     if len(frame) < 14:
         return None
     eth_type = frame[12] << 8 | frame[13]
@@ -334,6 +382,8 @@ def segment(frame):
     if eth_type == ETH_VLAN and len(frame) >= 18:
         eth_type = frame[16] << 8 | frame[17]
         l3 = 18
+    if eth_type == ETH_IPV6:
+        return _segment6(frame, l3)
     if eth_type != ETH_IP or len(frame) < l3 + 20 or frame[l3] >> 4 != 4:
         return None
     ihl = (frame[l3] & 0x0F) * 4
@@ -341,14 +391,47 @@ def segment(frame):
     frag = (frame[l3 + 6] & 0x3F) << 8 | frame[l3 + 7]      # MF flag + offset
     if frame[l3 + 9] != PROTO_TCP or frag or ihl < 20 or len(frame) < l3 + total:
         return None
-    l4 = l3 + ihl
-    if total < ihl + 20:
+    return _tcp(frame, l3, l3 + ihl, l3 + total, IPV4)
+
+
+def _segment6(frame, l3):
+    """segment() for the IPv6 packet at ``l3``."""
+    if len(frame) < l3 + 40 or frame[l3] >> 4 != 6:
+        return None
+    end = l3 + 40 + (frame[l3 + 4] << 8 | frame[l3 + 5])
+    if len(frame) < end:
+        return None
+    next_header, l4 = frame[l3 + 6], l3 + 40
+    while next_header in _IPV6_SKIPPED:
+        if l4 + 8 > end:
+            return None
+        if next_header == _IPV6_ROUTING and frame[l4 + 3]:
+            # segments left: not at its final destination, whose address the
+            # TCP checksum's pseudo-header holds (RFC 8200 8.1)
+            return None
+        next_header, l4 = frame[l4], l4 + (frame[l4 + 1] + 1) * 8
+    if next_header != PROTO_TCP:
+        return None
+    return _tcp(frame, l3, l4, end, IPV6)
+
+
+def _tcp(frame, l3, l4, end, family):
+    """The Segment whose TCP header is at ``l4`` and IP packet ends at ``end``."""
+    if l4 + 20 > end:
         return None
     seq, ack, off, flags = struct.unpack_from("!IIBB", frame, l4 + 4)
     data = l4 + (off >> 4) * 4
-    if data > l3 + total or (off >> 4) < 5:
+    if data > end or (off >> 4) < 5:
         return None
-    return Segment(l3, l4, data, l3 + total, seq, ack, (off & 1) << 8 | flags)
+    return Segment(l3, l4, data, end, seq, ack, (off & 1) << 8 | flags, family)
+
+
+def _pseudo_header(ip, family, length):
+    """The TCP checksum's pseudo-header for the IP header(s) ``ip``."""
+    if family == IPV6:
+        # source, destination, upper-layer length, 3 zero bytes, next header
+        return bytes(ip[8:40]) + struct.pack("!I3xB", length, PROTO_TCP)
+    return bytes(ip[12:20]) + struct.pack("!BBH", 0, PROTO_TCP, length)
 
 
 def _fix_sack(options, fix):
@@ -375,8 +458,9 @@ def _fix_sack(options, fix):
 
 def rebuild(frame, seg, seq=None, ack=None, payload=None, options=None):
     """``frame`` with a new seq/ack/options/payload and correct lengths and
-    checksums (IPv4 total length and header checksum, TCP checksum).
-    Ethernet padding is dropped; everything else is kept."""
+    checksums: IPv4 total length and header checksum, or IPv6 payload length
+    (extension headers included; IPv6 has no header checksum), and the TCP
+    checksum.  Ethernet padding is dropped; everything else is kept."""
     frame = bytes(frame)
     ip = bytearray(frame[seg.l3:seg.l4])
     tcp = bytearray(frame[seg.l4:seg.data])
@@ -390,23 +474,28 @@ def rebuild(frame, seg, seq=None, ack=None, payload=None, options=None):
         struct.pack_into("!I", tcp, 8, ack & _MASK32)
     tcp[16:18] = b"\0\0"
     segment_bytes = bytes(tcp) + payload
-    pseudo = bytes(ip[12:20]) + struct.pack("!BBH", 0, PROTO_TCP, len(segment_bytes))
+    pseudo = _pseudo_header(ip, seg.family, len(segment_bytes))
     struct.pack_into("!H", tcp, 16, checksum(pseudo + segment_bytes))
-    struct.pack_into("!H", ip, 2, len(ip) + len(segment_bytes))
-    ip[10:12] = b"\0\0"
-    struct.pack_into("!H", ip, 10, checksum(bytes(ip)))
+    if seg.family == IPV6:
+        struct.pack_into("!H", ip, 4, len(ip) - 40 + len(segment_bytes))
+    else:
+        struct.pack_into("!H", ip, 2, len(ip) + len(segment_bytes))
+        ip[10:12] = b"\0\0"
+        struct.pack_into("!H", ip, 10, checksum(bytes(ip)))
     return frame[:seg.l3] + bytes(ip) + bytes(tcp) + payload
 
 
 def checksums_ok(frame):
-    """True when an IPv4/TCP frame's IP header and TCP checksums verify."""
+    """True when an IPv4/TCP frame's IP header and TCP checksums, or an
+    IPv6/TCP frame's TCP checksum, verify."""
     seg = segment(frame)
     if seg is None:
         return False
     ip = bytes(frame[seg.l3:seg.l4])
     tcp = bytes(frame[seg.l4:seg.end])
-    pseudo = ip[12:20] + struct.pack("!BBH", 0, PROTO_TCP, len(tcp))
-    return checksum(ip) == 0 and checksum(pseudo + tcp) == 0
+    if seg.family == IPV4 and checksum(ip) != 0:
+        return False
+    return checksum(_pseudo_header(ip, seg.family, len(tcp)) + tcp) == 0
 
 
 # -------------------------------------------------------------------------
@@ -414,7 +503,7 @@ def checksums_ok(frame):
 
 class FromClient(NamedTuple):
     frame: bytes
-    port: Optional[Tuple[int, int]]     # PORT/EPRT: (client addr, data port)
+    port: Optional[Tuple[int, int]]     # PORT/EPRT: (client addr, data port); IPv6: 128-bit addr
 
 
 class FromServer(NamedTuple):
@@ -451,11 +540,11 @@ class FtpControl:
         port = None
         payload = seg.payload(frame)
         if payload:
-            wanted = passive_request(payload)
+            wanted = passive_request(payload, seg.family)
             if wanted is not None:
                 self.mode = wanted
             else:
-                port = parse_port(payload) or parse_eprt(payload)
+                port = parse_port(payload, seg.family) or parse_eprt(payload, seg.family)
                 if port is not None:
                     self.mode = ACTIVE
         if seq == seg.seq and ack == seg.ack and options is None:
@@ -465,7 +554,8 @@ class FtpControl:
     def from_server(self, frame, vip):
         """A server->client frame: (frame to forward, 227/229 announcement).
 
-        ``vip`` (an int) replaces the real server's address in a 227.
+        ``vip`` (an int) replaces the real server's address in a 227 (IPv4
+        only; on IPv6 it is a 128-bit int and never written).
         """
         seg = segment(frame)
         if seg is None:
@@ -480,11 +570,12 @@ class FtpControl:
         mode = self.rewritten[seg.seq] if retransmitted else self.mode
         if payload and mode != ACTIVE:
             if mode == PASV:
-                reply = parse_227(payload)
+                # IPv6: a 227 is never read (ip_vs_ftp_in sets IP_VS_FTP_PASV on AF_INET only)
+                reply = parse_227(payload) if seg.family == IPV4 else None
                 if reply is not None:
                     new_payload = rewrite_227(payload, reply, vip)
             else:
-                reply = parse_229(payload)
+                reply = parse_229(payload, seg.family)
                 if reply is not None and reply.addr is not None:
                     new_payload = rewrite_229(payload, reply)
             if reply is not None and not retransmitted:
