@@ -4,7 +4,7 @@ Run inside a lab host with the venv's interpreter (pyftpdlib is pinned in
 requirements.txt)::
 
     .venv/bin/python -u mininet/ftp_server.py NAME ROOT [--port 21]
-        [--passive 30000-30100] [--data-port 20]
+        [--passive 30000-30100] [--data-port 20] [--ipv6]
 
 * The greeting is ``220 NAME``, so a client knows which real server holds
   its control connection.
@@ -12,7 +12,11 @@ requirements.txt)::
   holds NAME, and an empty marker file ``served-by-NAME`` makes every
   listing name its server too.  Uploads land in ROOT.
 * It listens on 0.0.0.0, so it answers on the VIP held on ``lo`` (direct
-  routing) or ``vx0`` (tunnel) as well as on its own address (NAT).
+  routing) or ``vx0`` (tunnel) as well as on its own address (NAT).  With
+  ``--ipv6`` it also listens on ``::`` (a second, IPv6-only socket in the
+  same event loop; IPv4 sessions are exactly as without it).  Over IPv6,
+  passive mode is EPSV (``229 (|||port|)``) and active mode EPRT
+  (``|2|addr|port|``), as RFC 2428 has it.
 * Passive mode (PASV/EPSV) listens on a port of ``--passive`` and announces
   the address the control connection came in on: the VIP for direct routing
   and tunnelling, the server's own address for NAT.  Nothing FTP-specific is
@@ -56,6 +60,8 @@ def parse_args(argv):
     parser.add_argument("--passive", type=port_range, default=port_range("30000-30100"))
     parser.add_argument("--data-port", type=int, default=20,
                         help="source port of active data connections (0: ephemeral)")
+    parser.add_argument("--ipv6", action="store_true",
+                        help="listen on :: (IPv6) too")
     return parser.parse_args(argv)
 
 
@@ -116,6 +122,13 @@ def main(argv):
     handler = make_handler(args.name, args.data_port, args.passive)
     handler.authorizer = authorizer
     server = FTPServer(("0.0.0.0", args.port), handler)
+    if args.ipv6:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(("::", args.port))
+        # the same IOLoop (IOLoop.instance()): server.serve_forever() serves both
+        FTPServer(sock, handler)
     print("ready", args.name, args.port, flush=True)
     server.serve_forever()
 

@@ -2,13 +2,15 @@
 
 Run inside a lab host with the system interpreter::
 
-    /usr/bin/python3 -u mininet/http_name_server.py NAME PORT [PORT...]
+    /usr/bin/python3 -u mininet/http_name_server.py NAME PORT [PORT...] [--ipv6]
 
 It binds 0.0.0.0 (so it also answers on the VIP held on ``lo`` or ``vx0``
-for direct routing and tunnelling), prints ``ready`` once every port is bound,
-and logs one line per request.  ``GET /info`` answers JSON ``{"server",
-"local", "peer"}``: ``local`` is the address the request arrived for (the
-VIP for droute/tunnel, the real address for NAT), ``peer`` the client.
+for direct routing and tunnelling), with ``--ipv6`` also ``::`` (a second
+socket per port, IPv6 only, so IPv4 clients are seen exactly as without it),
+prints ``ready`` once every port is bound, and logs one line per request.
+``GET /info`` answers JSON ``{"server", "local", "peer"}``: ``local`` is the
+address the request arrived for (the VIP for droute/tunnel, the real address
+for NAT), ``peer`` the client, each ``addr:port`` (``[addr]:port`` for IPv6).
 ``GET /bytes/N`` answers N bytes (the counter tests download known sizes).
 ``GET /health`` answers the status code written in the file named by the
 environment variable ``HEALTH_FILE`` (200 while there is none): the
@@ -19,6 +21,7 @@ Standard library only, no lvs_app imports.
 import http.server
 import json
 import os
+import socket
 import sys
 import threading
 
@@ -33,8 +36,17 @@ def health_status():
         return 200
 
 
+def endpoint(address):
+    """``addr:port`` of a socket address, ``[addr]:port`` for IPv6."""
+    host, port = address[:2]
+    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+
+
 def main(argv):
-    name, ports = argv[1], [int(p) for p in argv[2:]]
+    args = argv[1:]
+    ipv6 = "--ipv6" in args
+    args = [a for a in args if a != "--ipv6"]
+    name, ports = args[0], [int(p) for p in args[1:]]
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -46,8 +58,8 @@ def main(argv):
                 body = ("%s %d" % (name, status)).encode()
             elif self.path.startswith("/info"):
                 local = self.connection.getsockname()
-                body = json.dumps({"server": name, "local": "%s:%d" % local[:2],
-                                   "peer": "%s:%d" % self.client_address[:2]}).encode()
+                body = json.dumps({"server": name, "local": endpoint(local),
+                                   "peer": endpoint(self.client_address)}).encode()
             else:
                 body = name.encode()
             self.send_response(status)
@@ -63,7 +75,16 @@ def main(argv):
         allow_reuse_address = True
         daemon_threads = True
 
+    class Server6(Server):
+        address_family = socket.AF_INET6
+
+        def server_bind(self):
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            super().server_bind()
+
     servers = [Server(("0.0.0.0", port), Handler) for port in ports]
+    if ipv6:
+        servers += [Server6(("::", port), Handler) for port in ports]
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     print("ready", name, *ports, flush=True)

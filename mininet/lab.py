@@ -9,6 +9,7 @@
     sudo .venv/bin/python mininet/lab.py droute --restart-demo          # kill -9, restart
     sudo .venv/bin/python mininet/lab.py droute --ha --restart-demo     # kill -9 of the master
     sudo .venv/bin/python mininet/lab.py leafspine --cli    # five switches, --observe-links
+    sudo .venv/bin/python mininet/lab.py nat --ipv6 --demo  # dual-stack: also the IPv6 VIP
 
 The controller is ``ryu-manager lvs_app`` unless ``--controller-cmd`` says
 otherwise (a command with the placeholders {venv} {repo} {of_port}
@@ -17,6 +18,12 @@ topology's lvsadm commands are applied when the controller is lvs_app.
 A fabric (``leafspine``) starts lvs_app with the topology's controller
 arguments (``--observe-links``); Ryu's learning switch is refused there (it
 floods, and the fabric has loops).
+``--ipv6`` makes the lab dual-stack (one-switch topologies): every host and
+the VIP also get the IPv6 twin of their IPv4 address (a.b.c.d ->
+fd00::a:b:c:d), the servers listen on IPv6 too, and with lvs_app the IPv6
+twin of the topology's lvsadm commands is applied as well (VIP and servers
+in brackets; tunnel servers stay IPv4 endpoints); the demo then also asks
+the IPv6 VIP.
 Everything started is stopped on exit, Ctrl-C or SIGTERM.
 """
 
@@ -59,6 +66,10 @@ def parse_args(argv):
                         help="a persistent service and a connection held open, then kill -9 "
                              "of the controller (the master with --ha) and its restart (the "
                              "backup's takeover): nothing breaks")
+    parser.add_argument("--ipv6", action="store_true",
+                        help="a dual-stack lab: IPv6 in every host (fd00::a:b:c:d for "
+                             "a.b.c.d), the IPv6 twin of the lvsadm commands, the demo "
+                             "also to the IPv6 VIP (one-switch topologies)")
     parser.add_argument("--requests", type=int, default=6, metavar="N",
                         help="requests per client in the demo (default 6)")
     parser.add_argument("--controller-cmd", metavar="CMD",
@@ -97,7 +108,8 @@ def describe(lab):
     if not lab.multi_switch:
         print(f"switch {lab.switch_name} (dpid {topo['switch']['dpid']}, tunnel source "
               f"{topo['switch']['tunnel_ip']} on LOCAL, {lvslab.VXLAN_PORT_NAME} = port "
-              f"{lvslab.VXLAN_OFPORT}); VIP {topo['vip']} (MAC {topo['vip_mac']})")
+              f"{lvslab.VXLAN_OFPORT}); VIP {topo['vip']} (MAC {topo['vip_mac']})"
+              + (f", IPv6 VIP {lab.vip6}" if lab.ipv6 else ""))
     else:
         print(f"switches (all connected to the controller); VIP {topo['vip']} "
               f"(MAC {topo['vip_mac']})")
@@ -112,7 +124,8 @@ def describe(lab):
     for spec in topo["clients"] + topo["servers"]:
         role = f"real server, {spec['method']}" if "method" in spec else "client"
         where = f"{lab.switch_of(spec['name'])} " if lab.multi_switch else ""
-        print(f"  {spec['name']:<5} {spec['ip']:<12} {spec['mac']}  "
+        ip6 = f"{lab.ip6(spec['name']):<17} " if lab.ipv6 else ""
+        print(f"  {spec['name']:<5} {spec['ip']:<12} {ip6}{spec['mac']}  "
               f"{where}port {lab.port_of(spec['name'])}  {role}")
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in lab.timings.items())
     print(f"started in {lab.timings['start']:.2f}s ({timings})\n")
@@ -124,36 +137,41 @@ def show(title, text):
 
 
 def demo(lab, requests, director):
-    """Requests to the VIP (with the director) or to every real address (without)."""
+    """Requests to the VIP (with the director) or to every real address (without);
+    in a dual-stack lab to the IPv6 VIP (or every real IPv6 address) too."""
     failures = 0
     if not director:
         loss = lab.pingall()
         show("pingall", f"{loss:g}% lost")
         failures += loss > 0
         for client in lab.clients:
+            for label, address in [("", lab.ip)] + ([(" (IPv6)", lab.ip6)] if lab.ipv6 else []):
+                answers = []
+                for server in lab.servers:
+                    try:
+                        answers.append(lab.curl(
+                            client, f"http://{lvslab.url_host(address(server))}/"))
+                    except lvslab.CommandError as err:
+                        answers.append(f"FAILED({err.returncode})")
+                        failures += 1
+                print(f"{client} -> real servers{label}: {' '.join(answers)}")
+        return failures
+    vips = [(lab.vip, lab.ip)] + ([(lab.vip6, lab.ip6)] if lab.ipv6 else [])
+    for vip, address in vips:
+        url = f"http://{lvslab.url_host(vip)}/"
+        print(f"== {requests} requests per client to {url}")
+        for client in lab.clients:
             answers = []
-            for server in lab.servers:
+            for _ in range(requests):
                 try:
-                    answers.append(lab.curl(client, f"http://{lab.ip(server)}/"))
+                    answers.append(lab.curl(client, url))
                 except lvslab.CommandError as err:
                     answers.append(f"FAILED({err.returncode})")
                     failures += 1
-            print(f"{client} -> real servers: {' '.join(answers)}")
-        return failures
-    url = f"http://{lab.vip}/"
-    print(f"== {requests} requests per client to {url}")
-    for client in lab.clients:
-        answers = []
-        for _ in range(requests):
-            try:
-                answers.append(lab.curl(client, url))
-            except lvslab.CommandError as err:
-                answers.append(f"FAILED({err.returncode})")
-                failures += 1
-        counts = collections.Counter(answers)
-        print(f"{client:<4} ({lab.ip(client)}): {' '.join(answers)}   "
-              f"[{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}]")
-    print()
+            counts = collections.Counter(answers)
+            print(f"{client:<4} ({address(client)}): {' '.join(answers)}   "
+                  f"[{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}]")
+        print()
     for args in (["-L", "-n"], ["-L", "-c", "-n"]):
         proc = lab.lvsadm(*args, check=False)
         show("lvsadm " + " ".join(args), proc.stdout + proc.stderr)
@@ -315,11 +333,16 @@ def main(argv=None):
             print(f"lab.py: {args.topology}: its links make loops, and simple_switch_13 "
                   "floods: every broadcast would circle the fabric forever", file=sys.stderr)
             return 2
-    lab = lvslab.Lab(args.topology, controller_cmd=args.controller_cmd,
-                     of_port=args.of_port, rest_port=args.rest_port, log_dir=args.log_dir,
-                     rules_file=rules_file, extra_args=master_args(ports) if ports else (),
-                     # the CLI prints at Mininet's "output" level
-                     mn_log_level="info" if args.verbose else "output" if args.cli else "warning")
+    try:
+        lab = lvslab.Lab(args.topology, controller_cmd=args.controller_cmd,
+                         of_port=args.of_port, rest_port=args.rest_port, log_dir=args.log_dir,
+                         rules_file=rules_file, extra_args=master_args(ports) if ports else (),
+                         # the CLI prints at Mininet's "output" level
+                         mn_log_level="info" if args.verbose else "output" if args.cli
+                         else "warning", ipv6=args.ipv6)
+    except lvslab.TopologyError as err:
+        print(f"lab.py: {err}", file=sys.stderr)
+        return 2
     status = 0
     try:
         lab.start()
@@ -331,10 +354,17 @@ def main(argv=None):
             print(f"backup controller: REST http://127.0.0.1:{ports.rest_port}, "
                   f"log {backup.log_path}\n")
         if args.apply_lvsadm:
-            for command in lab.topology["lvsadm"]:
+            for command in lab.lvsadm_commands():
                 print(f"lvsadm {command}")
                 lab.lvsadm(command)
             print()
+            if lab.ipv6:
+                print("the IPv6 twin (VIP and servers by their IPv6 addresses; tunnel "
+                      "servers stay IPv4 endpoints):")
+                for command in lab.lvsadm_commands(ipv6=True):
+                    print(f"lvsadm {command}")
+                    lab.lvsadm(command)
+                print()
         if args.ftp:
             lab.start_ftp_servers()
             print(f"FTP servers on port {lvslab.FTP_PORT} of every real server "

@@ -28,7 +28,8 @@ re-exports every name the library had before it was split (``__all__``:
   dead lab left behind;
 * ``lvslab_topology``: ``topologies/*.json``, the address plan (and
   :class:`AddressPlan`, a mixin of :class:`Lab` that answers ``lab.ip(name)``
-  and the like), the NAT, direct routing and VXLAN recipes and the hosts'
+  and the like; ``ipv6_of`` and ``lab.ip6(name)``/``lab.vip6`` in a
+  dual-stack lab), the NAT, direct routing and VXLAN recipes and the hosts'
   part of them;
 * ``lvslab_hosts``: the HTTP, FTP and TLS servers on the real servers and
   the curl, ftplib and ``openssl s_client`` clients (mixins of :class:`Lab`);
@@ -82,7 +83,7 @@ from lvslab_fabric import FabricUnavailable, LabFabric
 from lvslab_hosts import (
     CURL_FTP_MODES, FTP_DATA_PORT, FTP_PASSIVE_PORTS, FTP_PORT, FTP_SERVER, FTPLIB_CLIENT,
     HTTP_SERVER, SYSTEM_PYTHON, TLS_PORT, VENV_PYTHON, VIP_FTP_HINT, FtpResult, HostClients,
-    HostServers, TlsResult)
+    HostServers, TlsResult, url_host)
 from lvslab_logs import (
     LOG_BENIGN_PATTERNS, LOG_ERROR_PATTERNS, OVS_LOG, LabLogs, find_log_errors)
 from lvslab_procs import (
@@ -90,25 +91,26 @@ from lvslab_procs import (
     free_tcp_port, remove_leftovers, run, stop_process, tcp_listening, wait_or_raise,
     wait_until)
 from lvslab_topology import (
-    DEFAULT_HTTP_PORTS, DR_RECIPE, FABRIC_CONTROLLER_ARGS, LVSADM_METHOD_FLAGS, METHODS,
-    NAT_RECIPE, TOPOLOGIES, VXLAN_DEVICE, VXLAN_OFPORT, VXLAN_PORT_NAME, VXLAN_RECIPE,
-    VXLAN_UDP_PORT, AddressPlan, TopologyError, controller_args_of, host_setup_commands,
-    load_topology, mac_for, topology_names, vip_mac_for)
+    DEFAULT_HTTP_PORTS, DR_RECIPE, FABRIC_CONTROLLER_ARGS, IPV6_NETWORK, LVSADM_METHOD_FLAGS,
+    METHODS, NAT_RECIPE, TOPOLOGIES, VXLAN_DEVICE, VXLAN_OFPORT, VXLAN_PORT_NAME, VXLAN_RECIPE,
+    VXLAN_UDP_PORT, AddressPlan, TopologyError, check_ipv6, controller_args_of,
+    host_setup_commands, ipv6_lvsadm, ipv6_of, load_topology, mac_for, topology_names,
+    vip_mac_for)
 
 # What ``import lvslab`` gives: the names callers used before the lab was
 # split into modules, and Lab.
 __all__ = [
     "CURL_FTP_MODES", "DEFAULT_HTTP_PORTS", "DR_RECIPE", "FABRIC_CONTROLLER_ARGS",
-    "FTPLIB_CLIENT", "FTP_DATA_PORT",
-    "FTP_PASSIVE_PORTS", "FTP_PORT", "FTP_SERVER", "HTTP_SERVER", "LOG_BENIGN_PATTERNS",
-    "LOG_ERROR_PATTERNS", "LOG_ROOT", "LVSADM_METHOD_FLAGS", "LVS_APP_CMD", "METHODS",
-    "NAT_RECIPE", "OVS_LOG", "REPO", "RUN_DIR", "SIMPLE_SWITCH_13_CMD", "SYSTEM_PYTHON",
-    "TLS_PORT", "TOPOLOGIES", "VENV", "VENV_PYTHON", "VIP_FTP_HINT", "VXLAN_DEVICE",
-    "VXLAN_OFPORT", "VXLAN_PORT_NAME", "VXLAN_RECIPE", "VXLAN_UDP_PORT", "CommandError",
-    "FabricUnavailable", "FtpResult", "Lab", "LabError", "TlsResult", "TopologyError",
-    "controller_args_of", "environment_problem",
-    "find_log_errors", "free_tcp_port", "load_topology", "mac_for", "run", "stop_process",
-    "tcp_listening", "topology_names", "vip_mac_for", "wait_until",
+    "FTPLIB_CLIENT", "FTP_DATA_PORT", "FTP_PASSIVE_PORTS", "FTP_PORT", "FTP_SERVER",
+    "HTTP_SERVER", "IPV6_NETWORK", "LOG_BENIGN_PATTERNS", "LOG_ERROR_PATTERNS", "LOG_ROOT",
+    "LVSADM_METHOD_FLAGS", "LVS_APP_CMD", "METHODS", "NAT_RECIPE", "OVS_LOG", "REPO", "RUN_DIR",
+    "SIMPLE_SWITCH_13_CMD", "SYSTEM_PYTHON", "TLS_PORT", "TOPOLOGIES", "VENV", "VENV_PYTHON",
+    "VIP_FTP_HINT", "VXLAN_DEVICE", "VXLAN_OFPORT", "VXLAN_PORT_NAME", "VXLAN_RECIPE",
+    "VXLAN_UDP_PORT", "CommandError", "FabricUnavailable", "FtpResult", "Lab", "LabError",
+    "TlsResult", "TopologyError", "check_ipv6", "controller_args_of", "environment_problem",
+    "find_log_errors", "free_tcp_port", "ipv6_lvsadm", "ipv6_of", "load_topology", "mac_for",
+    "run", "stop_process", "tcp_listening", "topology_names", "url_host", "vip_mac_for",
+    "wait_until",
 ]
 
 LOG_ROOT = REPO / "lab-logs"
@@ -192,6 +194,13 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
     fabric it also says whether start() asks ``GET /ipvs/fabric``.
     ``ready_flows``: a switch counts as ready once connected and holding
     at least this many flows (the controller's initial pipeline).
+    ``ipv6``: a dual-stack lab (one-switch topologies only; a fabric raises
+    TopologyError): IPv6 stays on in the hosts (quiet: no DAD, no router
+    solicitations), every host and the VIP get the IPv6 twin of their IPv4
+    address (:func:`lvslab_topology.ipv6_of`, ``lab.ip6(name)``,
+    ``lab.vip6``; direct routing servers hold it on ``lo``, tunnel servers
+    on ``vx0``), and the servers listen on IPv6 too.  Default: IPv6 off in
+    every host, as always.
 
     The switches (every one an ``OVSSwitch(datapath='user')`` speaking
     OpenFlow13, all connected to the one controller): :attr:`switch_names`,
@@ -214,9 +223,12 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
     def __init__(self, topology, controller_cmd=None, of_port=None, rest_port=None,
                  log_dir=None, rules_file=None, wait_rest=None, ready_flows=1,
                  lock_timeout=120.0, start_timeout=30.0, mn_cleanup=None,
-                 mn_log_level="warning", extra_args=(), openflow_tls=None):
+                 mn_log_level="warning", extra_args=(), openflow_tls=None, ipv6=False):
         self.topology = load_topology(topology)
         self.name = self.topology["name"]
+        self.ipv6 = bool(ipv6)
+        if self.ipv6:
+            check_ipv6(self.topology)
         self.of_port = of_port or free_tcp_port()
         self.rest_port = rest_port or free_tcp_port()
         while self.rest_port == self.of_port:
@@ -497,7 +509,8 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
     def _configure_hosts(self):
         for spec in self.topology["clients"] + self.topology["servers"]:
             intf = self.host(spec["name"]).defaultIntf().name
-            self.host_run(spec["name"], " && ".join(host_setup_commands(spec, self.vip, intf)))
+            self.host_run(spec["name"], " && ".join(
+                host_setup_commands(spec, self.vip, intf, ipv6=self.ipv6)))
 
     def _configure_tunnel_endpoint(self):
         """Give the tunnel switch's LOCAL port the tunnel source address (see
@@ -607,9 +620,10 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
                     f"http://127.0.0.1:{self.rest_port}", *args],
                    timeout=timeout, check=check, env=env)
 
-    def apply_lvsadm(self):
-        """Run the topology's lvsadm commands in order."""
-        for command in self.topology["lvsadm"]:
+    def apply_lvsadm(self, ipv6=False):
+        """Run the topology's lvsadm commands in order; ``ipv6``: their IPv6
+        twin instead (:meth:`lvsadm_commands`, a dual-stack lab only)."""
+        for command in self.lvsadm_commands(ipv6):
             self.lvsadm(command)
 
     def connection_table(self, timeout=5):
@@ -667,7 +681,8 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
                 body = f"(failed: {err!r})"
             sections.append(f"===== {title} =====\n{body.rstrip()}\n")
 
-        add("lab", lambda: (f"topology {self.name}; controller {shlex.join(self.controller_cmd)}; "
+        add("lab", lambda: (f"topology {self.name}{' (dual-stack)' if self.ipv6 else ''}; "
+                            f"controller {shlex.join(self.controller_cmd)}; "
                             f"of_port {self.of_port}; rest_port {self.rest_port}; "
                             f"log_dir {self.log_dir}; timings {self._timings_text()}"))
         if self.multi_switch:

@@ -11,9 +11,11 @@ Two mixins of :class:`lvslab.Lab`:
   :class:`TlsResult` saying what they saw.
 
 What they need from the class they are mixed into: ``host(name)`` (the
-Mininet host), ``topology``, ``vip``, ``log_dir`` and ``processes`` (a
+Mininet host), ``topology``, ``vip``, ``ipv6`` (a dual-stack lab: the
+servers listen on IPv6 too), ``log_dir`` and ``processes`` (a
 :class:`lvslab_procs.Processes`); :class:`HostServers` also uses
-:meth:`HostClients.host_run`.
+:meth:`HostClients.host_run`.  Every client takes an IPv6 address (plain,
+without brackets) wherever it takes an IPv4 one.
 """
 
 import json
@@ -49,6 +51,13 @@ CURL_FTP_MODES = {"epsv": [], "pasv": ["--disable-epsv"],
                   "eprt": ["--ftp-port", "-"], "port": ["--ftp-port", "-", "--disable-eprt"]}
 VIP_FTP_HINT = ("epsv/pasv: passive, curl's default / --disable-epsv; "
                 "eprt/port: active, --ftp-port - / --ftp-port - --disable-eprt")
+
+
+def url_host(address):
+    """``address`` as the host part of a URL or of ``host:port``: an IPv6
+    address in brackets (``[fd00::10:0:0:100]``), anything else unchanged."""
+    address = str(address)
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
 class FtpResult:
@@ -121,7 +130,8 @@ class FTP(ftplib.FTP):
         return resp
     def ntransfercmd(self, cmd, rest=None):
         conn, size = super().ntransfercmd(cmd, rest)
-        out["data_peers"].append("%s:%d" % conn.getpeername()[:2])
+        host, port = conn.getpeername()[:2]
+        out["data_peers"].append(("[%s]:%d" if ":" in host else "%s:%d") % (host, port))
         return conn, size
 
 try:
@@ -188,11 +198,13 @@ class HostServers:
         answers JSON {server, local, peer} (local shows whether the request
         arrived for the VIP or the real address, peer the client's address).
         ``GET /health`` answers what :meth:`set_health` said (200 by default).
-        The process writes ``ready`` to its log once every port is bound.
+        The process writes ``ready`` to its log once every port is bound (in
+        a dual-stack lab on IPv4 and IPv6: ``--ipv6``).
         """
         proc, _ = self._start_server(
             name, "http",
-            [SYSTEM_PYTHON, "-u", str(HTTP_SERVER), body or name] + [str(p) for p in ports],
+            [SYSTEM_PYTHON, "-u", str(HTTP_SERVER), body or name] + [str(p) for p in ports]
+            + (["--ipv6"] if self.ipv6 else []),
             env={"HEALTH_FILE": str(self.health_file(name))}, append=append)
         return proc
 
@@ -224,13 +236,15 @@ class HostServers:
 
     def start_udp_servers(self, port):
         """Start the name-answering UDP server (udp_name_server.py) on ``port``
-        in every real server (once a run); returns when all are bound."""
+        in every real server (once a run; on IPv6 too in a dual-stack lab);
+        returns when all are bound."""
         if port in self._udp_ports:
             return
         self._udp_ports = self._udp_ports | {port}
         for spec in self.topology["servers"]:
             self._start_server(spec["name"], f"udp{port}",
-                               [SYSTEM_PYTHON, "-u", str(UDP_SERVER), spec["name"], str(port)])
+                               [SYSTEM_PYTHON, "-u", str(UDP_SERVER), spec["name"], str(port)]
+                               + (["--ipv6"] if self.ipv6 else []))
         for spec in self.topology["servers"]:
             log = self.log_dir / f"{spec['name']}-udp{port}.log"
             wait_or_raise(lambda log=log: "ready" in log.read_text(), 10,
@@ -263,6 +277,8 @@ class HostServers:
         and ``served-by-<name>`` from :meth:`ftp_root`, allows anonymous
         uploads there, uses the passive ports ``passive`` (lo, hi) and
         connects actively from ``data_port``.  Logs: ``<log_dir>/<name>-ftp.log``.
+        In a dual-stack lab each also listens on IPv6 (``--ipv6``: EPSV and
+        EPRT; PASV and PORT are IPv4 only).
         """
         if self._ftp_started:
             return
@@ -273,7 +289,7 @@ class HostServers:
                 name, "ftp",
                 [str(VENV_PYTHON), "-u", str(FTP_SERVER), name, str(self.ftp_root(name)),
                  "--port", str(port), "--passive", f"{passive[0]}-{passive[1]}",
-                 "--data-port", str(data_port)])
+                 "--data-port", str(data_port)] + (["--ipv6"] if self.ipv6 else []))
         for name, (proc, log) in started.items():
 
             def ready(log=log, proc=proc, name=name):
@@ -298,6 +314,8 @@ class HostServers:
         tickets, so a session resumes only on the server that made it.
         ``-www`` answers ``GET /`` with a status page that says ``New`` or
         ``Reused`` from the server's side.  Logs: ``<log_dir>/<name>-tls.log``.
+        ``s_server -accept PORT`` listens on one dual-stack socket (``*:443``
+        in ``ss``), so it takes IPv6 clients in a dual-stack lab as it is.
         """
         if self._tls_started:
             return
@@ -344,8 +362,9 @@ class HostClients:
         return proc.returncode, out, err
 
     def probe(self, client, *args, timeout=20, check=True):
-        """Run probe_client.py ARGS in host ``client`` (udp, tcp-idle, syn);
-        returns its output, stripped."""
+        """Run probe_client.py ARGS in host ``client`` (udp, tcp-idle, syn,
+        flood, requests; the host may be an IPv6 address); returns its
+        output, stripped."""
         cmd = " ".join([SYSTEM_PYTHON, str(PROBE_CLIENT)] + [shlex.quote(str(a)) for a in args])
         _, out, _ = self.host_run(client, cmd, timeout, check=check)
         return out.strip()
@@ -362,9 +381,12 @@ class HostClients:
 
         Raises :class:`CommandError` with curl's exit code and message when
         the request fails (7 = refused, 28 = timeout) unless check=False
-        (then the body is '' on failure).
+        (then the body is '' on failure).  An IPv6 address in brackets
+        (``http://[fd00::10:0:0:100]/``, see :func:`url_host`) is taken
+        literally (``-g``: no curl globbing).
         """
-        cmd = ["curl", "-sS", "--noproxy", "*", "-m", str(timeout), url]
+        cmd = ["curl", "-sS", "--noproxy", "*", "-m", str(timeout)] \
+            + (["-g"] if "[" in url else []) + [url]
         rc, out, err = self._run_in_host(client, cmd, timeout + 5, f"curl {url}: hung")
         if rc:
             if check:
@@ -375,7 +397,9 @@ class HostClients:
 
     def ftp(self, client, path="whoami.txt", mode="epsv", upload=None, listing=False,
             quote=(), address=None, timeout=10, check=True):
-        """One FTP command line with curl from host ``client`` to the VIP.
+        """One FTP command line with curl from host ``client`` to the VIP
+        (or to ``address``: an IPv4 or IPv6 address, e.g. ``lab.vip6``; over
+        IPv6 curl says EPSV and EPRT whatever the mode, as RFC 2428 has it).
 
         ``mode``: ``epsv`` (passive, curl's default), ``pasv``, ``eprt`` (active,
         ``--ftp-port -``) or ``port`` (active, ``--disable-eprt``).
@@ -385,9 +409,9 @@ class HostClients:
         greeting's server name, the body, curl's exit code and verbose log);
         raises CommandError when curl fails and ``check``.
         """
-        url = f"ftp://{address or self.vip}/{path}"
+        url = f"ftp://{url_host(address or self.vip)}/{path}"
         cmd = ["curl", "-sS", "-v", "--noproxy", "*", "-m", str(timeout),
-               *CURL_FTP_MODES[mode]]
+               *CURL_FTP_MODES[mode]] + (["-g"] if "[" in url else [])
         if listing:
             cmd.append("-l")
         if upload is not None:
@@ -405,7 +429,9 @@ class HostClients:
 
     def ftplib(self, client, passive=True, upload=None, site=(), trust_pasv_address=False,
                address=None, timeout=10):
-        """An FTP session with Python's ftplib from host ``client``; returns a dict.
+        """An FTP session with Python's ftplib from host ``client`` to the VIP
+        (or ``address``, IPv4 or IPv6: over IPv6 ftplib says EPSV and EPRT
+        where it says PASV and PORT over IPv4); returns a dict.
 
         Logs in anonymously, sends the ``site`` commands (``SITE <cmd>``),
         fetches ``whoami.txt``, lists the directory (NLST) and, with
@@ -415,7 +441,8 @@ class HostClients:
         control connection's address).  The dict: ``banner``, ``whoami``,
         ``names``, ``uploaded`` (read back), ``replies`` (every reply),
         ``data_peers`` (the far end of each data connection, seen from the
-        client), or ``error`` with a message.
+        client: ``addr:port``, ``[addr]:port`` for IPv6), or ``error`` with
+        a message.
         """
         name, text = upload if upload else ("", "")
         args = [address or self.vip, "1" if passive else "0",
@@ -436,9 +463,10 @@ class HostClients:
         side).  ``sess_out``: save the session to this file; ``sess_in``: offer
         the session from this file for resumption.  Returns a
         :class:`TlsResult` (the certificate's CN, i.e. the server that did the
-        handshake, and whether the session was reused).
+        handshake, and whether the session was reused).  ``address``: the
+        server (default the VIP), IPv4 or IPv6.
         """
-        target = f"{address or self.vip}:{port}"
+        target = f"{url_host(address or self.vip)}:{port}"
         cmd = ["openssl", "s_client", "-connect", target, "-tls1_2", "-ign_eof"]
         if sess_out:
             cmd += ["-sess_out", str(sess_out)]

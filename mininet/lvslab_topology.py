@@ -36,6 +36,9 @@ VXLAN_PORT_NAME = "vxlan0"
 VXLAN_OFPORT = 100
 VXLAN_DEVICE = "vx0"
 VXLAN_UDP_PORT = 4789
+# The IPv6 plan of a dual-stack lab: ipv6_of() puts every host (and the VIP)
+# into this /64.
+IPV6_NETWORK = ipaddress.IPv6Network("fd00::/64")
 
 VXLAN_RECIPE = """\
 Tunnel (-i) as the lab does it, proven by tests/e2e/test_lab_smoke.py:
@@ -101,6 +104,29 @@ class TopologyError(LabError):
 def mac_for(address, prefix="02:00"):
     """The lab's MAC for a host address: locally administered 02:00 + the IPv4 address."""
     return prefix + ":" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
+
+
+def ipv6_of(ipv4):
+    """The IPv6 twin of a lab IPv4 address in a dual-stack lab (the one place
+    the plan is written down): ``a.b.c.d`` -> ``fd00::a:b:c:d``, each decimal
+    octet written as the text of a hex group, so ``10.0.0.11`` ->
+    ``fd00::10:0:0:11`` (the group 0x11) and ``10.0.0.100`` ->
+    ``fd00::10:0:0:100``.  Every twin is in :data:`IPV6_NETWORK` (/64); the
+    text is ``ipaddress``'s compressed form."""
+    octets = str(ipaddress.IPv4Address(ipv4)).split(".")
+    return str(ipaddress.IPv6Address(f"{IPV6_NETWORK.network_address}{':'.join(octets)}"))
+
+
+def ipv6_prefix_of(plen):
+    """The prefix length that covers, in :func:`ipv6_of`'s plan, what an IPv4
+    prefix ``plen`` covers: 24 -> 112 (``fd00::10:0:0:*``), 32 -> 128,
+    0 -> 64.  Each octet is one whole group (its decimal digits written as
+    hex digits), so a prefix that cuts into an octet has no exact twin: it
+    is widened to the whole octet (25 -> 112, like 24)."""
+    plen = int(plen)
+    if not 0 <= plen <= 32:
+        raise ValueError(f"IPv4 prefix length {plen} must be 0..32")
+    return IPV6_NETWORK.prefixlen + 16 * (plen // 8)
 
 
 def vip_mac_for(vip):
@@ -414,19 +440,122 @@ def topology_names(fabric=False):
     return [p.stem for p in paths if fabric is None or is_fabric_file(p) == fabric]
 
 
-def host_setup_commands(spec, vip, intf):
+def check_ipv6(topo):
+    """Refuse a dual-stack lab on a topology that cannot have one (TopologyError).
+
+    Only the one-switch labs (``"switch"``: nat, droute, tunnel, persist)
+    are dual-stack; a fabric's links and spines keep IPv6 off in the root
+    namespace, and nothing proves IPv6 across one.
+    """
+    if "switches" in topo:
+        one = ", ".join(topology_names()) or "the one-switch labs"
+        raise TopologyError(
+            f"topology {topo.get('name', '<dict>')}: ipv6=True (a dual-stack lab) needs a "
+            f"one-switch topology ({one}); a fabric of several switches is IPv4 only")
+
+
+_SERVICE_OPTS = ("-t", "--tcp-service", "-u", "--udp-service")
+_REAL_OPTS = ("-r", "--real-server", "-R")
+_MASK_OPTS = ("-M", "--netmask")
+
+
+def ipv6_lvsadm(topo):
+    """The IPv6 twin of a loaded topology's ``lvsadm`` commands.
+
+    The VIP becomes ``[ipv6_of(VIP)]``, every real server that is not a
+    tunnel server ``[ipv6_of(its IPv4)]`` (ports kept), a dotted
+    persistence netmask its :func:`ipv6_prefix_of`; tunnel servers stay
+    IPv4 endpoints (an IPv6 VIP served through IPv4 tunnels, IPVS's
+    mixed-family tunnel).  Everything else is kept as it is::
+
+        -A -t 10.0.0.100:80 -s rr -p 30 -M 255.255.255.0
+        -> -A -t [fd00::10:0:0:100]:80 -s rr -p 30 -M 112
+        -a -t 10.0.0.100:80 -r 10.0.0.13:8080 -m
+        -> -a -t [fd00::10:0:0:100]:80 -r [fd00::10:0:0:13]:8080 -m
+    """
+    check_ipv6(topo)
+    tunnel_ips = {s["ip"] for s in topo["servers"] if s["method"] == "tunnel"}
+
+    def address(text, keep=()):
+        host, sep, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+        if host in keep:
+            return text
+        try:
+            twin = ipv6_of(host)
+        except ValueError:
+            return text
+        return f"[{twin}]{sep}{port}"
+
+    commands = []
+    for command in topo["lvsadm"]:
+        args = shlex.split(command)
+        out = []
+        for i, arg in enumerate(args):
+            option = args[i - 1] if i else None
+            if option in _SERVICE_OPTS:
+                arg = address(arg)
+            elif option in _REAL_OPTS:
+                arg = address(arg, keep=tunnel_ips)
+            elif option in _MASK_OPTS:
+                try:
+                    arg = str(ipv6_prefix_of(ipaddress.IPv4Network(f"0.0.0.0/{arg}").prefixlen))
+                except ValueError:
+                    pass
+            out.append(arg)
+        # quoted only where a shell would split: "[fd00::10:0:0:100]:80" as
+        # ipvsadm's manual writes it
+        commands.append(" ".join(arg if arg and not re.search(r"[\s'\"\\]", arg)
+                                 else shlex.quote(arg) for arg in out))
+    return commands
+
+
+# IPv6 on a dual-stack lab's host, quietly: no duplicate address detection
+# (addresses usable at once, no DAD solicitations), no router solicitations,
+# unsolicited MLD reports as rare as the kernel allows (milliseconds)
+IPV6_QUIET_SYSCTLS = ("accept_dad=0", "router_solicitations=0",
+                      "mldv1_unsolicited_report_interval=3600000",
+                      "mldv2_unsolicited_report_interval=3600000")
+
+
+def host_setup_commands(spec, vip, intf, ipv6=False):
     """The shell commands that set up host ``spec`` (a client or a real server).
 
     ``intf``: the host's interface to the switch.  Every host gets full
     checksums (tx offload off), no IPv6 and no reverse path filter; a real
     server gets its method's part of :data:`DR_RECIPE` or :data:`VXLAN_RECIPE`.
+
+    ``ipv6``: a dual-stack host instead: IPv6 stays on, quiet
+    (:data:`IPV6_QUIET_SYSCTLS` for ``all``, ``default`` and ``intf``, set
+    while IPv6 is off on ``intf``, so its link-local address comes back
+    without DAD), and the host gets ``ipv6_of(its IPv4)/64`` on ``intf``
+    (``nodad``); a direct routing server also holds ``ipv6_of(vip)/128`` on ``lo`` (Linux answers
+    Neighbour Solicitations only for addresses of the interface they arrive
+    on, so nothing like ``arp_ignore`` is needed), a tunnel server on
+    ``vx0`` (whose outer network stays IPv4).
     """
+    if ipv6:
+        quiet = " ".join(f"net.ipv6.conf.{dev}.{setting}"
+                         for dev in ("all", "default", intf)
+                         for setting in IPV6_QUIET_SYSCTLS)
+        family = [
+            # IPv6 off and on again around the settings: the link-local
+            # address made at link-up is made again without DAD, and what
+            # reaches the controller is one MLD report or two per host
+            # (measured: 10 PacketIns for 5 hosts at start, none after)
+            f"sysctl -qw net.ipv6.conf.{intf}.disable_ipv6=1",
+            f"sysctl -qw {quiet}",
+            f"sysctl -qw net.ipv6.conf.{intf}.disable_ipv6=0",
+            f"ip -6 addr add {ipv6_of(spec['ip'])}/{IPV6_NETWORK.prefixlen} dev {intf} nodad",
+        ]
+    else:
+        # no IPv6 chatter (RS/MLD) reaching the controller as PacketIns
+        family = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+                  "net.ipv6.conf.default.disable_ipv6=1"]
     cmds = [
         # TCP through the userspace datapath over veth: checksums must
         # be complete when the frame leaves the host
         f"ethtool -K {intf} tx off",
-        # no IPv6 chatter (RS/MLD) reaching the controller as PacketIns
-        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
+        *family,
         # tunnelled packets arrive on vx0, replies leave by eth0
         "sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0",
     ]
@@ -438,12 +567,16 @@ def host_setup_commands(spec, vip, intf):
                     f"net.ipv4.conf.{intf}.arp_announce=2")
     if method == "droute":
         cmds.append(f"ip addr add {vip}/32 dev lo")
+        if ipv6:
+            cmds.append(f"ip -6 addr add {ipv6_of(vip)}/128 dev lo")
     if method == "tunnel":
         cmds += [f"ip link add {VXLAN_DEVICE} address {spec['vxlan_mac']} type vxlan "
                  f"dstport {VXLAN_UDP_PORT} external",
                  f"sysctl -qw net.ipv4.conf.{VXLAN_DEVICE}.rp_filter=0",
                  f"ip link set {VXLAN_DEVICE} up",
                  f"ip addr add {vip}/32 dev {VXLAN_DEVICE}"]
+        if ipv6:
+            cmds.append(f"ip -6 addr add {ipv6_of(vip)}/128 dev {VXLAN_DEVICE} nodad")
     return cmds
 
 
@@ -451,8 +584,10 @@ class AddressPlan:
     """Questions a loaded topology answers (a mixin of :class:`lvslab.Lab`).
 
     Needs ``topology`` (from :func:`load_topology`) and ``name`` from the
-    class it is mixed into.
+    class it is mixed into, and ``ipv6`` (a dual-stack lab) when it is one.
     """
+
+    ipv6 = False                  # a dual-stack lab (Lab(..., ipv6=True))
 
     @property
     def switch_specs(self):
@@ -528,12 +663,36 @@ class AddressPlan:
     def ip(self, name):
         return self.spec(name)["ip"]
 
+    @property
+    def vip6(self):
+        """The IPv6 VIP of a dual-stack lab (``fd00::10:0:0:100``), else None."""
+        return ipv6_of(self.vip) if self.ipv6 else None
+
+    def ip6(self, name):
+        """Host ``name``'s IPv6 address in a dual-stack lab (:func:`ipv6_of` of
+        its IPv4 address); LabError in an IPv4-only lab."""
+        if not self.ipv6:
+            raise LabError(f"lab {self.name} is IPv4 only: host {name} has no IPv6 "
+                           "address (start the lab with ipv6=True)")
+        return ipv6_of(self.ip(name))
+
+    def lvsadm_commands(self, ipv6=False):
+        """The topology's lvsadm commands, or (``ipv6``) their IPv6 twin
+        (:func:`ipv6_lvsadm`; LabError in an IPv4-only lab)."""
+        if not ipv6:
+            return list(self.topology["lvsadm"])
+        if not self.ipv6:
+            raise LabError(f"lab {self.name} is IPv4 only: no IPv6 twin of its lvsadm "
+                           "commands (start the lab with ipv6=True)")
+        return ipv6_lvsadm(self.topology)
+
     def mac(self, name):
         return self.spec(name)["mac"]
 
     def server_by_ip(self, ip):
-        """The name of the real server with address ``ip``."""
+        """The name of the real server with address ``ip`` (its IPv6 address
+        too, in a dual-stack lab)."""
         for spec in self.topology["servers"]:
-            if spec["ip"] == ip:
+            if spec["ip"] == ip or (self.ipv6 and ipv6_of(spec["ip"]) == ip):
                 return spec["name"]
         raise LabError(f"lab {self.name}: no real server {ip}")

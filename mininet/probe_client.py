@@ -3,7 +3,7 @@
     /usr/bin/python3 mininet/probe_client.py udp HOST PORT --sport S [--size N] [--echo]
     /usr/bin/python3 mininet/probe_client.py tcp-idle HOST PORT --sport S --idle SECONDS
     /usr/bin/python3 mininet/probe_client.py syn HOST PORT --sport S
-    /usr/bin/python3 mininet/probe_client.py flood HOST PORT --count N --spoof 10.0.0.128/25
+    /usr/bin/python3 mininet/probe_client.py flood HOST PORT --count N [--spoof 10.0.0.128/25]
     /usr/bin/python3 mininet/probe_client.py requests HOST PORT --duration S --interval I
 
 ``udp`` sends one datagram of ``--size`` bytes (a size above the MTU is
@@ -20,23 +20,43 @@ how many it sent per second; ``requests`` opens a new connection every
 so a request hanging on a dead server does not delay the next), each with
 its own ``--timeout``, and prints one line per request: the Unix time it started and
 the body that answered, or ``ERR`` and why (a health-check test reads which
-requests failed and when).  Exit 1 with a
+requests failed and when).  HOST may be an IPv6 address (with or without
+brackets: every mode then speaks IPv6; ``flood``'s ``--spoof`` must be an
+IPv6 network then, default ``fd00::8000:0:0:0/65``, the upper half of the
+lab's /64, where no lab host lives).  Exit 1 with a
 one-line reason on a timeout or an error.  Standard library only.
 """
 
 import argparse
 import hashlib
+import ipaddress
 import random
 import socket
 import struct
 import sys
 import time
 
+SPOOF_DEFAULT = {socket.AF_INET: "10.0.0.128/25", socket.AF_INET6: "fd00::8000:0:0:0/65"}
+
+
+def family_of(host):
+    """AF_INET6 for an IPv6 address (it has a ':'), else AF_INET."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _any(family):
+    return "::" if family == socket.AF_INET6 else "0.0.0.0"
+
+
+def _host_header(host):
+    return f"[{host}]" if ":" in host else host
+
 
 def udp(args):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    family = family_of(args.host)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("0.0.0.0", args.sport))
+    sock.bind((_any(family), args.sport))
     sock.settimeout(args.timeout)
     payload = (b"ECHO" if args.echo else b"DATA") + bytes(
         random.Random(args.sport).randrange(256) for _ in range(max(0, args.size - 4)))
@@ -52,9 +72,10 @@ def udp(args):
 
 
 def tcp_idle(args):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family = family_of(args.host)
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("0.0.0.0", args.sport))
+    sock.bind((_any(family), args.sport))
     sock.settimeout(args.timeout)
     sock.connect((args.host, args.port))
     time.sleep(args.idle)
@@ -65,7 +86,7 @@ def tcp_idle(args):
 
 def _get(sock, host):
     """``GET /`` on a connected socket; the whole answer, once the server closes."""
-    sock.sendall(f"GET / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+    sock.sendall(f"GET / HTTP/1.0\r\nHost: {_host_header(host)}\r\n\r\n".encode())
     data = b""
     while True:
         chunk = sock.recv(65535)
@@ -86,30 +107,44 @@ def _checksum(data):
 def _syn_segment(src, dst, sport, dport):
     header = struct.pack("!HHIIBBHHH", sport, dport, random.getrandbits(32), 0,
                          5 << 4, 0x02, 64240, 0, 0)
-    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack(
-        "!BBH", 0, socket.IPPROTO_TCP, len(header))
+    if ":" in dst:          # the IPv6 pseudo-header (RFC 8200 8.1)
+        pseudo = (socket.inet_pton(socket.AF_INET6, src)
+                  + socket.inet_pton(socket.AF_INET6, dst)
+                  + struct.pack("!I3xB", len(header), socket.IPPROTO_TCP))
+    else:
+        pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack(
+            "!BBH", 0, socket.IPPROTO_TCP, len(header))
     return header[:16] + struct.pack("!H", _checksum(pseudo + header)) + header[18:]
 
 
 def syn(args):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    sock = socket.socket(family_of(args.host), socket.SOCK_RAW, socket.IPPROTO_TCP)
     sock.connect((args.host, args.port))
     sock.send(_syn_segment(sock.getsockname()[0], args.host, args.sport, args.port))
     print("sent")
 
 
 def flood(args):
-    import ipaddress
-    net = ipaddress.IPv4Network(args.spoof)
-    first, size = int(net.network_address), net.num_addresses
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)   # IP_HDRINCL
-    dst = socket.inet_aton(args.host)
+    family = family_of(args.host)
+    net = ipaddress.ip_network(args.spoof or SPOOF_DEFAULT[family])
+    if (net.version == 6) != (family == socket.AF_INET6):
+        raise ValueError(f"--spoof {net} and the host {args.host} are not of one "
+                         "address family")
+    size = net.num_addresses
+    # IPPROTO_RAW: we write the IP header (IP_HDRINCL; for IPv6 implied too)
+    sock = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    dst = socket.inet_pton(family, args.host)
     start = time.monotonic()
     for i in range(args.count):
-        src = socket.inet_ntoa(struct.pack("!I", first + random.randrange(size)))
+        source = net.network_address + random.randrange(size)
+        src = str(source)
         tcp = _syn_segment(src, args.host, random.randrange(1024, 65536), args.port)
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i & 0xFFFF, 0, 64,
-                         socket.IPPROTO_TCP, 0, socket.inet_aton(src), dst)
+        if family == socket.AF_INET6:
+            ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), socket.IPPROTO_TCP, 64,
+                             source.packed, dst)
+        else:
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i & 0xFFFF, 0, 64,
+                             socket.IPPROTO_TCP, 0, source.packed, dst)
         sock.sendto(ip + tcp, (args.host, 0))
     took = time.monotonic() - start
     print(f"{args.count} {args.count / took:.0f}")
@@ -161,7 +196,9 @@ def main(argv):
     ap.add_argument("port", type=int)
     ap.add_argument("--sport", type=int, default=40000)
     ap.add_argument("--count", type=int, default=1000)
-    ap.add_argument("--spoof", default="10.0.0.128/25")
+    ap.add_argument("--spoof", default=None,
+                    help="source network of flood's SYNs (default 10.0.0.128/25, "
+                         "for an IPv6 host fd00::8000:0:0:0/65)")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--echo", action="store_true")
     ap.add_argument("--idle", type=float, default=0.0)
@@ -169,6 +206,8 @@ def main(argv):
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--interval", type=float, default=0.05)
     args = ap.parse_args(argv[1:])
+    if args.host.startswith("[") and args.host.endswith("]"):
+        args.host = args.host[1:-1]
     try:
         {"udp": udp, "tcp-idle": tcp_idle, "syn": syn, "flood": flood,
          "requests": requests}[args.mode](args)
