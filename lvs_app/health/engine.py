@@ -191,7 +191,8 @@ class HealthChecks:
     def validate(self, config):
         """Refuse a keepalived configuration these checks cannot run (before
         anything of it is applied): in-band probes need the health-check
-        address.  What is accepted but not used is logged."""
+        address, and go to IPv4 addresses only.  What is accepted but not
+        used is logged."""
         for block in config.health:
             for rs in block.real_servers:
                 for spec in rs.checkers:
@@ -201,6 +202,11 @@ class HealthChecks:
                             "health-check address: start the controller with "
                             "--lvs-health-address ADDRESS (an unused address on the real "
                             "servers' link)", spec.origin)
+                    if spec.kind != "MISC_CHECK" and spec.connect_ip.version != 4:
+                        raise ConfigError(
+                            f"{spec.kind} to {spec.connect_ip}: in-band probes are IPv4 "
+                            "only; check an IPv6 real server with MISC_CHECK, or give an "
+                            "IPv4 connect_ip", spec.origin)
                     for name in ("bindto", "bind_if", "fwmark"):
                         if getattr(spec, name, None) not in (None, ""):
                             LOG.warning("lvs_app: %s: %s %s ignored: probes leave from the "

@@ -320,6 +320,16 @@ def test_checkers_without_a_health_address_are_refused_naming_file_and_line():
     assert lab.lvsadm("-L -n").count("->") == 1          # nothing was applied
 
 
+def test_in_band_checkers_of_ipv6_real_servers_are_refused_naming_the_line(lab):
+    text = ("virtual_server fd00::10:0:0:100 80 {\n    lvs_method DR\n    protocol TCP\n"
+            "    real_server fd00::10:0:0:11 80 {\n        TCP_CHECK {\n        }\n    }\n}\n")
+    with pytest.raises(Exception) as err:
+        load(lab, text)
+    assert "keepalived.conf:5: TCP_CHECK to fd00::10:0:0:11: in-band probes are IPv4 only" \
+        in str(err.value)
+    assert "fd00::" not in lab.lvsadm("-L -n")               # nothing was applied
+
+
 def test_omega_runs_the_down_scripts_of_a_virtual_server_a_reload_removes():
     ran = []
     lab = DirectorLab(health_source=ipaddress.IPv4Address(HC),
