@@ -56,6 +56,7 @@ class Connection:
     nat: bool = False           # its server's replies cross the switch (NAT)
     seen: float = 0.0           # when its last packet is known to have passed
     flow_idle: int = 0          # the idle timeout its SERVICE flow was given
+    flowless: bool = False      # its flow ended after a FIN/RST: FIN_WAIT in the controller
     nodest: bool = False        # its real server was deleted (expire_nodest_conn=0)
     control: "Connection" = None    # FTP data connection: its control connection
     ftp: object = None              # FTP control connection: the helper's state (FtpControl)

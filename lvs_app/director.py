@@ -298,6 +298,8 @@ class Director:
                             + self._forward_packet(sw, data_conn, in_port, data, now))
             return self._schedule(sw, in_port, data, p, key, now)
         out = self.lifecycle.segment(sw, conn, flags, now)
+        if conn.flowless and not out:
+            out = self.lifecycle.flow_back(sw, conn, now)      # by the stray punt
         return out + self._forward_packet(sw, conn, in_port, data, now)
 
     def _reschedule(self, conn):
@@ -488,13 +490,16 @@ class Director:
 
     # -- FlowRemoved -------------------------------------------------------------------
     def flow_removed(self, dpid, cookie, match, duration, now, reason=ofmsg.REMOVED_IDLE,
-                     packet_count=0):
+                     packet_count=0, hard_timeout=0):
         """A connection or template flow timed out in the switch.
 
-        A connection still in SYN_RECV whose flow carried packets completed
-        its handshake (the switch kept its ACK from us) and then idled for
-        the SYN_RECV timeout: it is ESTABLISHED and gets its flow back with
-        the tcp timeout.  One whose flow carried nothing was half-open.
+        A connection flow with a hard timeout saw the client's FIN (its
+        fin_timeout gave it one): the entry goes on without a flow, in
+        FIN_WAIT (see lifecycle.py).  A connection still in SYN_RECV whose
+        flow carried packets completed its handshake (the switch kept its ACK
+        from us) and then idled for the SYN_RECV timeout: it is ESTABLISHED
+        and gets its flow back with the tcp timeout.  One whose flow carried
+        nothing was half-open.
         """
         sw = self.switches.get(dpid)
         parsed = idmod.Cookie.parse(cookie)
@@ -514,6 +519,10 @@ class Director:
                 conn.expires_at = now + EXPIRE_LATER
                 return [self.flows.conn_flow(sw, conn, conn.service_id,
                                              EXPIRE_LATER)]
+            if hard_timeout and conn.key[0] == "tcp" and conn.ftp is None:
+                if self.lifecycle.closed(sw, conn, reason == ofmsg.REMOVED_HARD, now):
+                    return self.end_connection(sw, conn)
+                return []
             flow = self.lifecycle.idled_out(sw, conn, packet_count, now)
             return flow if flow is not None else self.end_connection(sw, conn)
         if parsed.kind == idmod.KIND_TEMPLATE:
@@ -525,6 +534,14 @@ class Director:
         return sw.conns.get(conn_key(dict(mkey)))
 
     # -- timed work and listing --------------------------------------------------------
+    def expire_closed(self, now):
+        """Timed job: closed connections (FIN_WAIT without a flow) whose time
+        is up end, with their reverse flows."""
+        out = []
+        for sw, conn in self.lifecycle.expired_flowless(now):
+            out += self.end_connection(sw, conn)
+        return out
+
     def age_schedulers(self, now):
         """Timed job: lblc/lblcr drop idle cache entries and shrink old sets."""
         for state in self.runtime.services.values():

@@ -22,6 +22,9 @@ class Flows:
         self.hosts = hosts
         self.meters = meters or pl.PuntMeters()
         self.cache = ofmsg.EncodingCache()
+        # a TCP connection flow's fin_timeout (idle, hard): set by the
+        # director from the tcpfin timeout (see lifecycle.py, "FIN and RST")
+        self.fin = None
 
     # -- client -> server --------------------------------------------------------------
     def _server_key(self, sw, dest, proto, dport):
@@ -33,8 +36,13 @@ class Flows:
         return method_of(dest).actions(sw, dest, proto, dport,
                                        self.hosts.macs.get(int(dest.address)))
 
-    def forward_instructions(self, sw, dest, proto, dport):
-        return method_of(dest).instructions(self.forward_actions(sw, dest, proto, dport))
+    def forward_instructions(self, sw, dest, proto, dport, fin=None):
+        """Instructions that rewrite and forward to ``dest``; with ``fin``
+        (idle, hard) a TCP connection flow's fin_timeout comes first."""
+        actions = self.forward_actions(sw, dest, proto, dport)
+        if fin is not None:
+            actions.insert(0, ofmsg.fin_timeout(*fin))
+        return method_of(dest).instructions(actions)
 
     def packet_actions(self, sw, dest, proto, dport):
         """PacketOut actions that carry one client packet to ``dest``."""
@@ -60,13 +68,16 @@ class Flows:
         """The connection's SERVICE flow (client -> server), idle ``timeout``
         (remembered in ``conn.flow_idle``: its FlowRemoved is read with it)."""
         conn.flow_idle = timeout
+        conn.flowless = False
         dest, proto = conn.dest, conn.key[0]
         if conn.ftp is not None:
             # an FTP control connection: all its packets go through the controller
             inst = self._punt()
         else:
-            inst = self.cache.get(("conn",) + self._server_key(sw, dest, proto, conn.dport),
-                                  lambda: self.forward_instructions(sw, dest, proto, conn.dport))
+            fin = self.fin if proto == "tcp" else None
+            inst = self.cache.get(("conn", fin) + self._server_key(sw, dest, proto, conn.dport),
+                                  lambda: self.forward_instructions(sw, dest, proto, conn.dport,
+                                                                    fin))
         cookie = ids.Cookie(ids.KIND_CONN, sid, conn.server_id).value
         return (sw.dpid, SERVICE.flow(pl.PRIO_CONN, self.conn_match(conn), inst, cookie,
                                       idle=timeout, notify=True, reset_counts=reset_counts))

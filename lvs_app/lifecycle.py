@@ -8,12 +8,27 @@ installed, and if so the last one passed ``flow_idle`` seconds ago.  A
 SYN_RECV entry whose flow carried packets completed its handshake; one whose
 flow carried nothing was half-open.  An entry lives its state's timeout
 after its last packet: the flow comes back for the rest of that time.
+
+A FIN stays in the switch.  A TCP connection flow carries Open vSwitch's
+``fin_timeout(idle=FIN_IDLE, hard=tcpfin)``: once it sees the client's FIN
+its idle timeout drops to FIN_IDLE and it gains a hard timeout, which no
+other flow of the director has -- so its FlowRemoved says that the
+connection closed (an RST still comes to the controller, so it closes the
+entry at once, IPVS's CLOSE).  The entry then moves to FIN_WAIT (inactive)
+and lives on in the controller, without a flow, until ``tcpfin`` after its
+last packet; a late packet of it (a half-closed connection, a retransmitted
+FIN) comes to the controller by the VIP's stray punt and gets the flow back.
+So a new connection costs one PacketIn (its SYN), and ActiveConn counts a
+closed connection until FIN_IDLE after its last packet (IPVS: at its FIN).
 """
 
+import collections
 import math
 
 from lvs_app import tcpstate
 from lvs_app.limits import SECURE_SYN_RECV
+
+FIN_IDLE = 1                # s: a connection flow's idle timeout once it saw FIN or RST
 
 
 class Lifecycle:
@@ -25,10 +40,13 @@ class Lifecycle:
         self.flows = flows
         self._first = {}             # proto -> a new connection's flow timeout (hot path)
         self.pressure = False        # near the table's cap: see limits.py (secure_tcp)
+        self.flowless = collections.deque()     # (sw, conn): FIN_WAIT entries without flow
+        self.table_edited()
 
     def table_edited(self):
         """The --set timeouts may have changed."""
         self._first.clear()
+        self.flows.fin = (FIN_IDLE, max(FIN_IDLE, self.tcp_timeout("FIN_WAIT")))
 
     def tcp_timeout(self, state):
         return tcpstate.timeout(state, self.config.table.timeouts)
@@ -82,6 +100,41 @@ class Lifecycle:
             return []
         return [self.flows.conn_flow(sw, conn, conn.service_id, self.flow_idle(state),
                                      reset_counts=state == "SYN_RECV")]
+
+    def closed(self, sw, conn, hard, now):
+        """A connection flow that saw the client's FIN was removed
+        (``hard``: by its hard timeout, while packets still passed).  The
+        entry is FIN_WAIT, inactive, without a flow until ``tcpfin`` after its
+        last packet.  Returns True when its time is up already (the caller
+        ends it)."""
+        last = now if hard else now - min(conn.flow_idle, FIN_IDLE)
+        self.conns.set_state(conn, "FIN_WAIT", False)
+        conn.seen, conn.expires_at = last, last + self.tcp_timeout("FIN_WAIT")
+        if conn.expires_at - now < 1:
+            return True
+        conn.flowless = True
+        self.flowless.append((sw, conn))
+        return False
+
+    def expired_flowless(self, now):
+        """The flowless entries whose time is up, oldest first (for the caller
+        to end): a timed job's work."""
+        out = []
+        queue = self.flowless
+        while queue and (not queue[0][1].flowless or queue[0][1].expires_at <= now):
+            sw, conn = queue.popleft()
+            if conn.flowless and sw.conns.get(conn.key) is conn:
+                out.append((sw, conn))
+        return out
+
+    def flow_back(self, sw, conn, now):
+        """A packet of a flowless entry came (the stray punt): its flow comes
+        back for the rest of its state's time."""
+        conn.seen, conn.expires_at = now, now + self.state_timeout(conn)
+        if conn.nodest:
+            return []
+        return [self.flows.conn_flow(sw, conn, conn.service_id,
+                                     max(1, math.ceil(self.state_timeout(conn))))]
 
     def idled_out(self, sw, conn, packet_count, now):
         """A connection's flow idled out.  Returns the flow that carries it on,

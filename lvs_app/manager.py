@@ -113,6 +113,7 @@ class Manager:
             TimedJob("fragment-expiry", FRAGMENT_EXPIRY, self.director.fragments.expire),
             TimedJob("switch-recovery", 1.0, self._recovery_timeouts),
             TimedJob("sweep", SWEEP_INTERVAL, self.director.sweep),  # see sweep.py
+            TimedJob("closed-expiry", 1.0, self.director.expire_closed),  # see lifecycle.py
             TimedJob("health-checks", HEALTH_TICK, self._health_tick),
             TimedJob("rate-estimator", ESTIMATOR_INTERVAL, self.runtime.estimate),
         ], start=clock())
@@ -418,16 +419,17 @@ class Manager:
         self.figures.packet_in(table_id, perf_counter() - started, 1 if messages else 0)
 
     def flow_removed(self, dpid, cookie, match, duration, reason, packet_count=0,
-                     datapath=None, byte_count=0, table_id=None):
+                     datapath=None, byte_count=0, table_id=None, hard_timeout=0):
         if (self.recovering or self.claims) and self._queued(
                 dpid, datapath, lambda: self.flow_removed(dpid, cookie, match, duration,
                                                           reason, packet_count,
                                                           byte_count=byte_count,
-                                                          table_id=table_id)):
+                                                          table_id=table_id,
+                                                          hard_timeout=hard_timeout)):
             return
         self.traffic.flow_removed(cookie, packet_count, byte_count)
         self._handle(self.director.flow_removed, dpid, cookie, match, duration, self.clock(),
-                     reason, packet_count)
+                     reason, packet_count, hard_timeout)
 
     def tick(self):
         """Run the timed jobs that are due."""

@@ -60,6 +60,13 @@ def output(port):
     return parser.OFPActionOutput(port)
 
 
+def fin_timeout(idle, hard):
+    """Open vSwitch's fin_timeout (a Nicira action): once the flow sees a TCP
+    FIN or RST, its idle timeout drops to ``idle`` and its hard timeout to
+    ``hard`` (when they are longer, or unset)."""
+    return parser.NXActionFinTimeout(fin_idle_timeout=idle, fin_hard_timeout=hard)
+
+
 def to_controller():
     return [parser.OFPActionOutput(CONTROLLER, ofp.OFPCML_NO_BUFFER)]
 

@@ -17,10 +17,14 @@ Tables (OpenFlow 1.3, Open vSwitch)::
                ARP for and IPv4 to the health-check address -> controller;
                IPv4/IPv6 to a VIP's virtual MAC -> SERVICE; the rest -> REVERSE
   1 SERVICE    IP fragments to a VIP -> controller (it maps them by IP id);
-               TCP SYN/FIN/RST and new UDP flows -> controller;
-               per-connection flows (5-tuple) -> rewrite -> FORWARD / tunnel;
+               TCP SYN and RST, new UDP flows -> controller;
+               per-connection flows (5-tuple) -> rewrite -> FORWARD / tunnel
+               (TCP: fin_timeout, so a FIN stays in the switch);
                persistence templates (client/netmask wildcard) -> same;
-               miss: drop (IPVS drops a non-SYN packet it has no entry for)
+               other TCP to a VIP -> controller (an entry whose flow ended
+               after its FIN; the rest is dropped there, as IPVS drops a
+               non-SYN packet it has no entry for);
+               miss: drop
   2 REVERSE    NAT replies: real server -> client rewritten back to VIP:port;
                IP fragments from a NAT server -> controller
   3 FORWARD    L2 learning by destination MAC (a fabric: one flow per host on
@@ -42,7 +46,8 @@ PRIO_TRANSIT = 600      # CLASSIFY: a frame from a fabric link -> REVERSE (see f
 PRIO_FABRIC = 150       # FORWARD: a host's flow on every switch of the fabric
 PRIO_VIP = 200          # CLASSIFY: IPv4/IPv6 to VIP + virtual MAC
 PRIO_FRAG = 500         # SERVICE/REVERSE: IP fragments to a VIP / from a NAT server
-PRIO_PUNT_TCP = 400     # SERVICE: SYN / FIN / RST to a VIP (+ the flag bit)
+PRIO_PUNT_TCP = 400     # SERVICE: SYN / RST to a VIP (+ the flag bit; FIN: older versions')
+PRIO_STRAY = 100        # SERVICE: TCP to a VIP that no flow carries (an entry without flow)
 PRIO_CONN = 300         # SERVICE/REVERSE: one connection (exact 5-tuple)
 PRIO_PUNT_UDP = 250     # SERVICE: a UDP datagram with no connection flow
 PRIO_TEMPLATE = 200     # SERVICE/REVERSE: persistence template (client wildcard)
@@ -167,7 +172,7 @@ TABLES = {
         {"punt-fin": PRIO_PUNT_TCP + pkt.TCP_FIN, "punt-syn": PRIO_PUNT_TCP + pkt.TCP_SYN,
          "punt-rst": PRIO_PUNT_TCP + pkt.TCP_RST, "conn": PRIO_CONN,
          "punt-udp": PRIO_PUNT_UDP, "template": PRIO_TEMPLATE, "frag": PRIO_FRAG,
-         "miss": PRIO_MISS},
+         "stray": PRIO_STRAY, "miss": PRIO_MISS},
         frozenset({ids.KIND_BASE, ids.KIND_VIP, ids.KIND_CONN, ids.KIND_TEMPLATE,
                    ids.KIND_FRAG}), "drop"),
     REVERSE: Table(
@@ -192,15 +197,18 @@ class PuntMeters:
     controller (Faucet's packetin_pps, OVN's per-kind meters).  ``pps`` limits
     the punts of new connections to VIPs (meter 1); ARP and learning punts get
     half of it (meter 2), and so do the replies to health probes (meter 3,
-    when health checks run: ``health=True``).  0 turns them off."""
+    when health checks run: ``health=True``); TCP packets to a VIP that no
+    flow carries get a tenth (meter 4: a flood of them cannot crowd out the
+    SYNs).  0 turns them off."""
 
-    SERVICE, L2, HEALTH = 1, 2, 3
+    SERVICE, L2, HEALTH, STRAY = 1, 2, 3, 4
 
     def __init__(self, pps=0, health=False):
         self.pps = pps
         self.service = self.SERVICE if pps else None
         self.l2 = self.L2 if pps else None
         self.health = self.HEALTH if pps and health else None
+        self.stray = self.STRAY if pps else None
 
     def mods(self, present=()):
         """The MeterMods a switch needs: ADD, or MODIFY for a meter it has
@@ -208,7 +216,8 @@ class PuntMeters:
         if not self.pps:
             return []
         half = max(1, self.pps // 2)
-        wanted = [(self.SERVICE, self.pps), (self.L2, half)]
+        wanted = [(self.SERVICE, self.pps), (self.L2, half),
+                  (self.STRAY, max(1, self.pps // 10))]
         if self.health:
             wanted.append((self.HEALTH, half))
         return [ofmsg.meter_mod(meter_id, pps, ofmsg.METER_MODIFY if meter_id in present

@@ -82,6 +82,9 @@ def meter_config_request(datapath=None):
     return parser.OFPMeterConfigStatsRequest(datapath, 0, ofp.OFPM_ALL)
 
 
+LEGACY_FIN_PUNT = pl.PRIO_PUNT_TCP + pkt.TCP_FIN     # older versions punted FINs
+
+
 def _ip(match, side):
     """The address of a match's ``ipv4_<side>``/``ipv6_<side>`` field."""
     return pkt.field_address(match, side)
@@ -112,6 +115,9 @@ class Recovery:
                         (flow, cookie, True))
                 continue
             if cookie.kind == idmod.KIND_VIP:
+                if flow.table_id == pl.SERVICE and flow.priority == LEGACY_FIN_PUNT:
+                    out.append(self._delete(sw, flow))      # FINs stay in the switch now
+                    continue
                 self._read_vip(vips, flow)
             elif cookie.kind == idmod.KIND_L2:
                 self._read_l2(sw, flow)
@@ -162,8 +168,12 @@ class Recovery:
         if ("ipv4_dst" in match or "ipv6_dst" in match) and flow.table_id in (pl.CLASSIFY,
                                                                                pl.SERVICE):
             protos = vips.setdefault(_ip(match, "dst"), [False, False])
-            if flow.table_id == pl.SERVICE:
-                protos[0 if match.get("ip_proto") == pkt.PROTO_TCP else 1] = True
+            if flow.table_id == pl.SERVICE and match.get("ip_proto") == pkt.PROTO_UDP:
+                protos[1] = True
+            elif flow.table_id == pl.SERVICE and flow.priority == pl.PRIO_STRAY:
+                # the newest of a TCP VIP's flows: a switch of an older version
+                # without it gets the VIP's flows again
+                protos[0] = True
 
     def _read_l2(self, sw, flow):
         """A learned-MAC flow: where that MAC lives on this switch."""
@@ -230,7 +240,7 @@ class Recovery:
         if mac is not None:                      # the server's MAC, as it was resolved
             d.hosts.macs.setdefault(int(server.address), pkt.mac_bytes(mac))
         helper = any(getattr(a, "port", None) == ofmsg.CONTROLLER for a in actions)
-        state = self._state(proto, key, flow.idle_timeout)
+        state = self._state(proto, key, flow.idle_timeout, flow.hard_timeout)
         template = None
         if service.persistent:
             via_ftp = service.key.port == FTP_CONTROL and key[4] != FTP_CONTROL
@@ -251,10 +261,12 @@ class Recovery:
             return d.flows.connection_flows(sw, conn, conn.service_id, flow.idle_timeout)
         return []
 
-    def _state(self, proto, key, idle):
+    def _state(self, proto, key, idle, hard=0):
         if proto != "tcp":
             return "UDP"
         d = self.director
+        if hard:
+            return "FIN_WAIT"     # its fin_timeout saw the FIN (see lifecycle.py)
         if idle == d.lifecycle.flow_idle("SYN_RECV"):
             return "SYN_RECV"
         if idle == d.lifecycle.tcp_timeout("FIN_WAIT"):

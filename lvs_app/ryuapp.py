@@ -194,7 +194,8 @@ class LVSDirector(app_manager.RyuApp):
         msg = ev.msg
         self.manager.flow_removed(msg.datapath.id, msg.cookie, msg.match,
                                   msg.duration_sec + msg.duration_nsec / 1e9, msg.reason,
-                                  msg.packet_count, msg.datapath, msg.byte_count, msg.table_id)
+                                  msg.packet_count, msg.datapath, msg.byte_count, msg.table_id,
+                                  msg.hard_timeout)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev):

@@ -42,6 +42,8 @@ class VipFlows:
                     inst = [ofmsg.goto(pl.SERVICE)]
                 elif table is CLASSIFY:
                     inst = ofmsg.punt(self.meters.l2)           # ARP for the VIP
+                elif prio == pl.PRIO_STRAY:
+                    inst = ofmsg.punt(self.meters.stray)        # no flow carries it
                 else:
                     inst = ofmsg.punt(self.meters.service)      # new connections
                 out.append(table.flow(prio, match, inst, cookie))
@@ -89,9 +91,14 @@ class VipFlows:
         yield CLASSIFY, pl.PRIO_VIP, ofmsg.match(
             eth_type=eth_type, eth_dst=pkt.mac_text(pkt.virtual_mac(vip)), **dst)
         if tcp:
-            for flag in (pkt.TCP_SYN, pkt.TCP_FIN, pkt.TCP_RST):
+            # SYNs schedule and RSTs close (IPVS's CLOSE, 10 s); a FIN stays
+            # in the switch (the connection flow's fin_timeout, see
+            # lifecycle.py); what no flow carries asks the controller
+            for flag in (pkt.TCP_SYN, pkt.TCP_RST):
                 yield SERVICE, pl.PRIO_PUNT_TCP + flag, ofmsg.match(
                     eth_type=eth_type, ip_proto=pkt.PROTO_TCP, tcp_flags=(flag, flag), **dst)
+            yield SERVICE, pl.PRIO_STRAY, ofmsg.match(eth_type=eth_type, ip_proto=pkt.PROTO_TCP,
+                                                      **dst)
         if udp:
             yield SERVICE, pl.PRIO_PUNT_UDP, ofmsg.match(
                 eth_type=eth_type, ip_proto=pkt.PROTO_UDP, **dst)

@@ -190,7 +190,8 @@ class DirectorLab:
             for rec in self.sw.take_flow_removed():
                 self.manager.flow_removed(1, rec.cookie, rec.match, rec.duration, rec.reason,
                                           rec.packet_count, byte_count=rec.byte_count,
-                                          table_id=rec.table_id)
+                                          table_id=rec.table_id,
+                                          hard_timeout=rec.hard_timeout)
         return self._hosts_answer(outputs)
 
     def _hosts_answer(self, outputs):

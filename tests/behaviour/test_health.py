@@ -343,7 +343,8 @@ def test_omega_runs_the_down_scripts_of_a_virtual_server_a_reload_removes():
 
 def test_replies_to_probes_pass_their_own_meter():
     lab = DirectorLab(health_source=ipaddress.IPv4Address(HC), packetin_pps=1000)
-    assert set(lab.meters) == {pl.PuntMeters.SERVICE, pl.PuntMeters.L2, pl.PuntMeters.HEALTH}
+    assert set(lab.meters) == {pl.PuntMeters.SERVICE, pl.PuntMeters.L2, pl.PuntMeters.HEALTH,
+                               pl.PuntMeters.STRAY}
     assert lab.meters[pl.PuntMeters.HEALTH].bands[0].rate == 500
     (flow,) = lab.sw.flows(pl.CLASSIFY, match={"eth_type": 0x0800, "ipv4_dst": HC})
     meters = [i.meter_id for i in flow.instructions if hasattr(i, "meter_id")]

@@ -35,10 +35,17 @@ def test_active_and_inactive_counts_follow_syn_fin_and_expiry(lab):
     lab.connect(C1, 41201)
     assert lab.counts("10.0.0.11") == (2, 0, 0)
     assert lab.close(C1, 41200) == "10.0.0.11"          # the FIN is delivered
-    assert lab.counts("10.0.0.11") == (1, 1, 0)
+    # in the switch: the flow's fin_timeout cut its idle time to FIN_IDLE and
+    # gave it a hard timeout (tcpfin), the mark that its FlowRemoved reads
     [flow] = [f for f in lab.sw.flows(table_id=pl.SERVICE) if f.match.get("tcp_src") == 41200]
-    assert flow.idle_timeout == 120                       # cut to the tcpfin timeout
-    lab.advance(121)
+    assert (flow.idle_timeout, flow.hard_timeout) == (1, 120)
+    assert lab.counts("10.0.0.11") == (2, 0, 0)          # still active, until...
+    assert lab.director.switches[1].conns and not lab.sw.packet_ins
+    lab.advance(2)                                        # ...FIN_IDLE after its last packet
+    assert lab.counts("10.0.0.11") == (1, 1, 0)
+    assert not [f for f in lab.sw.flows(table_id=pl.SERVICE) if f.match.get("tcp_src") == 41200]
+    assert "FIN_WAIT" in lab.lvsadm("-L -n -c")
+    lab.advance(119)
     assert lab.counts("10.0.0.11") == (1, 0, 0)
     lab.advance(901)
     assert lab.counts("10.0.0.11") == (0, 0, 0)
@@ -197,3 +204,79 @@ def test_lblc_cache_ages_on_the_timed_job(lab):
     assert len(cache) == 1
     lab.advance(60)                                  # the 30th run checks every entry
     assert cache == {}
+
+
+# -- a FIN stays in the switch (see lifecycle.py) ---------------------------------------
+
+def count_packet_ins(lab):
+    seen = []
+    handler = lab.manager.packet_in
+
+    def counting(*args, **kwargs):
+        seen.append(args)
+        return handler(*args, **kwargs)
+    lab.manager.packet_in = counting
+    return seen
+
+
+def test_a_connection_costs_one_packet_in_its_syn(lab):
+    service(lab, servers=RS[:1], method="-m")
+    lab.connect(C1, 41599)                               # the switch learns where hosts are
+    seen = count_packet_ins(lab)
+    server = lab.connect(C1, 41600)
+    assert lab.close(C1, 41600) == server               # the FIN reaches the server...
+    lab.advance(2)
+    assert [args[3] for args in seen] == [pl.SERVICE]    # ...and only the SYN came up
+    assert lab.counts(server) == (1, 1, 0)               # 41599 open, 41600 closed
+
+
+def test_a_late_packet_of_a_closed_connection_gets_its_flow_back(lab):
+    """A half-closed connection: the client sent its FIN, the server goes on
+    sending after a pause, the client's ACKs must still pass (IPVS keeps the
+    entry in FIN_WAIT)."""
+    service(lab, servers=RS[:1], method="-m")
+    lab.connect(C1, 41700)
+    lab.close(C1, 41700)
+    lab.advance(5)                                       # the flow is gone, the entry stays
+    assert not [f for f in lab.sw.flows(table_id=pl.SERVICE)
+                if f.match.get("tcp_src") == 41700]
+    [(port, pkt)] = lab.syn(C1, 41700, flags="A")        # by the VIP's stray punt
+    assert (port, pkt["ipv4_dst"]) == (11, "10.0.0.11")
+    [flow] = [f for f in lab.sw.flows(table_id=pl.SERVICE) if f.match.get("tcp_src") == 41700]
+    assert flow.idle_timeout == 120 and lab.counts("10.0.0.11") == (0, 1, 0)
+    [(port, _)] = lab.syn(C1, 41700, flags="A")          # the next ones stay in the switch
+    assert port == 11
+
+
+def test_a_closed_connection_ends_tcpfin_after_its_last_packet_with_its_reverse_flow(lab):
+    service(lab, servers=RS[:1], method="-m")
+    lab.connect(C1, 41800)
+    lab.close(C1, 41800)
+    reverse = ids.cookie_mask(ids.KIND_REVERSE, 1, 1)
+    assert lab.sw.flows(table_id=pl.REVERSE, cookie=reverse[0], cookie_mask=reverse[1])
+    lab.advance(100)
+    assert lab.counts("10.0.0.11") == (0, 1, 0)
+    lab.advance(22)                                      # 120 s after the FIN
+    assert lab.counts("10.0.0.11") == (0, 0, 0) and lab.director.switches[1].conns == {}
+    assert not lab.sw.flows(table_id=pl.REVERSE, cookie=reverse[0], cookie_mask=reverse[1])
+
+
+def test_a_stray_packet_with_no_entry_is_dropped_by_the_controller(lab):
+    service(lab, servers=RS[:1])
+    assert lab.syn(C1, 41900, flags="A") == []           # IPVS drops it too
+    assert lab.director.switches[1].conns == {}
+
+
+def test_a_closed_connection_still_sending_is_closed_by_the_hard_timeout(lab):
+    """The client's FIN, then its ACKs for 2 minutes (the server still
+    sends): the flow's fin_timeout hard timeout ends it; the entry goes on."""
+    service(lab, servers=RS[:1])
+    lab.connect(C1, 42000)
+    lab.close(C1, 42000)
+    for _ in range(125):
+        lab.syn(C1, 42000, flags="A")
+        lab.advance(1)
+    # the hard timeout removed the flow once; the next ACK brought it back
+    assert lab.counts("10.0.0.11") == (0, 1, 0)
+    assert [f.idle_timeout for f in lab.sw.flows(table_id=pl.SERVICE)
+            if f.match.get("tcp_src") == 42000] == [120]

@@ -148,3 +148,29 @@ def test_netmask_keeps_a_subnet_on_one_server(lab):
     assert len(c1) == 1 and c1 == c2 and c3 != c1
     templates = [line for line in lab.lvsadm("-L -c -n").stdout.splitlines() if " NONE " in line]
     assert any(" 10.0.1.0:0 " in line for line in templates), templates
+
+
+def test_a_connection_costs_one_packet_in_and_its_fin_closes_it_in_the_switch(method_lab):
+    """Only the SYN visits the controller: the FIN stays in the switch (the
+    connection flow's fin_timeout), and the flow's FlowRemoved, FIN_IDLE
+    after the last packet, moves the entry to FIN_WAIT (InActConn)."""
+    lab = method_lab
+    configure(lab)
+    before = punted(lab)
+    answers = [fetch(lab, "c1") for _ in range(6)]
+    assert sorted(answers) == sorted(lab.servers * 2)
+    assert punted(lab) - before == 6                  # one PacketIn per connection
+    wait_for(lambda: re.findall(r"FIN_WAIT", lab.lvsadm("-L -c -n").stdout).__len__() == 6,
+             10, "six FIN_WAIT entries")
+    rows = [line.split() for line in lab.lvsadm("-L -n").stdout.splitlines()
+            if line.startswith("  -> 10.0.0.")]
+    assert [(int(r[4]), int(r[5])) for r in rows] == [(0, 2)] * 3, rows
+
+
+def punted(lab):
+    """Packets the switch sent to the controller from the service table (SYNs, RSTs, strays)."""
+    total = 0
+    for line in lab.dump_flows().splitlines():
+        if "table=1," in line and "CONTROLLER" in line:
+            total += int(re.search(r"n_packets=(\d+)", line).group(1))
+    return total

@@ -94,7 +94,7 @@ def test_the_shim_builds_a_manager_and_hands_it_every_event():
     clock.advance(60)                            # a half-open connection's SYN_RECV ends
     app._flow_removed(event(datapath=datapath, cookie=flow.cookie, match=flow.match,
                             duration_sec=60, duration_nsec=0, reason=ofp.OFPRR_IDLE_TIMEOUT,
-                            packet_count=0, byte_count=0, table_id=1))
+                            packet_count=0, byte_count=0, table_id=1, hard_timeout=0))
     assert app.manager.connection_rows() == []
 
     other = RecordingDatapath()
@@ -191,7 +191,8 @@ def test_the_manager_declares_its_jobs_and_ticks_them_on_its_clock():
     clock = FakeClock()
     manager = Manager(clock=lambda: clock.now)
     assert set(manager.jobs.jobs) == {"scheduler-ageing", "host-refresh", "fragment-expiry",
-                                      "switch-recovery", "sweep", "health-checks",
+                                      "switch-recovery", "sweep", "closed-expiry",
+                                      "health-checks",
                                       "rate-estimator", "stats-poll"}
     datapath = RecordingDatapath()
     manager.switch_connected(1, datapath)
