@@ -22,6 +22,30 @@ apt-get install -y -q --no-install-recommends \
     openvswitch-switch mininet python3 python3-venv python3-dev gcc \
     iproute2 iputils-ping ethtool tcpdump curl openssl ca-certificates \
     procps psmisc netcat-openbsd chromium
+# wrk, apache2-utils (ab), nginx-light: the end-to-end speed benchmark's load
+# generators and real servers (benchmarks/e2e_speed.py, its smoke test
+# tests/e2e/test_benchmark_smoke.py).  The benchmark runs its own nginx in
+# each real-server host (mininet/lvslab_load.py), so the package must leave
+# none running in the root namespace: a policy-rc.d keeps apt from starting
+# it (only around this install; an existing policy-rc.d is left alone), and
+# one that an earlier install started is stopped (and disabled under systemd).
+POLICY_RC=/usr/sbin/policy-rc.d
+if [ ! -e "$POLICY_RC" ]; then
+    printf '#!/bin/sh\n# scripts/install.sh: no service starts while it installs\nexit 101\n' \
+        >"$POLICY_RC"
+    chmod 755 "$POLICY_RC"
+    trap 'rm -f "$POLICY_RC"' EXIT
+    apt-get install -y -q --no-install-recommends wrk apache2-utils nginx-light
+    rm -f "$POLICY_RC"
+    trap - EXIT
+else
+    apt-get install -y -q --no-install-recommends wrk apache2-utils nginx-light
+fi
+if [ -d /run/systemd/system ]; then
+    systemctl disable --now nginx.service >/dev/null 2>&1 || true
+elif [ -s /run/nginx.pid ] && [ -x /etc/init.d/nginx ]; then
+    /etc/init.d/nginx stop || true
+fi
 
 log "Open vSwitch (userspace datapath; no kernel module is needed)"
 if ! ovs-vsctl --timeout=5 show >/dev/null 2>&1; then
