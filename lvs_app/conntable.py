@@ -37,6 +37,10 @@ class Template:
     #                             once it went through expire_later, as in the kernel)
     n_control: int = 0
     expiring: bool = False      # its flows are gone; waits for its connections
+    # its time came while it still had connections (expire_later): since
+    # when, and whether each of them ended before then, as far as IPVS knows
+    late_since: float = None
+    late_ok: bool = True
 
 
 @dataclass(slots=True)
@@ -56,7 +60,8 @@ class Connection:
     nat: bool = False           # its server's replies cross the switch (NAT)
     seen: float = 0.0           # when its last packet is known to have passed
     flow_idle: int = 0          # the idle timeout its SERVICE flow was given
-    flowless: bool = False      # its flow ended after a FIN/RST: FIN_WAIT in the controller
+    flowless: bool = False      # its flow ended after a FIN: FIN_WAIT in the controller
+    flow_at: float = 0.0        # when a state change last put a fresh flow in
     nodest: bool = False        # its real server was deleted (expire_nodest_conn=0)
     control: "Connection" = None    # FTP data connection: its control connection
     ftp: object = None              # FTP control connection: the helper's state (FtpControl)

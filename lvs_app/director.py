@@ -53,6 +53,7 @@ from lvs_app.state import RuntimeState
 LOG = logging.getLogger(__name__)
 
 PROTO_NAMES = {pkt.PROTO_TCP: "tcp", pkt.PROTO_UDP: "udp"}
+STALE_SLACK = 0.02      # s: a FlowRemoved's flow older than this before its entry's newest is stale
 CLASSIFY, SERVICE = pl.TABLES[pl.CLASSIFY], pl.TABLES[pl.SERVICE]
 
 
@@ -298,8 +299,10 @@ class Director:
                             + self._forward_packet(sw, data_conn, in_port, data, now))
             return self._schedule(sw, in_port, data, p, key, now)
         out = self.lifecycle.segment(sw, conn, flags, now)
-        if conn.flowless and not out:
-            out = self.lifecycle.flow_back(sw, conn, now)      # by the stray punt
+        if not out and (conn.flowless or syn):
+            # a packet of an entry without flow (the stray punt), or a SYN on
+            # an entry whose flow may have seen a FIN: a fresh flow
+            out = self.lifecycle.flow_back(sw, conn, now, fin=conn.flowless)
         return out + self._forward_packet(sw, conn, in_port, data, now)
 
     def _reschedule(self, conn):
@@ -486,6 +489,8 @@ class Director:
                                            forward=delete_flows)
         if template is not None:
             out += self.templates.drop(sw, template)
+        elif conn.template is not None:
+            out += self.templates.connection_ended(sw, conn.template, conn)
         return out
 
     # -- FlowRemoved -------------------------------------------------------------------
@@ -520,6 +525,10 @@ class Director:
                 return [self.flows.conn_flow(sw, conn, conn.service_id,
                                              EXPIRE_LATER)]
             if hard_timeout and conn.key[0] == "tcp" and conn.ftp is None:
+                if now - duration < conn.flow_at - STALE_SLACK:
+                    # the report of a flow a new SYN has replaced since (the
+                    # flow expired before the switch had the new one)
+                    return []
                 if self.lifecycle.closed(sw, conn, reason == ofmsg.REMOVED_HARD, now):
                     return self.end_connection(sw, conn)
                 return []

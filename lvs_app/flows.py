@@ -64,9 +64,10 @@ class Flows:
         proto, client, cport, _, _ = conn.key
         return ofmsg.five_tuple_match(proto, int(conn.dest.address), conn.dport, client, cport)
 
-    def conn_flow(self, sw, conn, sid, timeout, reset_counts=False):
+    def conn_flow(self, sw, conn, sid, timeout, reset_counts=False, fin=True):
         """The connection's SERVICE flow (client -> server), idle ``timeout``
-        (remembered in ``conn.flow_idle``: its FlowRemoved is read with it)."""
+        (remembered in ``conn.flow_idle``: its FlowRemoved is read with it);
+        a TCP one with the fin_timeout unless ``fin`` is False."""
         conn.flow_idle = timeout
         conn.flowless = False
         dest, proto = conn.dest, conn.key[0]
@@ -74,7 +75,7 @@ class Flows:
             # an FTP control connection: all its packets go through the controller
             inst = self._punt()
         else:
-            fin = self.fin if proto == "tcp" else None
+            fin = self.fin if proto == "tcp" and fin else None
             inst = self.cache.get(("conn", fin) + self._server_key(sw, dest, proto, conn.dport),
                                   lambda: self.forward_instructions(sw, dest, proto, conn.dport,
                                                                     fin))

@@ -25,6 +25,7 @@ closed connection until FIN_IDLE after its last packet (IPVS: at its FIN).
 import collections
 import math
 
+from lvs_app import packet as pkt
 from lvs_app import tcpstate
 from lvs_app.limits import SECURE_SYN_RECV
 
@@ -46,7 +47,9 @@ class Lifecycle:
     def table_edited(self):
         """The --set timeouts may have changed."""
         self._first.clear()
-        self.flows.fin = (FIN_IDLE, max(FIN_IDLE, self.tcp_timeout("FIN_WAIT")))
+        # the hard timeout, longer than the idle one, ends a flow that still
+        # carries packets after the FIN (a half-closed connection)
+        self.flows.fin = (FIN_IDLE, max(FIN_IDLE + 1, self.tcp_timeout("FIN_WAIT")))
 
     def tcp_timeout(self, state):
         return tcpstate.timeout(state, self.config.table.timeouts)
@@ -83,23 +86,30 @@ class Lifecycle:
         return timeout
 
     def segment(self, sw, conn, flags, now):
-        """A client segment of a known TCP connection: its state may change."""
+        """A client segment of a known TCP connection: its state may change.
+        A SYN on an entry whose flow is still in the switch gets a flow
+        without fin_timeout: the old connection's FIN may reach the new flow
+        (Open vSwitch applies fin_timeout when it pushes a datapath flow's
+        statistics, up to a second late, to the rule the flow maps to now),
+        so this connection's own FIN is not seen; its entry ends by idling."""
         state = tcpstate.next_state(conn.state, flags)
         if state == conn.state:
             return []
-        return self.set_state(sw, conn, state, now)
+        fin = conn.flowless or not flags & pkt.TCP_SYN
+        return self.set_state(sw, conn, state, now, fin)
 
-    def set_state(self, sw, conn, state, now):
+    def set_state(self, sw, conn, state, now, fin=True):
         """A TCP state change: recount, re-time the flow to the state's timeout.
         Entering SYN_RECV resets the flow's counters: they tell whether the
         handshake completed."""
         self.conns.set_state(conn, state, state in tcpstate.ACTIVE)
         timeout = self.tcp_timeout(state)
         conn.seen, conn.expires_at = now, now + timeout
+        conn.flow_at = now
         if conn.nodest:
             return []
         return [self.flows.conn_flow(sw, conn, conn.service_id, self.flow_idle(state),
-                                     reset_counts=state == "SYN_RECV")]
+                                     reset_counts=state == "SYN_RECV", fin=fin)]
 
     def closed(self, sw, conn, hard, now):
         """A connection flow that saw the client's FIN was removed
@@ -127,14 +137,17 @@ class Lifecycle:
                 out.append((sw, conn))
         return out
 
-    def flow_back(self, sw, conn, now):
-        """A packet of a flowless entry came (the stray punt): its flow comes
-        back for the rest of its state's time."""
+    def flow_back(self, sw, conn, now, fin=True):
+        """A packet of a flowless entry came (the stray punt), or a SYN of an
+        entry whose flow may have seen a FIN: a fresh flow (new timeouts;
+        without fin_timeout for the SYN, see :meth:`segment`) for its state's
+        time."""
         conn.seen, conn.expires_at = now, now + self.state_timeout(conn)
+        conn.flow_at = now
         if conn.nodest:
             return []
-        return [self.flows.conn_flow(sw, conn, conn.service_id,
-                                     max(1, math.ceil(self.state_timeout(conn))))]
+        return [self.flows.conn_flow(sw, conn, conn.service_id, self.flow_idle(conn.state),
+                                     reset_counts=conn.state == "SYN_RECV", fin=fin)]
 
     def idled_out(self, sw, conn, packet_count, now):
         """A connection's flow idled out.  Returns the flow that carries it on,

@@ -135,6 +135,7 @@ class Templates:
         template.armed_at = now
         template.expires_at = now + timeout
         template.expiring = False
+        template.late_since = None
         return self.flows.template_flows(sw, template, self.ids.service(service.key), timeout)
 
     def retire(self, sw, template):
@@ -173,8 +174,26 @@ class Templates:
                 # IPVS expire_later: keep it while it controls connections;
                 # ip_vs_conn_expire() leaves its timeout at 60 s for good
                 template.timeout = EXPIRE_LATER
-                return self.arm(sw, service, template, EXPIRE_LATER, now)
+                out = self.arm(sw, service, template, EXPIRE_LATER, now)
+                template.late_since, template.late_ok = now, True
+                return out
         return self.drop(sw, template)
+
+    def connection_ended(self, sw, template, conn):
+        """One of the template's connections ended.  A connection learns of
+        its FIN late (its flow ends FIN_IDLE after its last packet, see
+        lifecycle.py), so the template's time may have come first and put it
+        back for EXPIRE_LATER; when every connection it waited for had in
+        fact ended before that time (in IPVS terms), it expires now, as the
+        kernel's template would have then."""
+        if template.late_since is None or template.expiring:
+            return []
+        if conn.expires_at > template.late_since + 0.5:
+            template.late_ok = False
+        if template.n_control > 0 or not template.late_ok:
+            return []
+        out = self.flows.delete_template(sw, template, self.ids.service(template.service))
+        return out + self.drop(sw, template)
 
     def by_match(self, sw, mkey):
         """The template one of whose flows has match ``mkey``.

@@ -5,6 +5,8 @@ test_scheduling_and_lifecycle.py::test_lblc_cache_ages_on_the_timed_job and
 test_forwarding.py::test_a_client_port_reused_after_rst_is_a_new_nat_connection.
 """
 
+from ryu.ofproto import ofproto_v1_3
+
 from lvs_app import ids
 from lvs_app import pipeline as pl
 from tests.behaviour.conftest import VIP, VMAC, mac_of
@@ -301,3 +303,42 @@ def test_fragment_memory_is_bounded_in_time(lab):
     lab.send(fragment(C1, VIP, 79, first=True))
     lab.advance(31)
     assert lab.send(fragment(C1, VIP, 79, first=False)) == []
+
+
+def test_a_syn_on_an_entry_whose_flow_saw_the_fin_gets_a_fresh_flow(lab):
+    """The client closes and opens the same 5-tuple again at once, before the
+    old flow's report: the FIN shortened that flow in the switch (fin_timeout),
+    so the new connection gets a flow of its own timeouts, and idles past
+    tcpfin without losing its entry (its twin in Mininet: test_ipvs_semantics
+    .py's reused port under a template)."""
+    service(lab, "-s rr -p 300")
+    lab.lvsadm("--set 900 3 300")
+    first = lab.connect(C1, 45300)
+    lab.close(C1, 45300)
+    assert lab.connect(C1, 45300) == first              # before the old flow ended
+    [flow] = conn_flow(lab, C1, 45300)
+    assert (flow.idle_timeout, flow.hard_timeout) == (60, 0)
+    # without fin_timeout: Open vSwitch may hand the old connection's FIN to
+    # this flow (see Lifecycle.segment)
+    assert "fin_timeout" not in flow.text()
+    lab.advance(6)                                       # idle past tcpfin (3 s)
+    assert lab.server_of(lab.syn(C1, 45300, flags="A")) == first
+    assert lab.close(C1, 45300) == first
+
+
+def test_the_late_report_of_a_flow_a_new_syn_replaced_is_ignored(lab):
+    """Open vSwitch may end the old flow (FIN seen) just before the new SYN's
+    flow arrives: its report comes after the new connection began and must
+    not close it."""
+    service(lab, "-s rr -p 300")
+    first = lab.connect(C1, 45400)
+    lab.close(C1, 45400)
+    lab.advance(1)
+    assert lab.connect(C1, 45400) == first              # the new connection's flow
+    [flow] = conn_flow(lab, C1, 45400)
+    # the old flow's report: installed 1 s before the new one, FIN seen
+    lab.manager.flow_removed(1, flow.cookie, flow.match, 1.5, ofproto_v1_3.OFPRR_IDLE_TIMEOUT,
+                             3, hard_timeout=120)
+    entry = conn(lab, C1, 45400)
+    assert (entry.state, entry.active, entry.flowless) == ("SYN_RECV", True, False)
+    assert lab.server_of(lab.syn(C1, 45400, flags="A")) == first

@@ -3,8 +3,10 @@
 from lvs_app import ids
 from lvs_app import pipeline as pl
 from tests.behaviour.conftest import VIP, VMAC, mac_of
+from tests.fakeswitch import arp_request
 
 RS = ("10.0.0.11", "10.0.0.12", "10.0.0.13")
+C1 = "10.0.0.1"
 
 
 def persistent(lab, opts="-s rr -p 60", port=80, method="-g"):
@@ -189,3 +191,41 @@ def test_a_fwmark_template_over_a_port_range_expires(lab):
     lab.advance(31)
     assert templates(lab) == [] and lab.counts(a, "-f 2") == (0, 0, 0)
     assert "NONE" not in lab.lvsadm("-L -c -n")
+
+
+def test_a_template_whose_last_connection_closed_in_time_expires_when_its_flow_report_is_late(lab):
+    """The FIN stays in the switch, so the controller learns of it when the
+    connection flow ends (lifecycle.py) -- which Open vSwitch may report
+    after the template's own expiry.  IPVS's template would have expired at
+    its time (its connection was over by then): so does this one, not 60 s
+    later (expire_later)."""
+    lab.lvsadm("--set 900 1 300")
+    lab.lvsadm("-A -t 10.0.0.100:80 -s rr -p 2")
+    lab.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.11 -g")
+    lab.connect(C1, 40000)
+    lab.close(C1, 40000)
+    lab.clock.advance(2)
+    lab.sw.expire()
+    # the template's report first, the connection's after it
+    lab.sw.flow_removed.sort(key=lambda r: ids.Cookie.parse(r.cookie).kind != ids.KIND_TEMPLATE)
+    assert [ids.Cookie.parse(r.cookie).kind for r in lab.sw.flow_removed] == [
+        ids.KIND_TEMPLATE, ids.KIND_CONN]
+    lab.send(arp_request(C1, VIP, sha=mac_of(C1), in_port=1))     # the reports are read
+    assert lab.director.switches[1].templates == {} and lab.director.switches[1].conns == {}
+    assert not [f for f in lab.sw.flows() if ids.Cookie.parse(f.cookie).kind == ids.KIND_TEMPLATE]
+
+
+def test_a_template_waits_for_a_connection_that_was_still_open_at_its_time(lab):
+    """The same order of reports, but the connection's FIN came after the
+    template's time: IPVS keeps the template (expire_later), and so do we."""
+    lab.lvsadm("--set 900 1 300")
+    lab.lvsadm("-A -t 10.0.0.100:80 -s rr -p 2")
+    lab.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.11 -g")
+    lab.connect(C1, 40000)
+    lab.clock.advance(2)
+    lab.sw.expire()
+    lab._settle()                                      # the template's time: one connection
+    lab.close(C1, 40000)                               # its FIN after that
+    lab.advance(3)
+    assert len(lab.director.switches[1].templates) == 1
+    assert lab.director.switches[1].conns == {}

@@ -110,15 +110,21 @@ def test_a_quiesced_server_gets_no_new_clients_and_a_deleted_one_none(lab6):
 
 
 def test_the_tunnel_servers_one_device_serves_ipv4_and_ipv6_vips(lab_factory):
-    """Two VIPs, one of each family, on the same tunnel servers: one vx0 each."""
+    """Three VIPs on the same tunnel servers, one IPv4 and two IPv6: one vx0
+    each (the director addresses the inner frame to the server's tunnel MAC,
+    whatever the VIP)."""
     lab = lab_factory("tunnel", ipv6=True)
+    second6 = "fd00::10:0:0:101"
+    for name in lab.servers:
+        lab.host(name).cmd(f"ip -6 addr add {second6}/128 dev vx0 nodad")
     lab.lvsadm("-C")
+    vips = (lab.vip, lab.vip6, second6)
     try:
-        for vip in (lab.vip, f"[{lab.vip6}]"):
-            lab.lvsadm(f"-A -t {vip}:80 -s rr")
+        for vip in vips:
+            lab.lvsadm(f"-A -t {url_host(vip)}:80 -s rr")
             for name in lab.servers:
-                lab.lvsadm(f"-a -t {vip}:80 -r {lab.ip(name)} -i")
-        for vip in (lab.vip, lab.vip6):
+                lab.lvsadm(f"-a -t {url_host(vip)}:80 -r {lab.ip(name)} -i")
+        for vip in vips:
             seen = [json.loads(lab.curl(client, f"http://{url_host(vip)}/info"))
                     for _ in range(3) for client in ("c1", "c2")]
             assert sorted(answer["server"] for answer in seen) == [
@@ -126,6 +132,8 @@ def test_the_tunnel_servers_one_device_serves_ipv4_and_ipv6_vips(lab_factory):
             assert {answer["local"] for answer in seen} == {f"{url_host(vip)}:80"}
     finally:
         lab.lvsadm("-C")
+        for name in lab.servers:
+            lab.host(name).cmd(f"ip -6 addr del {second6}/128 dev vx0")
 
 
 # --------------------------------------------------------------------------
