@@ -23,7 +23,8 @@ class Flows:
         self.meters = meters or pl.PuntMeters()
         self.cache = ofmsg.EncodingCache()
         # a TCP connection flow's fin_timeout (idle, hard): set by the
-        # director from the tcpfin timeout (see lifecycle.py, "FIN and RST")
+        # lifecycle from the tcpfin timeout (see lifecycle.py: a FIN stays
+        # in the switch)
         self.fin = None
 
     # -- client -> server --------------------------------------------------------------

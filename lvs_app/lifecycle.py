@@ -10,7 +10,7 @@ flow carried nothing was half-open.  An entry lives its state's timeout
 after its last packet: the flow comes back for the rest of that time.
 
 A FIN stays in the switch.  A TCP connection flow carries Open vSwitch's
-``fin_timeout(idle=FIN_IDLE, hard=tcpfin)``: once it sees the client's FIN
+``fin_timeout(idle=FIN_IDLE, hard=max(tcpfin, FIN_IDLE + 1))``: once it sees the client's FIN
 its idle timeout drops to FIN_IDLE and it gains a hard timeout, which no
 other flow of the director has -- so its FlowRemoved says that the
 connection closed (an RST still comes to the controller, so it closes the
@@ -29,7 +29,7 @@ from lvs_app import packet as pkt
 from lvs_app import tcpstate
 from lvs_app.limits import SECURE_SYN_RECV
 
-FIN_IDLE = 1                # s: a connection flow's idle timeout once it saw FIN or RST
+FIN_IDLE = 1                # s: a connection flow's idle timeout once it saw a FIN
 
 
 class Lifecycle:
@@ -133,7 +133,9 @@ class Lifecycle:
         queue = self.flowless
         while queue and (not queue[0][1].flowless or queue[0][1].expires_at <= now):
             sw, conn = queue.popleft()
-            if conn.flowless and sw.conns.get(conn.key) is conn:
+            # not if its switch went away meanwhile (its entries stopped counting then)
+            if (conn.flowless and sw.conns.get(conn.key) is conn
+                    and self.conns.switches.get(sw.dpid) is sw):
                 out.append((sw, conn))
         return out
 

@@ -3,8 +3,8 @@
 For every VIP of the service table a switch holds: the ARP request punt
 (IPv6: the Neighbor Solicitation punt; the controller answers with the
 virtual MAC), the classifier flow into SERVICE,
-the SYN/FIN/RST punts (TCP) or the new-datagram punt (UDP), and the
-fragment punt; for every NAT real server a fragment punt in REVERSE.  Each
+the SYN and RST punts and the stray punt (TCP; a FIN stays in the switch,
+see lifecycle.py) or the new-datagram punt (UDP), and the fragment punt; for every NAT real server a fragment punt in REVERSE.  Each
 switch remembers what it holds (``sw.vips``, ``sw.fragment_flows``, also as
 read back by recovery.py), so a table change adds and removes only the
 difference.

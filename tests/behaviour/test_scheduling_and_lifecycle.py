@@ -280,3 +280,15 @@ def test_a_closed_connection_still_sending_is_closed_by_the_hard_timeout(lab):
     assert lab.counts("10.0.0.11") == (0, 1, 0)
     assert [f.idle_timeout for f in lab.sw.flows(table_id=pl.SERVICE)
             if f.match.get("tcp_src") == 42000] == [120]
+
+
+def test_a_closed_connection_of_a_switch_that_went_away_is_not_counted_down_twice(lab):
+    service(lab, servers=RS[:1])
+    lab.connect(C1, 42100)
+    lab.close(C1, 42100)
+    lab.advance(2)                                       # FIN_WAIT, without a flow
+    lab.manager.switch_disconnected(1, lab.datapath)
+    lab.clock.advance(200)
+    lab.manager.tick()                                   # the closed-expiry job runs
+    rows = lab.client.request("GET", "/ipvs")["services"][0]["servers"]
+    assert [(r["activeconns"], r["inactconns"]) for r in rows] == [(0, 0)], rows
