@@ -44,7 +44,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Tuple
 
-from lvs_app.packet import ETH_IP, ETH_IPV6, ETH_VLAN, PROTO_TCP, TCP_ACK
+from lvs_app.packet import ETH_IP, ETH_IPV6, ETH_VLAN, PROTO_TCP, TCP_ACK, checksum
 
 
 LISTEN_TIMEOUT = 120        # s: IPVS's LISTEN state, for data connections not yet started
@@ -339,16 +339,6 @@ def rewrite_229(payload, reply):
 
 # -------------------------------------------------------------------------
 # frames
-
-def checksum(data):
-    """The Internet checksum (RFC 1071) of ``data``."""
-    if len(data) % 2:
-        data = bytes(data) + b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
 
 class Segment(NamedTuple):
     """Where the parts of an IPv4/TCP or IPv6/TCP frame are (offsets into the

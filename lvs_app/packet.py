@@ -88,22 +88,26 @@ def parse(data):
         # a later fragment: no transport header, its ports are in the first one
         return Packet(eth_dst, eth_src, eth_type, src, dst, proto, l4_offset=l4,
                       frag=LATER_FRAGMENT, ip_id=(data[offset + 4] << 8) | data[offset + 5])
-    if len(data) < l4 + 4 or proto not in (PROTO_TCP, PROTO_UDP):
-        p = Packet(eth_dst, eth_src, eth_type, src, dst, proto, l4_offset=l4)
-    else:
-        sport = (data[l4] << 8) | data[l4 + 1]
-        dport = (data[l4 + 2] << 8) | data[l4 + 3]
-        if proto != PROTO_TCP:
-            p = Packet(eth_dst, eth_src, eth_type, src, dst, proto, sport, dport, 0, l4, l4 + 8)
-        elif len(data) < l4 + 14:
-            p = Packet(eth_dst, eth_src, eth_type, src, dst, proto, sport, dport, l4_offset=l4)
-        else:
-            flags = ((data[l4 + 12] & 0x01) << 8) | data[l4 + 13]
-            p = Packet(eth_dst, eth_src, eth_type, src, dst, proto, sport, dport, flags, l4,
-                       l4 + (data[l4 + 12] >> 4) * 4)
+    p = _transport(data, len(data), eth_dst, eth_src, eth_type, src, dst, proto, l4)
     if flags_offset & 0x2000:             # MF at offset 0: the first fragment
         return p._replace(frag=FIRST_FRAGMENT, ip_id=(data[offset + 4] << 8) | data[offset + 5])
     return p
+
+
+def _transport(data, end, eth_dst, eth_src, eth_type, src, dst, proto, l4):
+    """The Packet of an IP packet whose transport header starts at ``l4``
+    (``end``: where the IP packet ends): ports and flags for TCP and UDP."""
+    if l4 + 4 > end or proto not in (PROTO_TCP, PROTO_UDP):
+        return Packet(eth_dst, eth_src, eth_type, src, dst, proto, l4_offset=l4)
+    sport = (data[l4] << 8) | data[l4 + 1]
+    dport = (data[l4 + 2] << 8) | data[l4 + 3]
+    if proto != PROTO_TCP:
+        return Packet(eth_dst, eth_src, eth_type, src, dst, proto, sport, dport, 0, l4, l4 + 8)
+    if l4 + 14 > end:
+        return Packet(eth_dst, eth_src, eth_type, src, dst, proto, sport, dport, l4_offset=l4)
+    flags = ((data[l4 + 12] & 0x01) << 8) | data[l4 + 13]
+    return Packet(eth_dst, eth_src, eth_type, src, dst, proto, sport, dport, flags, l4,
+                  l4 + (data[l4 + 12] >> 4) * 4)
 
 
 def _parse_v6(data, offset, eth_dst, eth_src):
@@ -135,19 +139,7 @@ def _parse_v6(data, offset, eth_dst, eth_src):
     if proto == PROTO_ICMPV6 and l4 + 4 <= end:
         return Packet(eth_dst, eth_src, ETH_IPV6, src, dst, proto, data[l4], data[l4 + 1],
                       l4_offset=l4, payload_offset=l4 + 4)
-    if l4 + 4 > end or proto not in (PROTO_TCP, PROTO_UDP):
-        p = Packet(eth_dst, eth_src, ETH_IPV6, src, dst, proto, l4_offset=l4)
-    else:
-        sport = (data[l4] << 8) | data[l4 + 1]
-        dport = (data[l4 + 2] << 8) | data[l4 + 3]
-        if proto != PROTO_TCP:
-            p = Packet(eth_dst, eth_src, ETH_IPV6, src, dst, proto, sport, dport, 0, l4, l4 + 8)
-        elif l4 + 14 > end:
-            p = Packet(eth_dst, eth_src, ETH_IPV6, src, dst, proto, sport, dport, l4_offset=l4)
-        else:
-            flags = ((data[l4 + 12] & 0x01) << 8) | data[l4 + 13]
-            p = Packet(eth_dst, eth_src, ETH_IPV6, src, dst, proto, sport, dport, flags, l4,
-                       l4 + (data[l4 + 12] >> 4) * 4)
+    p = _transport(data, end, eth_dst, eth_src, ETH_IPV6, src, dst, proto, l4)
     if frag:
         return p._replace(frag=frag, ip_id=ident)
     return p
@@ -261,9 +253,10 @@ def nd_fields(data, p):
     return target, None
 
 
-def _checksum(data):
+def checksum(data):
+    """The Internet checksum (RFC 1071) of ``data``."""
     if len(data) % 2:
-        data += b"\x00"
+        data = bytes(data) + b"\x00"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
@@ -275,7 +268,7 @@ def icmpv6_frame(src_mac, dst_mac, src_ip, dst_ip, message):
     ICMPv6 ``message`` (its checksum field zero), checksum filled in."""
     src, dst = src_ip.to_bytes(16, "big"), dst_ip.to_bytes(16, "big")
     pseudo = src + dst + struct.pack("!I3xB", len(message), PROTO_ICMPV6)
-    csum = _checksum(pseudo + message)
+    csum = checksum(pseudo + message)
     message = message[:2] + struct.pack("!H", csum) + message[4:]
     return (dst_mac + src_mac + struct.pack("!H", ETH_IPV6)
             + struct.pack("!IHBB", 6 << 28, len(message), PROTO_ICMPV6, 255)

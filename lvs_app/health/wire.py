@@ -18,7 +18,7 @@ import random
 import struct
 from typing import NamedTuple
 
-from lvs_app.packet import ETH_IP, ETH_VLAN, PROTO_TCP, PROTO_UDP
+from lvs_app.packet import ETH_IP, ETH_VLAN, PROTO_TCP, PROTO_UDP, checksum
 
 PROTO_ICMP = 1
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -63,16 +63,6 @@ class Segment(NamedTuple):
     orig_sport: int = 0
     orig_dport: int = 0
     orig_ident: int = 0
-
-
-def checksum(data):
-    """The Internet checksum (RFC 1071) of ``data``."""
-    if len(data) % 2:
-        data = bytes(data) + b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def _pseudo(src_ip, dst_ip, proto, length):
