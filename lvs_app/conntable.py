@@ -62,6 +62,7 @@ class Connection:
     flow_idle: int = 0          # the idle timeout its SERVICE flow was given
     flowless: bool = False      # its flow ended after a FIN: FIN_WAIT in the controller
     flow_at: float = 0.0        # when a state change last put a fresh flow in
+    isn: int = None             # TCP: the sequence number of the SYN that opened it
     nodest: bool = False        # its real server was deleted (expire_nodest_conn=0)
     control: "Connection" = None    # FTP data connection: its control connection
     ftp: object = None              # FTP control connection: the helper's state (FtpControl)

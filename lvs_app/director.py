@@ -295,13 +295,20 @@ class Director:
                 data_conn = self.ftp.passive_data(sw, key, now,
                                                   self.lifecycle.tcp_timeout("SYN_RECV"))
                 if data_conn is not None:
+                    data_conn.isn = pkt.tcp_seq(data, p)
                     return (self._enter(sw, data_conn, self.lifecycle.flow_idle("SYN_RECV"))
                             + self._forward_packet(sw, data_conn, in_port, data, now))
             return self._schedule(sw, in_port, data, p, key, now)
         out = self.lifecycle.segment(sw, conn, flags, now)
-        if not out and (conn.flowless or syn):
-            # a packet of an entry without flow (the stray punt), or a SYN on
-            # an entry whose flow may have seen a FIN: a fresh flow
+        reused = False
+        if syn:
+            # a SYN with another sequence number than the entry's opens a new
+            # connection on it (a retransmitted one carries the same)
+            seq = pkt.tcp_seq(data, p)
+            reused, conn.isn = seq != conn.isn, seq
+        if not out and (conn.flowless or reused):
+            # a packet of an entry without flow (the stray punt), or a new
+            # connection on an entry whose flow may have seen a FIN: a fresh flow
             out = self.lifecycle.flow_back(sw, conn, now, fin=conn.flowless)
         return out + self._forward_packet(sw, conn, in_port, data, now)
 
@@ -377,6 +384,8 @@ class Director:
             actions = self.flows.packet_actions(sw, dest, "udp", dport)
             return out + [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
         conn = self._new_connection(sw, service, state, dest, rid, key, dport, template, now)
+        if proto == "tcp":
+            conn.isn = pkt.tcp_seq(data, p)
         out += self._enter(sw, conn, self.lifecycle.first_flow_idle(proto), False)
         if proto == "tcp":
             self.limits.track(sw, conn)

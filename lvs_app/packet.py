@@ -145,6 +145,12 @@ def _parse_v6(data, offset, eth_dst, eth_src):
     return p
 
 
+def tcp_seq(data, p):
+    """The sequence number of TCP segment ``p`` (parsed from ``data``)."""
+    at = p.l4_offset + 4
+    return int.from_bytes(data[at:at + 4], "big")
+
+
 def is_v6(address):
     """True for an IPv6 address given as an integer (see the module's note)."""
     return address >= V4_LIMIT

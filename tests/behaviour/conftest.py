@@ -236,11 +236,16 @@ class DirectorLab:
         return outputs
 
     # -- conveniences ----------------------------------------------------------
-    def syn(self, client, sport, dport=80, port=1, vip=VIP, flags="S"):
+    def syn(self, client, sport, dport=80, port=1, vip=VIP, flags="S", seq=None):
+        """A client segment to the VIP; a SYN opens a new connection (a new
+        sequence number) unless ``seq`` repeats one (a retransmission)."""
         vmac = VMAC if vip == VIP else lvspkt.mac_text(lvspkt.virtual_mac(
             int(ipaddress.ip_address(vip))))
+        if seq is None:
+            self._isn = getattr(self, "_isn", 0) + 1000
+            seq = self._isn
         return self.send(tcp(client, vip, sport, dport, flags=flags, in_port=port,
-                             eth_src=mac_of(client), eth_dst=vmac))
+                             eth_src=mac_of(client), eth_dst=vmac, tcp_seq=seq))
 
     def server_of(self, outputs):
         """The real server a client packet reached (by output port), or None."""

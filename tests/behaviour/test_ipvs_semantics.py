@@ -342,3 +342,23 @@ def test_the_late_report_of_a_flow_a_new_syn_replaced_is_ignored(lab):
     entry = conn(lab, C1, 45400)
     assert (entry.state, entry.active, entry.flowless) == ("SYN_RECV", True, False)
     assert lab.server_of(lab.syn(C1, 45400, flags="A")) == first
+
+
+def test_a_retransmitted_syn_is_forwarded_and_its_flow_left_alone(lab):
+    """Same sequence number: the same connection's SYN again (its SYN/ACK was
+    lost), not a new one on the entry, so no new flow (a SYN flood of
+    repeated tuples costs no FlowMod)."""
+    service(lab, "-s rr")
+    first = lab.server_of(lab.syn(C1, 45500, seq=7))
+    [flow] = conn_flow(lab, C1, 45500)
+    assert "fin_timeout" in flow.text()
+    installed = flow.installed_at
+    lab.advance(1)
+    assert lab.server_of(lab.syn(C1, 45500, seq=7)) == first
+    [again] = conn_flow(lab, C1, 45500)
+    assert again.installed_at == installed and "fin_timeout" in again.text()
+    # a new sequence number is a new connection on the entry: a fresh flow
+    lab.advance(1)
+    assert lab.server_of(lab.syn(C1, 45500, seq=9000)) == first
+    [fresh] = conn_flow(lab, C1, 45500)
+    assert fresh.installed_at > installed
