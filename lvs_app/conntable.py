@@ -41,6 +41,11 @@ class Template:
     # when, and whether each of them ended before then, as far as IPVS knows
     late_since: float = None
     late_ok: bool = True
+    # --pe switch: its client's new connections stay in the switch (see
+    # persistence.py); with NAT, the (server, port, vip, vport) its reply
+    # rewrite flow serves
+    hot: bool = False
+    hot_nat: tuple = None
 
 
 @dataclass(slots=True)
@@ -94,6 +99,9 @@ class Switch:
     templates: dict = field(default_factory=dict)    # template key -> Template
     ftp_controls: dict = field(default_factory=dict)  # (rs, rs port, client, cport) -> Connection
     ftp_expect: dict = field(default_factory=dict)    # (client, vip, vport) -> FtpExpectation
+    # --pe switch, NAT: (server, port) -> {(vip, vport): {key: template}} whose
+    # reply flows rewrite that server port's packets (see persistence.py)
+    hot_nat: dict = field(default_factory=dict)
 
     def set_ports(self, ports):
         self.ports = dict(ports)
@@ -186,27 +194,46 @@ class ConnectionTable:
         for rkey in [k for k, c in sw.nat_replies.items() if c.service == key]:
             del sw.nat_replies[rkey]
         for tkey in [k for k, t in sw.templates.items() if t.service == key]:
-            del sw.templates[tkey]
+            self._unindex(sw, sw.templates.pop(tkey))
 
     def clear(self, sw):
         sw.conns.clear()
         sw.nat_replies.clear()
         sw.templates.clear()
+        sw.hot_nat.clear()
 
     # -- templates ---------------------------------------------------------------------
     @staticmethod
     def add_template(sw, template):
         sw.templates[template.key] = template
         template.dest.persistconns += 1
+        if template.hot_nat is not None:
+            server, port, vip, vport = template.hot_nat
+            users = sw.hot_nat.setdefault((server, port), {}).setdefault((vip, vport), {})
+            users[template.key] = template
 
     @staticmethod
-    def forget_template(sw, template):
+    def _unindex(sw, template):
+        if template.hot_nat is None:
+            return
+        server, port, vip, vport = template.hot_nat
+        users = sw.hot_nat.get((server, port), {})
+        same = users.get((vip, vport), {})
+        if same.get(template.key) is template:
+            del same[template.key]
+            if not same:
+                del users[(vip, vport)]
+            if not users:
+                del sw.hot_nat[(server, port)]
+
+    def forget_template(self, sw, template):
         """The template no longer decides anything (it may still wait for its
         connections to end): out of the switch's table and PersistConn."""
         template.expiring = True
         if sw.templates.get(template.key) is template:
             del sw.templates[template.key]
             template.dest.persistconns -= 1
+            self._unindex(sw, template)
 
     # -- listing -----------------------------------------------------------------------
     def rows(self, now):

@@ -290,7 +290,9 @@ class Director:
             return out + self._service_in(sw, in_port, data, p, now)
         if conn is None:
             if not syn:
-                return []       # IPVS schedules only SYNs; the rest is dropped
+                # IPVS schedules only SYNs; the rest is dropped, unless a
+                # --pe switch template carries its connection
+                return self._template_carry(sw, in_port, data, p, key)
             if sw.ftp_expect:
                 data_conn = self.ftp.passive_data(sw, key, now,
                                                   self.lifecycle.tcp_timeout("SYN_RECV"))
@@ -311,6 +313,26 @@ class Director:
             # connection on an entry whose flow may have seen a FIN: a fresh flow
             out = self.lifecycle.flow_back(sw, conn, now, fin=conn.flowless)
         return out + self._forward_packet(sw, conn, in_port, data, now)
+
+    def _template_carry(self, sw, in_port, data, p, key):
+        """A packet of no entry (an RST: its punt sits above the template's
+        flow) of a connection that a ``--pe switch`` template carries in the
+        switch: it goes where the template's flow sends the rest."""
+        proto, client, _, vip, vport = key
+        service, via_ftp = self.index.find(proto, vip, vport)
+        if service is None or service.pe != "switch":
+            return []
+        template = sw.templates.get(self.templates.key(service, proto, client, vip, vport,
+                                                       via_ftp))
+        if template is None or not template.hot or service.find_server(
+                template.dest.address, template.dest.port) is not template.dest.server:
+            return []
+        dest = template.dest
+        actions = self.flows.packet_actions(sw, dest, proto, dest.port or vport)
+        if self.traffic is not None:
+            self.traffic.count(self.ids.service(service.key), template.server_id, 0,
+                               len(data) - pkt.ETH_HEADER)
+        return [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
 
     def _reschedule(self, conn):
         """A SYN on an existing entry: schedule afresh?  (``ip_vs_in_hook()``)

@@ -8,6 +8,7 @@ port, MAC) are built once and replay their encoding (the hot path).
 
 from lvs_app import ids
 from lvs_app import ofmsg
+from lvs_app import packet as pkt
 from lvs_app import pipeline as pl
 from lvs_app.forwarding import Masq, method_of
 
@@ -26,6 +27,9 @@ class Flows:
         # lifecycle from the tcpfin timeout (see lifecycle.py: a FIN stays
         # in the switch)
         self.fin = None
+        # --pe switch: the idle timeout of a template's carrying flow is at
+        # least this, the TCP established timeout (set by the lifecycle)
+        self.carry_idle = 0
 
     # -- client -> server --------------------------------------------------------------
     def _server_key(self, sw, dest, proto, dport):
@@ -129,7 +133,13 @@ class Flows:
 
     # -- templates ---------------------------------------------------------------------
     def template_flows(self, sw, template, sid, timeout):
-        """(Re-)install a template's SERVICE flows with idle ``timeout``."""
+        """(Re-)install a template's SERVICE flows with idle ``timeout``.
+
+        A ``--pe switch`` template has two: its SYN flow, above the SYN punt,
+        carries its client's new connections with idle ``timeout`` (IPVS
+        re-arms a template with each new connection), and its carrying flow
+        the rest of their packets, with idle at least the TCP established
+        timeout (it lives while its connections do)."""
         cookie = ids.Cookie(ids.KIND_TEMPLATE, sid, template.server_id).value
         dest = template.dest
         out = []
@@ -139,13 +149,35 @@ class Flows:
             port = (dest.port if isinstance(fields.get(f"{proto}_dst"), int) and dest.port
                     else None)
             inst = self.forward_instructions(sw, dest, proto, port)
+            match = ofmsg.match(**fields)
+            if template.hot:
+                syn = ofmsg.match(**fields, tcp_flags=(pkt.TCP_SYN, pkt.TCP_SYN | pkt.TCP_ACK))
+                out.append((sw.dpid, SERVICE.flow(
+                    pl.PRIO_TEMPLATE_SYN, syn, inst,
+                    ids.Cookie(ids.KIND_TEMPLATE_SYN, sid, template.server_id).value,
+                    idle=timeout, notify=True)))
+                timeout = max(timeout, self.carry_idle)
             out.append((sw.dpid, SERVICE.flow(pl.PRIO_TEMPLATE, ofmsg.match(**fields), inst,
                                               cookie, idle=timeout, notify=True)))
         return out
 
+    @staticmethod
+    def syn_match(fields):
+        return ofmsg.match(**fields, tcp_flags=(pkt.TCP_SYN, pkt.TCP_SYN | pkt.TCP_ACK))
+
     def delete_template(self, sw, template, sid):
         cm = ids.cookie_mask(ids.KIND_TEMPLATE, sid, template.server_id)
-        return [(sw.dpid, SERVICE.delete(cm, ofmsg.match(**fields), pl.PRIO_TEMPLATE))
+        out = [(sw.dpid, SERVICE.delete(cm, ofmsg.match(**fields), pl.PRIO_TEMPLATE))
+               for fields in template.matches]
+        if template.hot:
+            out += self.delete_template_syn(sw, template, sid)
+        return out
+
+    def delete_template_syn(self, sw, template, sid):
+        """A ``--pe switch`` template's SYN flow goes: its client's next SYN
+        comes to the controller."""
+        cm = ids.cookie_mask(ids.KIND_TEMPLATE_SYN, sid, template.server_id)
+        return [(sw.dpid, SERVICE.delete(cm, self.syn_match(fields), pl.PRIO_TEMPLATE_SYN))
                 for fields in template.matches]
 
     def template_reverse(self, sw, template, sid, matches):
@@ -158,5 +190,31 @@ class Flows:
 
     def delete_template_reverse(self, sw, template, sid, matches):
         cm = ids.cookie_mask(ids.KIND_REVERSE_TEMPLATE, sid, template.server_id)
-        return [(sw.dpid, REVERSE.delete(cm, ofmsg.match(**fields), pl.PRIO_TEMPLATE))
-                for fields in matches]
+        out = [(sw.dpid, REVERSE.delete(cm, ofmsg.match(**fields), pl.PRIO_TEMPLATE))
+               for fields in matches]
+        return out + self.delete_template_nat(sw, template, sid, matches)
+
+    def delete_template_nat(self, sw, template, sid, matches):
+        if template.hot_nat is None:
+            return []
+        cm = ids.cookie_mask(ids.KIND_TEMPLATE_NAT, sid, template.server_id)
+        return [(sw.dpid, REVERSE.delete(cm, ofmsg.match(**fields), pl.PRIO_TEMPLATE_NAT))
+                for fields in self.template_nat_matches(matches)]
+
+    @staticmethod
+    def template_nat_matches(matches):
+        """A ``--pe switch`` template's reply matches: its conn_out matches
+        without the SYN condition (every packet from the server port)."""
+        return [{k: v for k, v in fields.items() if k != "tcp_flags"} for fields in matches]
+
+    def template_nat(self, sw, template, sid, matches):
+        """``--pe switch``, NAT: every packet from the template's server port
+        to its client network leaves as VIP:vport, in the switch (the
+        connections it carries have no reverse flow of their own)."""
+        _, _, vip, vport = template.key
+        cookie = ids.Cookie(ids.KIND_TEMPLATE_NAT, sid, template.server_id).value
+        inst = self.cache.get(("reverse", vip, "tcp", vport), lambda: ofmsg.apply_then_goto(
+            Masq.reverse_actions("tcp", vip, vport), pl.FORWARD))
+        return [(sw.dpid, REVERSE.flow(pl.PRIO_TEMPLATE_NAT, ofmsg.match(**fields), inst, cookie,
+                                       notify=True))
+                for fields in self.template_nat_matches(matches)]

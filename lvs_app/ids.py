@@ -34,11 +34,14 @@ KIND_REVERSE_TEMPLATE = 6    # NAT reverse flow of a template
 KIND_L2 = 7                  # learned MAC
 KIND_FRAG = 8                # IP fragments to a VIP or from a NAT server -> controller
 KIND_FABRIC = 9              # fabric: link-port classification, per-host forwarding
+KIND_TEMPLATE_SYN = 10       # --pe switch: a template's new connections, carried in the switch
+KIND_TEMPLATE_NAT = 11       # --pe switch, NAT: a template's replies, rewritten in the switch
 
 KIND_NAMES = {KIND_BASE: "base", KIND_VIP: "vip", KIND_CONN: "conn",
               KIND_TEMPLATE: "template", KIND_REVERSE: "reverse",
               KIND_REVERSE_TEMPLATE: "reverse-template", KIND_L2: "l2",
-              KIND_FRAG: "fragment", KIND_FABRIC: "fabric"}
+              KIND_FRAG: "fragment", KIND_FABRIC: "fabric",
+              KIND_TEMPLATE_SYN: "template-syn", KIND_TEMPLATE_NAT: "template-nat"}
 
 TAG_MASK = 0xFF << 56
 KIND_MASK = 0x0F << 48       # the kind, whatever the pipeline version

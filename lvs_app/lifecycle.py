@@ -50,6 +50,7 @@ class Lifecycle:
         # the hard timeout, longer than the idle one, ends a flow that still
         # carries packets after the FIN (a half-closed connection)
         self.flows.fin = (FIN_IDLE, max(FIN_IDLE + 1, self.tcp_timeout("FIN_WAIT")))
+        self.flows.carry_idle = self.tcp_timeout("ESTABLISHED")
 
     def tcp_timeout(self, state):
         return tcpstate.timeout(state, self.config.table.timeouts)

@@ -31,6 +31,7 @@ SCHEDULERS = ("rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf", "dh", "sh",
 # (today: -p with the default timeout) scheduled by rr, which is what the
 # original PCC code did for the first connection of a client.
 LEGACY_SCHEDULERS = {"pcc": "rr"}
+PERSISTENCE_ENGINES = ("", "switch")  # --pe: "switch" carries repeat connections in the switch
 SCHED_FLAGS = ("flag-1", "flag-2", "flag-3", "sh-fallback", "sh-port",
                "mh-fallback", "mh-port")
 # sh-fallback/mh-fallback are SCHED1, sh-port/mh-port SCHED2: the flag bits
@@ -177,6 +178,7 @@ class VirtualService:
     netmask: int = 0                 # persistence granularity as an integer mask
     sched_flags: tuple = ()
     ops: bool = False
+    pe: str = ""                     # persistence engine: "" or "switch" (see persistence.py)
     servers: list = field(default_factory=list)   # in order of addition
 
     def __post_init__(self):
@@ -212,7 +214,7 @@ class VirtualService:
                 "scheduler": self.scheduler, "persistent": self.persistent,
                 "timeout": self.timeout if self.persistent else None,
                 "netmask": format_netmask(self.netmask, key.version),
-                "sched_flags": list(self.sched_flags), "ops": self.ops,
+                "sched_flags": list(self.sched_flags), "ops": self.ops, "pe": self.pe,
                 **(runtime.service_view(self) if runtime else {}),
                 "servers": [s.to_dict(runtime and runtime.server_view(self, s)) for s in sorted(
                     self.servers, key=lambda s: (int(s.address), s.port))]}
@@ -238,11 +240,15 @@ def _service_settings(key, options, current=None):
     _check_known(options, SERVICE_OPTIONS, what)
     base = current or {"scheduler": DEFAULT_SCHEDULER, "persistent": False,
                        "timeout": 0, "netmask": full_mask(key.version),
-                       "sched_flags": (), "ops": False}
+                       "sched_flags": (), "ops": False, "pe": ""}
     new = dict(base)
-    if options.get("pe"):
-        raise BadRequest(f"{what}: persistence engine {options['pe']!r} is not supported "
-                         "(IPVS's only engine, sip, needs SIP parsing the switch cannot do)")
+    if "pe" in options:
+        pe = options["pe"] or ""
+        if pe not in PERSISTENCE_ENGINES:
+            raise BadRequest(f"{what}: persistence engine {pe!r} is not supported; the one "
+                             "engine is 'switch' (IPVS's sip needs SIP parsing the switch "
+                             "cannot do)")
+        new["pe"] = pe
     sched = options.get("scheduler", None)
     if sched is not None:
         if not isinstance(sched, str) or not sched:
@@ -296,12 +302,29 @@ def _service_settings(key, options, current=None):
         new["ops"] = options["ops"]
     if new["ops"] and key.protocol == "tcp":
         raise BadRequest(f"{what}: one-packet scheduling is only for UDP and fwmark services")
+    if new["pe"] == "switch":
+        _check_switch_engine(key, new, what)
     if not key.is_fwmark and key.port == 0 and not new["persistent"]:
         raise BadRequest(f"{what}: port 0 is only allowed for a persistent service "
                          "(Zero port specified for non-persistent service)")
     # a netmask without persistence is kept, as ipvsadm sends it; only
     # persistence uses it
     return new
+
+
+def _check_switch_engine(key, new, what):
+    """``--pe switch`` carries a template's new connections in the switch: a
+    persistent TCP service on one port, other than FTP's (the FTP helper
+    reads the control connection in the controller)."""
+    if not new["persistent"]:
+        raise BadRequest(f"{what}: persistence engine switch needs a persistent service (-p)")
+    if key.is_fwmark or key.protocol != "tcp":
+        raise BadRequest(f"{what}: persistence engine switch is for TCP services, "
+                         "not UDP or firewall-mark ones")
+    if key.port in (0, FTP_CONTROL):
+        raise BadRequest(f"{what}: persistence engine switch needs a service port other than "
+                         f"0 and {FTP_CONTROL} (FTP's control connection goes through the "
+                         "controller)")
 
 
 def _server_settings(service, address, port, options, current=None):
@@ -400,7 +423,7 @@ class ServiceTable:
     def _service_settings_of(service):
         return {"scheduler": service.scheduler, "persistent": service.persistent,
                 "timeout": service.timeout, "netmask": service.netmask,
-                "sched_flags": service.sched_flags, "ops": service.ops}
+                "sched_flags": service.sched_flags, "ops": service.ops, "pe": service.pe}
 
     @staticmethod
     def _apply_service(service, new):

@@ -8,6 +8,24 @@ real server.  Connection flows shadow it, so only a new connection scheduled
 through it re-arms it (re-adding the flow), as IPVS re-arms its template
 timer only for new connections; when it expires while it still controls
 connections it is put back for EXPIRE_LATER at a time (IPVS's expire_later).
+
+``--pe switch`` (a persistent TCP service on one port) keeps a template's
+later connections out of the controller.  Its template has a second SERVICE
+flow, for its client's SYNs, above the SYN punt: the switch carries each new
+connection to the template's server, and that flow's idle timeout (the
+persistence timeout, renewed by each SYN) is IPVS's template timer.  The
+template's own flow carries the rest of their packets, with an idle timeout
+of at least the TCP established timeout, so it lives while they do; when
+the SYN flow has expired and the carrying flow still lives, the client's
+next SYN comes to the controller, which finds the template and puts the SYN
+flow back (IPVS keeps a template while it controls connections).  With NAT a
+third flow, in REVERSE, rewrites every packet from the server port to the
+client's network back to VIP:vport, since those connections have no reverse
+flow of their own; a template whose rewrite would be ambiguous (another
+VIP's template on the same server port for an overlapping client network)
+stays an ordinary one.  The controller sees the template's first
+connection (and the first after each expiry of the SYN flow) and counts it;
+the ones the switch carries show in the traffic counters only.
 """
 
 import ipaddress
@@ -121,14 +139,45 @@ class Templates:
         if old is not None:            # invalidated template: forget it
             self.conns.forget_template(sw, old)
             out += self._delete_reverse(sw, old)
+            if old.hot:
+                out += self.flows.delete_template_syn(sw, old, self.ids.service(service.key))
         template = Template(tkey, service.key, dest, rid, self.matches(service, tkey), now, now,
                             service.timeout)
+        self.decide_hot(sw, service, template)
         self.conns.add_template(sw, template)
         out += self.arm(sw, service, template, service.timeout, now)
         if method_of(dest).reverse_nat:
-            out += self.flows.template_reverse(sw, template, self.ids.service(service.key),
-                                               self.reverse_matches(template))
+            sid = self.ids.service(service.key)
+            reverse = self.reverse_matches(template)
+            out += self.flows.template_reverse(sw, template, sid, reverse)
+            if template.hot_nat is not None:
+                out += self.flows.template_nat(sw, template, sid, reverse)
         return template, out
+
+    def decide_hot(self, sw, service, template):
+        """``--pe switch``: may the switch carry the template's connections?
+        With NAT, only when its reply rewrite is unambiguous: no template of
+        another VIP:port on the same server port for an overlapping client
+        network (the rewrite could not tell their replies apart)."""
+        template.hot, template.hot_nat = service.pe == "switch", None
+        dest = template.dest
+        if not template.hot or not method_of(dest).reverse_nat:
+            return
+        _, snet, vip, vport = template.key
+        nat = (int(dest.address), dest.port, vip, vport)
+        for (other_vip, other_port), users in sw.hot_nat.get(nat[:2], {}).items():
+            if (other_vip, other_port) == (vip, vport):
+                continue
+            for other in users.values():
+                other_service = self.config.table.services.get(other.service)
+                mask = service.netmask & (other_service.netmask if other_service else 0)
+                if snet & mask == other.key[1] & mask:
+                    template.hot = False
+                    return
+        if dest.port:
+            template.hot_nat = nat
+        else:
+            template.hot = False
 
     def arm(self, sw, service, template, timeout, now):
         """(Re-)install the template's flows: its timer starts again."""
@@ -141,17 +190,25 @@ class Templates:
     def retire(self, sw, template):
         """The service's persistence changed: the template's flows go; it
         waits for its connections if it still has any."""
-        out = self.flows.delete_template(sw, template, self.ids.service(template.service))
+        sid = self.ids.service(template.service)
+        out = self.flows.delete_template(sw, template, sid)
         if template.n_control <= 0:
             out += self.drop(sw, template)
         else:
+            # the connections it carried in the switch end with its flows;
+            # those the controller made have reverse flows of their own
+            out += self.flows.delete_template_nat(sw, template, sid,
+                                                  self.reverse_matches(template))
             self.conns.forget_template(sw, template)
         return out
 
     def drop(self, sw, template):
         """The template is gone for good (its flows expired or were deleted)."""
         self.conns.forget_template(sw, template)
-        return self._delete_reverse(sw, template)
+        out = self._delete_reverse(sw, template)
+        if template.hot and template.service in self.config.table.services:
+            out += self.flows.delete_template_syn(sw, template, self.ids.service(template.service))
+        return out
 
     def _delete_reverse(self, sw, template):
         if not method_of(template.dest).reverse_nat:

@@ -51,6 +51,8 @@ PRIO_STRAY = 100        # SERVICE: TCP to a VIP that no flow carries (an entry w
 PRIO_CONN = 300         # SERVICE/REVERSE: one connection (exact 5-tuple)
 PRIO_PUNT_UDP = 250     # SERVICE: a UDP datagram with no connection flow
 PRIO_TEMPLATE = 200     # SERVICE/REVERSE: persistence template (client wildcard)
+PRIO_TEMPLATE_SYN = 450  # SERVICE: --pe switch: a template's client's SYNs, above the punts
+PRIO_TEMPLATE_NAT = 190  # REVERSE: --pe switch, NAT: replies to a template's client
 PRIO_L2 = 100           # FORWARD: learned destination MAC
 PRIO_MISS = 0
 
@@ -172,16 +174,17 @@ TABLES = {
         {"punt-fin": PRIO_PUNT_TCP + pkt.TCP_FIN, "punt-syn": PRIO_PUNT_TCP + pkt.TCP_SYN,
          "punt-rst": PRIO_PUNT_TCP + pkt.TCP_RST, "conn": PRIO_CONN,
          "punt-udp": PRIO_PUNT_UDP, "template": PRIO_TEMPLATE, "frag": PRIO_FRAG,
-         "stray": PRIO_STRAY, "miss": PRIO_MISS},
+         "stray": PRIO_STRAY, "template-syn": PRIO_TEMPLATE_SYN, "miss": PRIO_MISS},
         frozenset({ids.KIND_BASE, ids.KIND_VIP, ids.KIND_CONN, ids.KIND_TEMPLATE,
-                   ids.KIND_FRAG}), "drop"),
+                   ids.KIND_FRAG, ids.KIND_TEMPLATE_SYN}), "drop"),
     REVERSE: Table(
         REVERSE, "reverse-nat", _L2 | _IP,
         frozenset({"ipv4_dst", "ipv6_dst", "tcp_flags", "ip_frag"}),
         frozenset({"ipv4_src", "ipv6_src", "tcp_src", "udp_src", "eth_src"}), frozenset({FORWARD}),
-        {"conn": PRIO_CONN, "template": PRIO_TEMPLATE, "frag": PRIO_FRAG, "miss": PRIO_MISS},
+        {"conn": PRIO_CONN, "template": PRIO_TEMPLATE, "template-nat": PRIO_TEMPLATE_NAT,
+         "frag": PRIO_FRAG, "miss": PRIO_MISS},
         frozenset({ids.KIND_BASE, ids.KIND_REVERSE, ids.KIND_REVERSE_TEMPLATE,
-                   ids.KIND_FRAG}), FORWARD),
+                   ids.KIND_FRAG, ids.KIND_TEMPLATE_NAT}), FORWARD),
     FORWARD: Table(
         FORWARD, "forward", _L2, frozenset(), frozenset(), frozenset(),
         {"l2": PRIO_L2, "fabric": PRIO_FABRIC, "miss": PRIO_MISS},

@@ -42,7 +42,8 @@ class Reconfigure:
         out = []
         for sw in self.director.switches.values():
             for kind in (idmod.KIND_CONN, idmod.KIND_TEMPLATE, idmod.KIND_REVERSE,
-                         idmod.KIND_REVERSE_TEMPLATE):
+                         idmod.KIND_REVERSE_TEMPLATE, idmod.KIND_TEMPLATE_SYN,
+                         idmod.KIND_TEMPLATE_NAT):
                 out.append((sw.dpid, ofmsg.flow_delete(idmod.cookie_mask(kind))))
             self.director.conns.clear(sw)
         for key in list(self.director.runtime.services):
@@ -69,15 +70,30 @@ class Reconfigure:
             # new persistence settings: old templates no longer apply
             for tkey, template in list(sw.templates.items()):
                 if template.service == change.key and (
-                        not service.persistent
+                        not service.persistent or template.hot != (service.pe == "switch")
                         or template.matches != director.templates.matches(service, tkey)):
                     out += director.templates.retire(sw, template)
         return out
 
     def _server_edited(self, change, now):
-        service = self.director.config.table.services[change.key]
-        self.director.runtime.servers_changed(service, change.server)
+        director = self.director
+        service = director.config.table.services[change.key]
+        director.runtime.servers_changed(service, change.server)
+        server = change.server
+        if (service.pe == "switch" and server is not None and server.weight == 0
+                and director.config.settings["expire_quiescent_template"]):
+            # its templates are no longer used: their clients' SYNs come to
+            # the controller again (ip_vs_check_template())
+            return self._template_syns_gone(change.key, server)
         return []
+
+    def _template_syns_gone(self, key, server):
+        """``--pe switch``: a server's templates stop carrying new connections
+        in the switch (their SYN flows go)."""
+        director = self.director
+        cm = idmod.cookie_mask(idmod.KIND_TEMPLATE_SYN, director.ids.service(key),
+                               director.ids.server(key, server.address, server.port))
+        return [(sw.dpid, ofmsg.flow_delete(cm)) for sw in director.switches.values()]
 
     def _server_deleted(self, change, now):
         """IPVS keeps a deleted server's templates: they are found invalid when
@@ -97,7 +113,8 @@ class Reconfigure:
                 # expire_nodest_conn=1: the connections and templates end now
                 out += director.flows.delete_server_flows(
                     sw, sid, rid, (idmod.KIND_CONN, idmod.KIND_REVERSE, idmod.KIND_TEMPLATE,
-                                   idmod.KIND_REVERSE_TEMPLATE))
+                                   idmod.KIND_REVERSE_TEMPLATE, idmod.KIND_TEMPLATE_SYN,
+                                   idmod.KIND_TEMPLATE_NAT))
                 for conn in conns:
                     director.conns.remove(sw, conn)
                 for template in templates:
@@ -108,6 +125,9 @@ class Reconfigure:
                 out += director.flows.drop_server_flows(sw, sid, rid)
                 for conn in conns:
                     conn.nodest = True
+        if not nodest_expire and director.config.table.services[key].pe == "switch":
+            # new connections of its templates' clients are scheduled afresh
+            out += self._template_syns_gone(key, server)
         return out
 
     def _server_added(self, change, now):

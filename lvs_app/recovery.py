@@ -103,7 +103,7 @@ class Recovery:
         d = self.director
         base = d.meters.mods(meters) + pl.base_flows(d.meters, d.health_source)
         out = [(sw.dpid, m) for m in base]
-        conns, templates, vips = [], [], {}
+        conns, templates, vips, hot = [], [], {}, []
         for flow in flows:
             cookie = idmod.Cookie.parse(flow.cookie)
             if cookie is None:
@@ -128,8 +128,11 @@ class Recovery:
                 conns.append((flow, cookie, False))
             elif cookie.kind == idmod.KIND_TEMPLATE:
                 templates.append((flow, cookie, False))
+            elif cookie.kind in (idmod.KIND_TEMPLATE_SYN, idmod.KIND_TEMPLATE_NAT):
+                hot.append(flow)
         for flow, cookie, old in templates:
             out += self._template(sw, flow, cookie, old, now)
+        out += self._hot_flows(sw, hot)
         for flow, cookie, old in conns:
             out += self._connection(sw, flow, cookie, old, now)
         out += self._reverse_flows(sw)
@@ -212,10 +215,28 @@ class Recovery:
             timeout = EXPIRE_LATER if idle == EXPIRE_LATER != service.timeout else service.timeout
             template = Template(key, service.key, dest, rid, matches,
                                 now - flow.duration_sec, now + idle, timeout)
+            d.templates.decide_hot(sw, service, template)
             d.conns.add_template(sw, template)
         if old:                                    # another pipeline version: rebuild it
             return d.templates.arm(sw, service, template, flow.idle_timeout, now)
         return []
+
+    def _hot_flows(self, sw, flows):
+        """``--pe switch`` flows (a template's SYN flow, its NAT reply flow):
+        kept when their template was recovered and carries its connections
+        in the switch, else deleted (its NAT reply flows come again below)."""
+        d = self.director
+        keep = set()
+        for template in sw.templates.values():
+            if template.hot:
+                keep.update((pl.SERVICE, pl.PRIO_TEMPLATE_SYN, ofmsg.match_key(
+                    d.flows.syn_match(fields))) for fields in template.matches)
+            if template.hot_nat is not None:
+                keep.update((pl.REVERSE, pl.PRIO_TEMPLATE_NAT, ofmsg.match_key(fields))
+                            for fields in d.flows.template_nat_matches(
+                                d.templates.reverse_matches(template)))
+        return [self._delete(sw, flow) for flow in flows
+                if (flow.table_id, flow.priority, ofmsg.match_key(flow.match)) not in keep]
 
     # -- connections -----------------------------------------------------------------
     def _connection(self, sw, flow, cookie, old, now):
@@ -287,6 +308,8 @@ class Recovery:
                 out += d.flows.connection_flows(sw, conn, conn.service_id, conn.flow_idle)[1:]
         for template in sw.templates.values():
             if method_of(template.dest).reverse_nat:
-                out += d.flows.template_reverse(sw, template, d.ids.service(template.service),
-                                                d.templates.reverse_matches(template))
+                sid, reverse = d.ids.service(template.service), d.templates.reverse_matches(template)
+                out += d.flows.template_reverse(sw, template, sid, reverse)
+                if template.hot_nat is not None:
+                    out += d.flows.template_nat(sw, template, sid, reverse)
         return out

@@ -146,7 +146,8 @@ class ServiceState:
 
 def _merged(stats, counts):
     """The director's connection count plus the switches' traffic counters
-    (``counts``: ([inpkts, outpkts, inbytes, outbytes], restored conns))."""
+    (``counts``: ([inpkts, outpkts, inbytes, outbytes], connections it did
+    not count: restored ones and those a --pe switch template carried))."""
     (inpkts, outpkts, inbytes, outbytes), conns = counts
     return Stats(stats.conns + conns, inpkts, outpkts, inbytes, outbytes)
 

@@ -56,8 +56,10 @@ from lvs_app.atomicfile import remove_stale_temporaries, write_atomic
 LOG = logging.getLogger(__name__)
 
 ETH_HEADER = pkt.ETH_HEADER           # bytes per frame that IPVS does not count
-IN_KINDS = (idmod.KIND_CONN, idmod.KIND_TEMPLATE)
-OUT_KINDS = (idmod.KIND_REVERSE,)     # reverse templates punt: the controller counts those
+IN_KINDS = (idmod.KIND_CONN, idmod.KIND_TEMPLATE, idmod.KIND_TEMPLATE_SYN)
+# reverse templates punt: the controller counts those
+OUT_KINDS = (idmod.KIND_REVERSE, idmod.KIND_TEMPLATE_NAT)
+SWITCH_CONNS = 4       # the counts' fifth value: connections the switch carried (--pe switch)
 DIRECTION = {kind: 0 for kind in IN_KINDS}
 DIRECTION.update({kind: 1 for kind in OUT_KINDS})
 
@@ -67,17 +69,24 @@ def ip_bytes(frame_bytes, packets):
     return max(0, frame_bytes - ETH_HEADER * packets)
 
 
+def _five(values):
+    """A saved counts list (four values before --pe switch) as five."""
+    return (list(values or ()) + [0] * 5)[:5]
+
+
 class Totals:
     """One IPVS ``ip_vs_stats`` (a service's or a server's)."""
 
     __slots__ = ("base", "live", "offset", "conns", "shown")
 
     def __init__(self, base=None, offset=None, conns=0):
-        self.base = list(base or (0, 0, 0, 0))      # inpkts, outpkts, inbytes, outbytes
+        # inpkts, outpkts, inbytes, outbytes, and the connections the switch
+        # carried (a --pe switch template's SYN flow counts them)
+        self.base = _five(base)
         self.live = {}          # (dpid, kind, server number) -> (packets, IP bytes)
-        self.offset = list(offset or (0, 0, 0, 0))
+        self.offset = _five(offset)
         self.conns = conns              # restored from the file (counted before a restart)
-        self.shown = [0, 0, 0, 0]
+        self.shown = [0] * 5
 
     def true_value(self):
         value = list(self.base)
@@ -85,6 +94,8 @@ class Totals:
             direction = DIRECTION[kind]
             value[direction] += packets
             value[2 + direction] += octets
+            if kind == idmod.KIND_TEMPLATE_SYN:
+                value[SWITCH_CONNS] += packets
         return value
 
     def update(self):
@@ -94,7 +105,7 @@ class Totals:
 
     def zero(self):
         self.offset = self.true_value()
-        self.shown = [0, 0, 0, 0]
+        self.shown = [0] * 5
         self.conns = 0
 
     def to_dict(self):
@@ -139,10 +150,11 @@ class TrafficCounters:
             server = self.servers[(sid, rtext)] = Totals()
         return service, server
 
-    def _add_base(self, names, direction, packets, octets):
+    def _add_base(self, names, direction, packets, octets, conns=0):
         for totals in self._totals(*names):
             totals.base[direction] += packets
             totals.base[2 + direction] += octets
+            totals.base[SWITCH_CONNS] += conns
         self.dirty = True
 
     # -- what comes in -------------------------------------------------------------------
@@ -192,7 +204,8 @@ class TrafficCounters:
         names = self._name(parsed.service, parsed.server)
         if names is not None and packets:
             self._add_base(names, DIRECTION[parsed.kind], packets,
-                           ip_bytes(frame_bytes, packets))
+                           ip_bytes(frame_bytes, packets),
+                           packets if parsed.kind == idmod.KIND_TEMPLATE_SYN else 0)
 
     def count(self, service_number, server_number, direction, ip_length):
         """One packet the controller forwarded itself: no flow counted it (the
@@ -221,12 +234,18 @@ class TrafficCounters:
 
     # -- reading ------------------------------------------------------------------------
     def service_counts(self, sid):
-        totals = self.services.get(sid)
-        return (totals.shown, totals.conns) if totals else ([0, 0, 0, 0], 0)
+        """([inpkts, outpkts, inbytes, outbytes], connections: restored and
+        carried by the switch)."""
+        return self._counts(self.services.get(sid))
 
     def server_counts(self, sid, rtext):
-        totals = self.servers.get((sid, rtext))
-        return (totals.shown, totals.conns) if totals else ([0, 0, 0, 0], 0)
+        return self._counts(self.servers.get((sid, rtext)))
+
+    @staticmethod
+    def _counts(totals):
+        if totals is None:
+            return [0, 0, 0, 0], 0
+        return totals.shown[:SWITCH_CONNS], totals.conns + totals.shown[SWITCH_CONNS]
 
     def zero(self, sid=None):
         """``ipvsadm -Z``: what is shown starts from 0 again."""

@@ -253,7 +253,7 @@ class Command:
 
         (So ``-E -t VIP:80 -s rr`` turns persistence off, as with ipvsadm.)
         """
-        opts = {"scheduler": model.DEFAULT_SCHEDULER, "sched_flags": [], "ops": False,
+        opts = {"scheduler": model.DEFAULT_SCHEDULER, "sched_flags": [], "ops": False, "pe": "",
                 "netmask": "128" if self.key().version == 6 else "255.255.255.255"}
         if self.service.get("scheduler") not in model.LEGACY_SCHEDULERS:
             opts["persistent"] = False
@@ -333,7 +333,8 @@ Options:
   --ipv6         -6                   fwmark entry uses IPv6
   --scheduler    -s scheduler         one of {'|'.join(model.SCHEDULERS)},
                                       the default scheduler is {model.DEFAULT_SCHEDULER}.
-  --pe            engine              alternate persistence engine (none is supported),
+  --pe            engine              alternate persistence engine: switch (a template's
+                                      new connections stay in the switch),
                                       not set by default.
   --persistent   -p [timeout]         persistent service
   --netmask      -M netmask           persistent granularity mask

@@ -136,10 +136,10 @@ def test_edit_service_resets_omitted_options_as_ipvsadm_does(api, capsys):
     assert run(capsys, "-E", "-u", "10.0.0.1:53", "-o")[0] == 0
     assert run(capsys, "-E", "-t", "10.0.0.1:80", "-s", "rr", "-p", "60")[0] == 0
     assert api.json_bodies() == [
-        {"scheduler": "wlc", "sched_flags": [], "ops": True, "netmask": "255.255.255.255",
-         "persistent": False},
-        {"scheduler": "rr", "sched_flags": [], "ops": False, "netmask": "255.255.255.255",
-         "persistent": True, "timeout": 60}]
+        {"scheduler": "wlc", "sched_flags": [], "ops": True, "pe": "",
+         "netmask": "255.255.255.255", "persistent": False},
+        {"scheduler": "rr", "sched_flags": [], "ops": False, "pe": "",
+         "netmask": "255.255.255.255", "persistent": True, "timeout": 60}]
 
 
 def test_delete_service_and_clear(api, capsys):

@@ -105,8 +105,9 @@ S = f"service tcp {VIP}"
 @pytest.mark.parametrize("options, message", [
     ({"colour": "red"}, f"{S}:81: unknown option(s) colour; allowed: scheduler, persistent, "
                         "timeout, netmask, sched_flags, ops, pe"),
-    ({"pe": "sip"}, f"{S}:81: persistence engine 'sip' is not supported (IPVS's only engine, "
-                    "sip, needs SIP parsing the switch cannot do)"),
+    ({"pe": "sip"}, f"{S}:81: persistence engine 'sip' is not supported; the one engine is "
+                    "'switch' (IPVS's sip needs SIP parsing the switch cannot do)"),
+    ({"pe": "switch"}, f"{S}:81: persistence engine switch needs a persistent service (-p)"),
     ({"scheduler": ""}, f"{S}:81: scheduler '' must be a name"),
     ({"scheduler": "random"}, f"{S}:81: scheduler 'random' is unknown; choose one of rr, wrr, "
                               "lc, wlc, sed, nq, fo, ovf, dh, sh, mh, lblc, lblcr, twos"),
@@ -130,6 +131,31 @@ def test_port_zero_needs_persistence(table):
     refused(table, BadRequest, f"{S}:0: port 0 is only allowed for a persistent service "
             "(Zero port specified for non-persistent service)",
             table.add_service, service_key("tcp", VIP, 0))
+
+
+@pytest.mark.parametrize("key, message", [
+    (("udp", VIP, 53), f"service udp {VIP}:53: persistence engine switch is for TCP services, "
+                       "not UDP or firewall-mark ones"),
+    (("fwmark", None, 0, 1), "service fwmark 1: persistence engine switch is for TCP "
+                             "services, not UDP or firewall-mark ones"),
+    (("tcp", VIP, 0), f"{S}:0: persistence engine switch needs a service port other than 0 "
+                      "and 21 (FTP's control connection goes through the controller)"),
+    (("tcp", VIP, 21), f"{S}:21: persistence engine switch needs a service port other than 0 "
+                       "and 21 (FTP's control connection goes through the controller)"),
+])
+def test_switch_engine_rules(table, key, message):
+    refused(table, BadRequest, message, table.add_service, service_key(*key),
+            persistent=True, pe="switch")
+
+
+def test_switch_engine_on_a_persistent_tcp_service_and_off_again(table):
+    table.add_service(service_key("tcp", VIP, 443), persistent=True, timeout=60, pe="switch")
+    service = table.services[service_key("tcp", VIP, 443)]
+    assert service.pe == "switch" and service.to_dict()["pe"] == "switch"
+    refused(table, BadRequest, f"{S}:443: persistence engine switch needs a persistent "
+            "service (-p)", table.edit_service, service.key, persistent=False)
+    table.edit_service(service.key, pe="")
+    assert service.pe == ""
 
 
 def test_duplicate_service_is_a_conflict(table):

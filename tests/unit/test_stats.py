@@ -33,17 +33,35 @@ def test_ip_bytes_take_the_ethernet_header_off_every_packet():
     assert ip_bytes(1514 * 10, 10) == 1500 * 10 and ip_bytes(0, 0) == 0
 
 
-def test_one_poll_asks_three_kinds_per_server_and_shows_when_all_answered():
+def test_one_poll_asks_five_kinds_per_server_and_shows_when_all_answered():
     traffic, sid, rid = counters()
     assert traffic.queries([(sid, rid)]) == [(k, sid, rid) for k in IN_KINDS + OUT_KINDS]
-    traffic.poll_started(1, 3)
+    assert len(IN_KINDS + OUT_KINDS) == 5
+    traffic.poll_started(1, 5)
     traffic.aggregate(1, CONN, sid, rid, 5, 5 * 154)
     assert shown(traffic) == [0, 0, 0, 0]            # not all in yet
     traffic.aggregate(1, TEMPLATE, sid, rid, 1, 64)
+    traffic.aggregate(1, ids.KIND_TEMPLATE_SYN, sid, rid, 0, 0)
+    traffic.aggregate(1, ids.KIND_TEMPLATE_NAT, sid, rid, 0, 0)
+    assert shown(traffic) == [0, 0, 0, 0]            # not all in yet
     traffic.aggregate(1, REVERSE, sid, rid, 3, 3 * 1054)
     assert shown(traffic) == [6, 3, 5 * 140 + 50, 3 * 1040]
     assert traffic.service_counts(KEY.to_id())[0] == [6, 3, 750, 3120]
     assert traffic.polls == 1
+
+
+def test_a_switch_templates_syn_flow_counts_packets_and_connections():
+    traffic, sid, rid = counters()
+    syn, nat = ids.KIND_TEMPLATE_SYN, ids.KIND_TEMPLATE_NAT
+    poll(traffic, sid, rid, {syn: (7, 7 * 74), nat: (9, 9 * 74)})
+    assert shown(traffic) == [7, 9, 7 * 60, 9 * 60]
+    assert traffic.server_counts(KEY.to_id(), "10.0.0.11-80")[1] == 7
+    traffic.flow_removed(ids.Cookie(syn, sid, rid).value, 8, 8 * 74)   # one more SYN, then idle
+    poll(traffic, sid, rid, {nat: (9, 9 * 74)})
+    assert shown(traffic) == [8, 9, 8 * 60, 9 * 60]
+    assert traffic.service_counts(KEY.to_id())[1] == 8
+    traffic.zero()
+    assert traffic.service_counts(KEY.to_id()) == ([0, 0, 0, 0], 0)
 
 
 def test_a_flow_that_ends_moves_from_live_to_base():
