@@ -45,13 +45,20 @@ Figures, per case:
   connections answered.  The PacketIn meter is off by default
   (``--lvs-packetin-pps 0``); ``--packetin-pps N`` turns it on, and its
   drops are then printed;
+* ctl: the PacketIns from the service table that the controller handled
+  (its ``/metrics`` counter), over the connections answered.  It can be
+  higher than PacketIn/conn: under load Open vSwitch credits a packet that
+  went to the controller to the rule its datapath flow maps to when the
+  statistics are pushed, which for a ``--pe switch`` client is its new
+  template's SYN flow by then;
 * flows/conn: the app's per-connection flows (cookie kind 3, connection,
   and 5, reverse NAT; ``lvs_app/ids.py``) that the switch added during the
   run, over the connections answered.  They are counted as they are added,
   by OVS's flow monitor (``ovs-ofctl monitor s1 watch:``), because a
   connection's flows may be gone by the end of the run (``fin_timeout``);
 * live, templ: the connection and reverse NAT flows, and the template
-  flows (kinds 4 and 6), standing in the switch right after the run.
+  flows (kinds 4 and 6, and 10 and 11 of ``--pe switch``), standing in the
+  switch right after the run.
 
 The p50/p99 under load are those of a closed loop (each client keeps
 ``--connections`` open): they follow from the rate (Little's law), and the
@@ -64,7 +71,8 @@ VXLAN encapsulation; the replies by destination MAC), no PacketIn (checked:
 a ceiling that saw one is an error); then the director with ``-s rr`` and
 ``-m``/``-g``/``-i``; in the NAT lab also ``-p 300`` with repeat clients
 (each client host is one address, so one template each) and with fresh
-clients (the pool client).  ``--smoke``: one ceiling and one director case
+clients (the pool client), each also with ``--pe switch`` (the template
+carries its client's later connections in the switch).  ``--smoke``: one ceiling and one director case
 per lab, 1 s each.  ``--rounds N`` runs a lab's cases N times in turn
 and keeps, for each case, the round of median conn/s (the machine is
 shared, and the ceilings move between runs).
@@ -119,6 +127,7 @@ class Case:
     tool: str                    # "ab", "wrk" or "pool"
     static: bool = False         # the ceiling: static flows, no service
     persistent: bool = False
+    pe: str = ""                 # --pe (persistence engine): "switch"
     ceiling: str = ""            # the name of the row this one is compared with
     result: dict = field(default_factory=dict)     # the round of median conn/s
     rounds: list = field(default_factory=list)     # every round's result
@@ -136,6 +145,10 @@ def cases_for(lab, tool, smoke):
                        persistent=True, ceiling=ceiling),
                   Case(f"{short} {flag} rr -p {PERSISTENCE} fresh", lab, "pool",
                        persistent=True, ceiling=pool_ceiling)]
+        cases += [Case(f"{short} {flag} rr -p {PERSISTENCE} --pe switch repeat", lab, tool,
+                       persistent=True, pe="switch", ceiling=ceiling),
+                  Case(f"{short} {flag} rr -p {PERSISTENCE} --pe switch fresh", lab, "pool",
+                       persistent=True, pe="switch", ceiling=pool_ceiling)]
     return cases
 
 
@@ -204,11 +217,12 @@ class Bench:
                 load.add_client_pool(lab, client, block)
                 self.pool_blocks[client] = ipaddress.IPv4Address(f"10.{POOL_SECOND + k}.0.0")
 
-    def configure(self, persistent):
+    def configure(self, persistent, pe=""):
         lab = self.lab
         lab.lvsadm("-C")
         self.wait_no_connection_flows()
-        lab.lvsadm(f"-A -t {VIP}:{PORT} -s rr" + (f" -p {PERSISTENCE}" if persistent else ""))
+        lab.lvsadm(f"-A -t {VIP}:{PORT} -s rr" + (f" -p {PERSISTENCE}" if persistent else "")
+                   + (f" --pe {pe}" if pe else ""))
         for server in lab.servers:
             lab.lvsadm(f"-a -t {VIP}:{PORT} -r {lab.ip(server)}:{PORT} {self.flag}")
 
@@ -217,10 +231,11 @@ class Bench:
                           message="the director to remove the last case's flows")
 
     def per_connection_flows(self):
-        """(connection + reverse NAT flows, template + reverse template flows)."""
+        """(connection + reverse NAT flows, template flows: the template's, its
+        reverse, and a --pe switch template's SYN and reply flows)."""
         count = load.cookie_flow_count
         return (count(self.lab, 3) + count(self.lab, 5),
-                count(self.lab, 4) + count(self.lab, 6))
+                sum(count(self.lab, kind) for kind in (4, 6, 10, 11)))
 
     def warm_up(self, expect=None):
         """A few requests from every client (the director learns the hosts'
@@ -243,7 +258,7 @@ class Bench:
             servers = lab.servers
             self.warm_up({c: servers[i % len(servers)] for i, c in enumerate(lab.clients)})
         else:
-            self.configure(case.persistent)
+            self.configure(case.persistent, case.pe)
             self.warm_up()
         try:
             case.rounds.append(self.measure(case))
@@ -286,6 +301,7 @@ class Bench:
         tag = case.name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
         monitor = load.FlowMonitor(lab, lab.log_dir / f"monitor-{tag}-{self.round}.txt").start()
         punted_before = load.punted_packets(lab)
+        handled_before = load.controller_packet_ins(lab)
         drops_before = load.meter_drops(lab)
         procs, files = {}, {}
         url = f"http://{VIP}:{PORT}/"
@@ -307,8 +323,11 @@ class Bench:
         finally:
             watched = monitor.stop()
         punted = load.punted_packets(lab) - punted_before
+        handled = load.controller_packet_ins(lab) - handled_before
         drops = load.meter_drops(lab) - drops_before
         live, templates = self.per_connection_flows()
+        # the SYNs a --pe switch template's SYN flow carried (its flows live on)
+        syn_packets = load.cookie_flow_count(lab, 10, what="packet_count")
         added = watched["added"]
         flows_added = added.get(3, 0) + added.get(5, 0)
         per_client = {}
@@ -332,8 +351,10 @@ class Bench:
                 "p99_ms": merged_percentile(curves, 99),
                 "packetins": punted, "meter_drops": drops,
                 "packetins_per_conn": punted / connections if connections else None,
+                "handled_per_conn": handled / connections if connections else None,
+                "syn_flow_packets": syn_packets,
                 "flows_added": flows_added,
-                "templates_added": added.get(4, 0) + added.get(6, 0),
+                "templates_added": sum(added.get(kind, 0) for kind in (4, 6, 10, 11)),
                 "monitor_paused": watched["paused"],
                 "live_flows": live, "templates": templates,
                 "lone_connections": lone["connections"] if lone else None,
@@ -426,16 +447,17 @@ def fmt(value, spec, width):
 
 
 def table(cases):
-    head = (f"{'case':<30} {'tool':<4} {'conn/s':>7} {'x ceil':>6} {'p50 ms':>7} "
-            f"{'p99 ms':>7} {'p99 x':>6} {'PacketIn/conn':>13} {'flows/conn':>10} "
+    head = (f"{'case':<36} {'tool':<4} {'conn/s':>7} {'x ceil':>6} {'p50 ms':>7} "
+            f"{'p99 ms':>7} {'p99 x':>6} {'PacketIn/conn':>13} {'ctl':>5} {'flows/conn':>10} "
             f"{'live':>6} {'templ':>6} {'errors':>6} {'lone p50':>8} {'lone p99':>8}")
     lines = [head, "-" * len(head)]
     for case in cases:
         r = case.result
         lines.append(
-            f"{case.name:<30} {case.tool:<4} {r['conn_per_s']:7.0f} {fmt(r['ratio'], '.2f', 6)} "
+            f"{case.name:<36} {case.tool:<4} {r['conn_per_s']:7.0f} {fmt(r['ratio'], '.2f', 6)} "
             f"{fmt(r['p50_ms'], '.1f', 7)} {fmt(r['p99_ms'], '.1f', 7)} "
             f"{fmt(r['p99_ratio'], '.1f', 6)} {fmt(r['packetins_per_conn'], '.2f', 13)} "
+            f"{fmt(r.get('handled_per_conn'), '.2f', 5)} "
             f"{fmt(r['flows_per_conn'], '.2f', 10)} {r['live_flows']:6d} {r['templates']:6d} "
             f"{r['errors']:6d} "
             f"{fmt(r['lone_connect_p50_ms'], '.2f', 8)} {fmt(r['lone_connect_p99_ms'], '.2f', 8)}")
@@ -464,7 +486,7 @@ def compare(cases, path):
             continue
         now, old = baseline_entry(case), base.get("cases", {}).get(case.name)
         if old is None:
-            lines.append(f"  {case.name:<30} not in the baseline")
+            lines.append(f"  {case.name:<36} not in the baseline")
             continue
         parts = []
         for key, label in (("ratio", "x ceil"), ("p99_ratio", "p99 x"),
@@ -475,7 +497,7 @@ def compare(cases, path):
                 parts.append(f"{label} {a} (was {b})")
             else:
                 parts.append(f"{label} {a:.2f} (was {b:.2f}, {a - b:+.2f})")
-        lines.append(f"  {case.name:<30} " + "; ".join(parts))
+        lines.append(f"  {case.name:<36} " + "; ".join(parts))
     return lines
 
 
@@ -573,7 +595,8 @@ def main():
           f"{time.monotonic() - started:.0f}s): {setup_text(args)}; {code}")
     latency = sorted({c.result["latency"] for c in cases})
     print("p50/p99 under load: " + "; ".join(latency) + ".  x ceil, p99 x: over the "
-          "same lab's ceiling with the same tool.  flows/conn: connection + reverse NAT "
+          "same lab's ceiling with the same tool.  PacketIn/conn: from the switch's punt "
+          "counters; ctl: PacketIns the controller handled, per connection.  flows/conn: connection + reverse NAT "
           "flows the switch added during the run (ovs-ofctl monitor), per connection "
           "answered.  live, templ: connection + reverse NAT flows, template + reverse "
           "template flows in the switch right after the run.  lone p50/p99: connect() "

@@ -88,10 +88,18 @@ class Flows:
         return (sw.dpid, SERVICE.flow(pl.PRIO_CONN, self.conn_match(conn), inst, cookie,
                                       idle=timeout, notify=True, reset_counts=reset_counts))
 
+    @staticmethod
+    def own_reverse(conn):
+        """Does ``conn`` need a REVERSE flow of its own?  NAT does, unless a
+        live ``--pe switch`` template's reply flow rewrites its replies."""
+        template = conn.template
+        return method_of(conn.dest).reverse_nat and (
+            template is None or template.hot_nat is None or template.expiring)
+
     def connection_flows(self, sw, conn, sid, timeout):
         """Every flow of a new connection: SERVICE, plus REVERSE for NAT."""
         out = [self.conn_flow(sw, conn, sid, timeout)]
-        if method_of(conn.dest).reverse_nat:
+        if self.own_reverse(conn):
             proto, _, _, vip, vport = conn.key
             if conn.ftp is not None:
                 inst = self._punt()
@@ -110,7 +118,7 @@ class Flows:
         if forward:
             out.append((sw.dpid, SERVICE.delete(ids.cookie_mask(ids.KIND_CONN, sid, conn.server_id),
                                                 self.conn_match(conn), pl.PRIO_CONN)))
-        if method_of(conn.dest).reverse_nat:
+        if self.own_reverse(conn):
             out.append((sw.dpid, REVERSE.delete(
                 ids.cookie_mask(ids.KIND_REVERSE, sid, conn.server_id),
                 self.reverse_match(conn), pl.PRIO_CONN)))
@@ -189,10 +197,11 @@ class Flows:
                 for fields in matches]
 
     def delete_template_reverse(self, sw, template, sid, matches):
+        if template.hot_nat is not None:
+            return self.delete_template_nat(sw, template, sid, matches)
         cm = ids.cookie_mask(ids.KIND_REVERSE_TEMPLATE, sid, template.server_id)
-        out = [(sw.dpid, REVERSE.delete(cm, ofmsg.match(**fields), pl.PRIO_TEMPLATE))
-               for fields in matches]
-        return out + self.delete_template_nat(sw, template, sid, matches)
+        return [(sw.dpid, REVERSE.delete(cm, ofmsg.match(**fields), pl.PRIO_TEMPLATE))
+                for fields in matches]
 
     def delete_template_nat(self, sw, template, sid, matches):
         if template.hot_nat is None:
@@ -210,7 +219,10 @@ class Flows:
     def template_nat(self, sw, template, sid, matches):
         """``--pe switch``, NAT: every packet from the template's server port
         to its client network leaves as VIP:vport, in the switch (the
-        connections it carries have no reverse flow of their own)."""
+        connections it carries have no reverse flow of their own, nor those
+        the controller makes under it; a server's connection to the client
+        from that port leaves the same way, where an ordinary template sends
+        it to the controller: IPVS's conn_out)."""
         _, _, vip, vport = template.key
         cookie = ids.Cookie(ids.KIND_TEMPLATE_NAT, sid, template.server_id).value
         inst = self.cache.get(("reverse", vip, "tcp", vport), lambda: ofmsg.apply_then_goto(

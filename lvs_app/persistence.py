@@ -138,7 +138,9 @@ class Templates:
         old = sw.templates.get(tkey)
         if old is not None:            # invalidated template: forget it
             self.conns.forget_template(sw, old)
-            out += self._delete_reverse(sw, old)
+            if old.hot_nat is None or old.n_control <= 0:
+                # (a reply flow stays while connections of it need it)
+                out += self._delete_reverse(sw, old)
             if old.hot:
                 out += self.flows.delete_template_syn(sw, old, self.ids.service(service.key))
         template = Template(tkey, service.key, dest, rid, self.matches(service, tkey), now, now,
@@ -149,9 +151,10 @@ class Templates:
         if method_of(dest).reverse_nat:
             sid = self.ids.service(service.key)
             reverse = self.reverse_matches(template)
-            out += self.flows.template_reverse(sw, template, sid, reverse)
             if template.hot_nat is not None:
                 out += self.flows.template_nat(sw, template, sid, reverse)
+            else:
+                out += self.flows.template_reverse(sw, template, sid, reverse)
         return template, out
 
     def decide_hot(self, sw, service, template):
@@ -182,7 +185,9 @@ class Templates:
     def arm(self, sw, service, template, timeout, now):
         """(Re-)install the template's flows: its timer starts again."""
         template.armed_at = now
-        template.expires_at = now + timeout
+        # when its (carrying) flow idles out at the earliest
+        template.expires_at = now + (max(timeout, self.flows.carry_idle) if template.hot
+                                     else timeout)
         template.expiring = False
         template.late_since = None
         return self.flows.template_flows(sw, template, self.ids.service(service.key), timeout)
@@ -190,15 +195,10 @@ class Templates:
     def retire(self, sw, template):
         """The service's persistence changed: the template's flows go; it
         waits for its connections if it still has any."""
-        sid = self.ids.service(template.service)
-        out = self.flows.delete_template(sw, template, sid)
+        out = self.flows.delete_template(sw, template, self.ids.service(template.service))
         if template.n_control <= 0:
             out += self.drop(sw, template)
         else:
-            # the connections it carried in the switch end with its flows;
-            # those the controller made have reverse flows of their own
-            out += self.flows.delete_template_nat(sw, template, sid,
-                                                  self.reverse_matches(template))
             self.conns.forget_template(sw, template)
         return out
 

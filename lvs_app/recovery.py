@@ -309,7 +309,8 @@ class Recovery:
         for template in sw.templates.values():
             if method_of(template.dest).reverse_nat:
                 sid, reverse = d.ids.service(template.service), d.templates.reverse_matches(template)
-                out += d.flows.template_reverse(sw, template, sid, reverse)
                 if template.hot_nat is not None:
                     out += d.flows.template_nat(sw, template, sid, reverse)
+                else:
+                    out += d.flows.template_reverse(sw, template, sid, reverse)
         return out

@@ -7,7 +7,7 @@ asked, per real server, for the *aggregate* counters of that server's flows
 server number), and every FlowRemoved brings a flow's final counts, so a
 connection that lives and ends between two polls is counted too.
 
-Aggregates, not every flow: a switch's answer is three small replies per
+Aggregates, not every flow: a switch's answer is five small replies per
 real server whatever the number of connections, where a flow statistics
 reply grows with them (Ryu parses each flow's match and actions, about
 0.1 ms a flow: 10,000 connections would cost a second every poll; see
@@ -16,8 +16,10 @@ benchmarks/stats_poll.py).
 Which flow counts what, by its cookie (see ids.py):
 
 * connection and template flows (SERVICE) carry client -> server packets:
-  IPVS's *in* direction;
-* NAT reverse flows (REVERSE) carry server -> client packets: *out*.  Direct
+  IPVS's *in* direction; a ``--pe switch`` template's SYN flow's packets
+  are also the connections the switch carried (they count in Conns);
+* NAT reverse flows (REVERSE), and a ``--pe switch`` template's reply
+  flow, carry server -> client packets: *out*.  Direct
   routing and tunnel replies bypass the director, so their *out* stays 0, as
   in IPVS;
 * packets the controller forwards itself (a connection's first SYN, FIN and

@@ -48,14 +48,14 @@ class Sweep:
         """The switch's flows for a sweep: an entry whose flow is there lives
         on (a busy connection: its time is counted again from now); one whose
         flow is gone ends."""
-        present, template_matches = {}, set()
+        present, template_matches = {}, {}
         for flow in flows:
             cookie = idmod.Cookie.parse(flow.cookie)
             kind = cookie.kind if cookie else None
             if kind == idmod.KIND_CONN:
                 present[conn_key(flow.match)] = flow.idle_timeout
             elif kind == idmod.KIND_TEMPLATE:
-                template_matches.add(ofmsg.match_key(flow.match))
+                template_matches[ofmsg.match_key(flow.match)] = flow.idle_timeout
         out = []
         for conn, expires_at in conns:
             if sw.conns.get(conn.key) is not conn or conn.expires_at != expires_at:
@@ -69,9 +69,13 @@ class Sweep:
         for template, expires_at in templates:
             if sw.templates.get(template.key) is not template or template.expires_at != expires_at:
                 continue
-            if any(ofmsg.match_key(ofmsg.match(**m)) in template_matches
-                   for m in template.matches):
-                template.expires_at = now + template.timeout
+            idle = [template_matches[k] for k in (ofmsg.match_key(ofmsg.match(**m))
+                                                  for m in template.matches)
+                    if k in template_matches]
+            if idle:
+                # its flow's own idle time: a --pe switch template's carrying
+                # flow outlives the persistence timeout
+                template.expires_at = now + max(idle)
             else:
                 self.director.dropped["swept"] += 1
                 out += self.director.templates.drop(sw, template)

@@ -260,16 +260,18 @@ def punted_packets(lab, switch=None):
     return total
 
 
-def cookie_flow_count(lab, kind, switch=None):
+def cookie_flow_count(lab, kind, switch=None, what="flow_count"):
     """Flows whose cookie has the app's tag (0x4c) and ``kind`` (lvs_app.ids:
-    3 connection, 4 template, 5 reverse NAT, 6 reverse template), whatever
-    the pipeline version; from ``ovs-ofctl dump-aggregate``."""
+    3 connection, 4 template, 5 reverse NAT, 6 reverse template, 10 and 11 a
+    --pe switch template's SYN and reply flows), whatever
+    the pipeline version; from ``ovs-ofctl dump-aggregate``.  ``what``:
+    ``packet_count`` for the packets they carried instead."""
     cookie = (0x4C << 56) | (kind << 48)
     out = lab.ofctl("dump-aggregate", f"cookie={cookie:#x}/0xff0f000000000000",
                     switch=switch).stdout
-    m = re.search(r"flow_count=(\d+)", out)
+    m = re.search(what + r"=(\d+)", out)
     if not m:
-        raise LabError(f"dump-aggregate printed no flow_count: {out!r}")
+        raise LabError(f"dump-aggregate printed no {what}: {out!r}")
     return int(m.group(1))
 
 
@@ -324,6 +326,17 @@ class FlowMonitor:
                 kind = (cookie >> 48) & 0x0F
                 added[kind] = added.get(kind, 0) + 1
         return {"added": added, "paused": "PAUSED" in text.upper()}
+
+
+def controller_packet_ins(lab, table="service"):
+    """PacketIns from ``table`` the controller handled (its /metrics counter
+    ``lvs_app_packet_ins_total``), to check the switch's punt counters by."""
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://127.0.0.1:{lab.rest_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(int(float(m.group(1))) for m in re.finditer(
+        r'^lvs_app_packet_ins_total\{[^}]*table="%s"[^}]*\} (\S+)$' % table, text, re.M))
 
 
 def meter_drops(lab, switch=None):

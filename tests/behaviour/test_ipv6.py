@@ -233,3 +233,28 @@ def test_ipv4_compatible_ipv6_addresses_are_refused():
     with pytest.raises(ApiError, match=r"::/96"):
         lab.lvsadm("-A -t [::a00:64]:80 -s rr")
     assert lab.lvsadm("-L -n").count("TCP") == 0
+
+
+def test_switch_persistence_with_an_ipv6_prefix(lab6):
+    """--pe switch over IPv6: a /64 shares one template; its later
+    connections stay in the switch, replies rewritten there."""
+    lab6.lvsadm(f"-A {SVC} -s rr -p 60 -M 64 --pe switch")
+    for ip in SERVERS6:
+        lab6.lvsadm(f"-a {SVC} -r {ip} -m")
+    neighbour = "fd00::10:0:0:99"
+    lab6.add_host(neighbour, 2)
+    seen = []
+    handle = lab6.manager.packet_in
+    lab6.manager.packet_in = lambda *a, **k: (seen.append(a[3]), handle(*a, **k))[1]
+    first = lab6.connect(C1, 42000, vip=VIP6)
+    n = seen.count(pl.SERVICE)
+    assert lab6.connect(neighbour, 42001, port=2, vip=VIP6) == first    # the same /64
+    assert lab6.connect(C1, 42002, vip=VIP6) == first
+    assert seen.count(pl.SERVICE) == n == 1
+    [syn] = [f for f in lab6.sw.flows() if ids.Cookie.parse(f.cookie).kind ==
+             ids.KIND_TEMPLATE_SYN]
+    assert syn.match["ipv6_src"] == ("fd00::", "ffff:ffff:ffff:ffff::")
+    reply = tcp(first, neighbour, 80, 42001, flags="SA", in_port=SERVERS6[first],
+                eth_src=mac_of(first), eth_dst=mac_of(neighbour))
+    [(port, p)] = lab6.send(reply)
+    assert (port, p["ipv6_src"], p["tcp_src"]) == (2, VIP6, 80)

@@ -50,6 +50,10 @@ def test_later_connections_of_a_client_never_reach_the_controller(lab, punts):
     assert (syn_flow.priority, syn_flow.idle_timeout) == (pl.PRIO_TEMPLATE_SYN, 60)
     assert carry.idle_timeout == 900                         # lives while they do
     assert (nat.table_id, nat.priority) == (pl.REVERSE, pl.PRIO_TEMPLATE_NAT)
+    # the reply flow serves the first connection too; no conn_out punt
+    assert kinds(lab, ids.KIND_REVERSE) == kinds(lab, ids.KIND_REVERSE_TEMPLATE) == []
+    [(port, pkt)] = reply(lab, first, C1, 41000, "SA")
+    assert (port, pkt["ipv4_src"], pkt["tcp_src"]) == (1, VIP, 80)
     before = len(lab.director.switches[1].conns)
     for cport in range(41001, 41011):
         assert lab.connect(C1, cport) == first
@@ -110,8 +114,14 @@ def test_a_deleted_server_sends_new_connections_elsewhere_and_comes_back(lab, pu
     assert second not in (first, None)
     n = len(punts)
     assert lab.connect(C1, 41402) == second and len(punts) == n
-    [nat] = kinds(lab, ids.KIND_TEMPLATE_NAT)
-    assert nat.match["ipv4_src"] == second
+    # the old template's reply flow stays while its connection's entry lives
+    assert sorted(f.match["ipv4_src"] for f in kinds(lab, ids.KIND_TEMPLATE_NAT)) == sorted(
+        [first, second])
+    assert lab.server_of(lab.syn(C1, 41400, flags="A")) is None   # dropped, as IPVS does
+    lab.lvsadm(f"-a -t {VIP}:80 -r {first} -m")       # the dest trash: it continues
+    assert lab.server_of(lab.syn(C1, 41400, flags="A")) == first
+    [(_, pkt)] = reply(lab, first, C1, 41400)
+    assert pkt["ipv4_src"] == VIP
 
 
 def test_quiescing_with_expire_quiescent_template(lab):
@@ -146,12 +156,22 @@ def test_two_vips_that_share_a_server_port_for_one_client(lab, punts):
 
 def test_turning_the_engine_off_retires_the_templates(lab, punts):
     service(lab)
-    lab.connect(C1, 41800)
+    first = lab.connect(C1, 41800)
     lab.lvsadm(f"-E -t {VIP}:80 -s rr -p 60")
-    assert kinds(lab, ids.KIND_TEMPLATE_SYN) == kinds(lab, ids.KIND_TEMPLATE_NAT) == []
+    assert kinds(lab, ids.KIND_TEMPLATE_SYN) == []
+    # the first connection's replies still need the reply flow
+    [(_, pkt)] = reply(lab, first, C1, 41800)
+    assert pkt["ipv4_src"] == VIP
     n = len(punts)
-    lab.connect(C1, 41801)
+    second = lab.connect(C1, 41801)
     assert len(punts) == n + 1 and kinds(lab, ids.KIND_TEMPLATE_SYN) == []
+    assert len(kinds(lab, ids.KIND_REVERSE)) == 1            # an ordinary connection's
+    [(_, pkt)] = reply(lab, second, C1, 41801)
+    assert pkt["ipv4_src"] == VIP
+    lab.close(C1, 41800)
+    lab.advance(5)                                           # its entry ends
+    lab.advance(120)
+    assert kinds(lab, ids.KIND_TEMPLATE_NAT) == []
 
 
 def test_listing_and_saving_name_the_engine(lab):

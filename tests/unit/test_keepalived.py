@@ -293,6 +293,12 @@ def test_persistence_granularity_alone_makes_the_service_persistent():
     assert (service.persistent, service.timeout, service.netmask) == (True, 360, 0xFFFF0000)
 
 
+def test_persistence_engine_switch():
+    cfg = conf(vs("persistence_timeout 60\npersistence_engine switch\n"))
+    service = cfg.table.sorted_services()[0]
+    assert (service.persistent, service.timeout, service.pe) == (True, 60, "switch")
+
+
 def test_ipv6_granularity_is_a_prefix_length():
     cfg = conf(vs("persistence_timeout 60\npersistence_granularity 64\n"
                   "real_server 2001:db8::11 80 {\n}\n", header="2001:db8::100 80"))
@@ -1178,6 +1184,8 @@ ERRORS = [
      "timeout 0 must be 1..2678400"),
     (vs("persistence_engine sip\n"), "keepalived.conf:3: service tcp 10.0.0.100:80: "
      "persistence engine 'sip' is not supported"),
+    (vs("persistence_engine switch\n"), "keepalived.conf:3: service tcp 10.0.0.100:80: "
+     "persistence engine switch needs a persistent service (-p)"),
     (vs("persistence_granularity 255.255.255.0\nreal_server 2001:db8::11 80 {\n}\n",
         header="2001:db8::1 80"),
      "keepalived.conf:3: IPv6 netmask prefix '255.255.255.0' must be 1..128"),
