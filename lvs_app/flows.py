@@ -13,6 +13,7 @@ from lvs_app import pipeline as pl
 from lvs_app.forwarding import Masq, method_of
 
 SERVICE = pl.TABLES[pl.SERVICE]
+SYN_ONLY = (pkt.TCP_SYN, pkt.TCP_SYN | pkt.TCP_ACK)     # tcp_flags: SYN without ACK
 REVERSE = pl.TABLES[pl.REVERSE]
 
 
@@ -150,32 +151,31 @@ class Flows:
         timeout (it lives while its connections do)."""
         cookie = ids.Cookie(ids.KIND_TEMPLATE, sid, template.server_id).value
         dest = template.dest
+        carry = max(timeout, self.carry_idle) if template.hot else timeout
         out = []
         for fields in template.matches:
             proto = "tcp" if fields["ip_proto"] == 6 else "udp"
             # a template for one port rewrites it; an all-ports one keeps it
             port = (dest.port if isinstance(fields.get(f"{proto}_dst"), int) and dest.port
                     else None)
-            inst = self.forward_instructions(sw, dest, proto, port)
-            match = ofmsg.match(**fields)
+            inst = self.cache.get(("template",) + self._server_key(sw, dest, proto, port),
+                                  lambda: self.forward_instructions(sw, dest, proto, port))
             if template.hot:
-                syn = ofmsg.match(**fields, tcp_flags=(pkt.TCP_SYN, pkt.TCP_SYN | pkt.TCP_ACK))
                 out.append((sw.dpid, SERVICE.flow(
-                    pl.PRIO_TEMPLATE_SYN, syn, inst,
+                    pl.PRIO_TEMPLATE_SYN, self.syn_match(fields), inst,
                     ids.Cookie(ids.KIND_TEMPLATE_SYN, sid, template.server_id).value,
                     idle=timeout, notify=True)))
-                timeout = max(timeout, self.carry_idle)
-            out.append((sw.dpid, SERVICE.flow(pl.PRIO_TEMPLATE, ofmsg.match(**fields), inst,
-                                              cookie, idle=timeout, notify=True)))
+            out.append((sw.dpid, SERVICE.flow(pl.PRIO_TEMPLATE, ofmsg.fast_match(**fields), inst,
+                                              cookie, idle=carry, notify=True)))
         return out
 
     @staticmethod
     def syn_match(fields):
-        return ofmsg.match(**fields, tcp_flags=(pkt.TCP_SYN, pkt.TCP_SYN | pkt.TCP_ACK))
+        return ofmsg.fast_match(**fields, tcp_flags=SYN_ONLY)
 
     def delete_template(self, sw, template, sid):
         cm = ids.cookie_mask(ids.KIND_TEMPLATE, sid, template.server_id)
-        out = [(sw.dpid, SERVICE.delete(cm, ofmsg.match(**fields), pl.PRIO_TEMPLATE))
+        out = [(sw.dpid, SERVICE.delete(cm, ofmsg.fast_match(**fields), pl.PRIO_TEMPLATE))
                for fields in template.matches]
         if template.hot:
             out += self.delete_template_syn(sw, template, sid)
@@ -192,7 +192,7 @@ class Flows:
         """NAT: a connection the server opens to a template client comes to
         the controller (IPVS conn_out); nothing else of the server's is touched."""
         cookie = ids.Cookie(ids.KIND_REVERSE_TEMPLATE, sid, template.server_id).value
-        return [(sw.dpid, REVERSE.flow(pl.PRIO_TEMPLATE, ofmsg.match(**fields),
+        return [(sw.dpid, REVERSE.flow(pl.PRIO_TEMPLATE, ofmsg.fast_match(**fields),
                                        ofmsg.punt(self.meters.service), cookie))
                 for fields in matches]
 
@@ -200,14 +200,14 @@ class Flows:
         if template.hot_nat is not None:
             return self.delete_template_nat(sw, template, sid, matches)
         cm = ids.cookie_mask(ids.KIND_REVERSE_TEMPLATE, sid, template.server_id)
-        return [(sw.dpid, REVERSE.delete(cm, ofmsg.match(**fields), pl.PRIO_TEMPLATE))
+        return [(sw.dpid, REVERSE.delete(cm, ofmsg.fast_match(**fields), pl.PRIO_TEMPLATE))
                 for fields in matches]
 
     def delete_template_nat(self, sw, template, sid, matches):
         if template.hot_nat is None:
             return []
         cm = ids.cookie_mask(ids.KIND_TEMPLATE_NAT, sid, template.server_id)
-        return [(sw.dpid, REVERSE.delete(cm, ofmsg.match(**fields), pl.PRIO_TEMPLATE_NAT))
+        return [(sw.dpid, REVERSE.delete(cm, ofmsg.fast_match(**fields), pl.PRIO_TEMPLATE_NAT))
                 for fields in self.template_nat_matches(matches)]
 
     @staticmethod
@@ -227,6 +227,6 @@ class Flows:
         cookie = ids.Cookie(ids.KIND_TEMPLATE_NAT, sid, template.server_id).value
         inst = self.cache.get(("reverse", vip, "tcp", vport), lambda: ofmsg.apply_then_goto(
             Masq.reverse_actions("tcp", vip, vport), pl.FORWARD))
-        return [(sw.dpid, REVERSE.flow(pl.PRIO_TEMPLATE_NAT, ofmsg.match(**fields), inst, cookie,
+        return [(sw.dpid, REVERSE.flow(pl.PRIO_TEMPLATE_NAT, ofmsg.fast_match(**fields), inst, cookie,
                                        notify=True))
                 for fields in self.template_nat_matches(matches)]

@@ -197,8 +197,8 @@ def _put(buf, offset, raw):
 class PackedMatch(parser.OFPMatch):
     """An OFPMatch whose wire form was encoded once with struct.
 
-    ``signature`` names its fields (none masked) so that a table checks it
-    without walking it.
+    ``signature`` names its fields (and the masked ones) so that a table
+    checks it without walking it.
     """
 
     def __init__(self, fields, raw, signature):
@@ -250,6 +250,61 @@ def five_tuple_match(proto, src, sport, dst, dport):
               (f"ipv{6 if v6 else 4}_src", src_t), (f"ipv{6 if v6 else 4}_dst", dst_t),
               (f"{proto}_src", sport), (f"{proto}_dst", dport)]
     return PackedMatch(fields, raw, (names, frozenset()))
+
+
+_SHAPES = {}
+_ADDRESS_FIELDS = frozenset({"ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst"})
+
+
+def _encode(name, value, size):
+    if name in _ADDRESS_FIELDS:
+        return socket.inet_pton(socket.AF_INET6 if size == 16 else socket.AF_INET, value)
+    return value.to_bytes(size, "big")
+
+
+def _shape_layout(fields):
+    """How Ryu encodes a match of this shape: its fields in wire order, each
+    with its TLV header and value size; the match's signature."""
+    reference = parser.OFPMatch(**fields)
+    buf = bytearray()
+    reference.serialize(buf, 0)
+    end, offset, parts = struct.unpack_from("!H", buf, 2)[0], 4, []
+    order = [name for name, _ in reference.items()]
+    for name in order:
+        header = struct.unpack_from("!I", buf, offset)[0]
+        head_len = 8 if header >> 16 == 0xFFFF else 4      # an experimenter field
+        payload = (header & 0xFF) - (head_len - 4)
+        size = payload // 2 if (header >> 8) & 1 else payload
+        parts.append((bytes(buf[offset:offset + head_len]), size))
+        offset += head_len + payload
+    if offset != end:
+        raise ValueError(f"unexpected encoding of match {fields!r}")
+    masked = frozenset(n for n, v in fields.items() if isinstance(v, tuple))
+    return order, parts, (frozenset(order), masked)
+
+
+def fast_match(**fields):
+    """``match(**fields)`` with the same wire bytes, encoded with struct
+    after the first match of its shape (its field names, and which are
+    masked): a template's flows, built for every new client."""
+    shape = tuple(sorted((name, isinstance(value, tuple)) for name, value in fields.items()))
+    layout = _SHAPES.get(shape)
+    if layout is None:
+        layout = _SHAPES[shape] = _shape_layout(fields)
+    order, parts, signature = layout
+    chunks, pairs = [], []
+    for name, (head, size) in zip(order, parts):
+        value = fields[name]
+        chunks.append(head)
+        if isinstance(value, tuple):
+            chunks += (_encode(name, value[0], size), _encode(name, value[1], size))
+        else:
+            chunks.append(_encode(name, value, size))
+        pairs.append((name, value))
+    body = b"".join(chunks)
+    length = 4 + len(body)
+    return PackedMatch(pairs, struct.pack("!HH", 1, length) + body + bytes(-length % 8),
+                       signature)
 
 
 _FROZEN = {}

@@ -53,3 +53,32 @@ def test_kill_9_breaks_no_connection_and_keeps_every_template(restart_lab):
     rows = [line.split() for line in lab.lvsadm("-L -n --persistent-conn").stdout.splitlines()
             if line.startswith("  -> 10.")]
     assert sum(int(r[3]) for r in rows) == len(clients)
+
+
+def test_switch_persistence_serves_repeat_clients_while_the_controller_is_down(restart_lab):
+    """--pe switch: a client with a template needs no controller for its next
+    connections: they are answered while ryu-manager is dead, by the same
+    server; the restarted controller reads the templates' flows back, and
+    deleting a server then sends its clients elsewhere."""
+    lab = restart_lab
+    lab.lvsadm("-C")
+    lab.lvsadm(f"-A -t {VIP}:80 -s rr -p 600 --pe switch")
+    for rs in SERVERS:
+        lab.lvsadm(f"-a -t {VIP}:80 -r {rs} {METHODS[lab.name]}")
+    homes = {c: fetch(lab, c) for c in lab.clients}
+    assert len(set(homes.values())) == len(lab.clients)
+
+    lab.kill_controller()
+    try:
+        for client in lab.clients:
+            assert [fetch(lab, client) for _ in range(3)] == [homes[client]] * 3
+    finally:
+        lab.restart_controller()
+
+    assert len(re.findall(r"NONE ", lab.lvsadm("-L -c -n").stdout)) == len(lab.clients)
+    assert fetch(lab, "c1") == homes["c1"]
+    moved = homes["c1"]
+    lab.lvsadm(f"-d -t {VIP}:80 -r {lab.ip(moved)}")
+    again = fetch(lab, "c1")
+    assert again != moved and again in lab.servers
+    assert fetch(lab, "c1") == again
