@@ -72,8 +72,8 @@ a ceiling that saw one is an error); then the director with ``-s rr`` and
 ``-m``/``-g``/``-i``; in the NAT lab also ``-p 300`` with repeat clients
 (each client host is one address, so one template each) and with fresh
 clients (the pool client), each also with ``--pe switch`` (the template
-carries its client's later connections in the switch).  ``--smoke``: one ceiling and one director case
-per lab, 1 s each.  ``--rounds N`` runs a lab's cases N times in turn
+carries its client's later connections in the switch).  ``--smoke``: one
+ceiling and one director case per lab, 1 s each.  ``--rounds N`` runs a lab's cases N times in turn
 and keeps, for each case, the round of median conn/s (the machine is
 shared, and the ceilings move between runs).
 
@@ -596,8 +596,8 @@ def main():
     latency = sorted({c.result["latency"] for c in cases})
     print("p50/p99 under load: " + "; ".join(latency) + ".  x ceil, p99 x: over the "
           "same lab's ceiling with the same tool.  PacketIn/conn: from the switch's punt "
-          "counters; ctl: PacketIns the controller handled, per connection.  flows/conn: connection + reverse NAT "
-          "flows the switch added during the run (ovs-ofctl monitor), per connection "
+          "counters; ctl: PacketIns the controller handled, per connection.  flows/conn: "
+          "connection + reverse NAT flows the switch added during the run (ovs-ofctl monitor), per connection "
           "answered.  live, templ: connection + reverse NAT flows, template + reverse "
           "template flows in the switch right after the run.  lone p50/p99: connect() "
           "alone, one connection at a time from c1 before the load, ms.")

@@ -227,6 +227,6 @@ class Flows:
         cookie = ids.Cookie(ids.KIND_TEMPLATE_NAT, sid, template.server_id).value
         inst = self.cache.get(("reverse", vip, "tcp", vport), lambda: ofmsg.apply_then_goto(
             Masq.reverse_actions("tcp", vip, vport), pl.FORWARD))
-        return [(sw.dpid, REVERSE.flow(pl.PRIO_TEMPLATE_NAT, ofmsg.fast_match(**fields), inst, cookie,
-                                       notify=True))
+        return [(sw.dpid, REVERSE.flow(pl.PRIO_TEMPLATE_NAT, ofmsg.fast_match(**fields), inst,
+                                       cookie, notify=True))
                 for fields in self.template_nat_matches(matches)]

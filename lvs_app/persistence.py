@@ -25,7 +25,8 @@ flow of their own; a template whose rewrite would be ambiguous (another
 VIP's template on the same server port for an overlapping client network)
 stays an ordinary one.  The controller sees the template's first
 connection (and the first after each expiry of the SYN flow) and counts it;
-the ones the switch carries show in the traffic counters only.
+the ones the switch carries count in Conns (the SYN flow's packets) and the
+traffic counters, not in ActiveConn/InActConn.
 """
 
 import ipaddress

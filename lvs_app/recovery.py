@@ -308,7 +308,8 @@ class Recovery:
                 out += d.flows.connection_flows(sw, conn, conn.service_id, conn.flow_idle)[1:]
         for template in sw.templates.values():
             if method_of(template.dest).reverse_nat:
-                sid, reverse = d.ids.service(template.service), d.templates.reverse_matches(template)
+                sid = d.ids.service(template.service)
+                reverse = d.templates.reverse_matches(template)
                 if template.hot_nat is not None:
                     out += d.flows.template_nat(sw, template, sid, reverse)
                 else:
