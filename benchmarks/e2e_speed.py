@@ -104,6 +104,9 @@ VIP = "10.0.0.100"
 PORT = load.NGINX_PORT
 STATIC_COOKIE = "0xe2e5"         # our static flows (not the app's 0x4c tag)
 STATIC_PRIORITY = 1000           # above everything the director puts in table 0
+# the learned flows' cookies: the app's tag and kinds 3 and 5 (the flow monitor
+# counts them as connection flows), and the static flows' number
+LEARNED_COOKIES = ("0x4c0300000000e2e5", "0x4c0500000000e2e5")
 PERSISTENCE = 300
 BASELINE = HERE / "e2e_speed_baseline.json"
 # the fresh clients' address blocks: client k answers for 10.(101+k).0.0/16;
@@ -126,6 +129,7 @@ class Case:
     lab: str
     tool: str                    # "ab", "wrk" or "pool"
     static: bool = False         # the ceiling: static flows, no service
+    learned: bool = False        # static flows that learn per-connection flows (OVS learn)
     persistent: bool = False
     pe: str = ""                 # --pe (persistence engine): "switch"
     ceiling: str = ""            # the name of the row this one is compared with
@@ -141,6 +145,8 @@ def cases_for(lab, tool, smoke):
     if lab == "nat" and not smoke:
         pool_ceiling = f"{short} ceiling (static), pool"
         cases[1:1] = [Case(pool_ceiling, lab, "pool", static=True)]
+        cases += [Case(f"{short} learned flows (no controller)", lab, tool, static=True,
+                       learned=True, ceiling=ceiling)]
         cases += [Case(f"{short} {flag} rr -p {PERSISTENCE} repeat", lab, tool,
                        persistent=True, ceiling=ceiling),
                   Case(f"{short} {flag} rr -p {PERSISTENCE} fresh", lab, "pool",
@@ -161,8 +167,38 @@ def topology(name, clients):
 
 # ---- static flows: the ceiling ----------------------------------------------
 
-def static_flows(lab):
-    """The flows that carry client i to server i mod 3 without the director."""
+def _hex(text):
+    """An address or MAC as the hex number a learn action loads."""
+    return "0x" + (text.replace(":", "") if ":" in text
+                   else ipaddress.IPv4Address(text).packed.hex())
+
+
+def learn_actions(lab, client, server):
+    """NAT through flows the switch learns itself, no controller: the first
+    packet of each connection makes OVS's ``learn`` action add its two exact
+    5-tuple flows (client -> server rewritten to the server, server ->
+    client rewritten to the VIP), as the director would, with its cookie
+    kinds (3, 5) and a FIN timeout; the rest of the connection uses them."""
+    c_port, s_port = lab.port_of(client), lab.port_of(server)
+    head = "table=0,priority=%d,idle_timeout=60,fin_idle_timeout=1,fin_hard_timeout=120" % (
+        STATIC_PRIORITY + 1)
+    forward = (f"learn({head},cookie={LEARNED_COOKIES[0]},eth_type=0x800,nw_proto=6,"
+               "NXM_OF_IN_PORT[],NXM_OF_IP_SRC[],NXM_OF_IP_DST[],NXM_OF_TCP_SRC[],"
+               f"NXM_OF_TCP_DST[],load:{_hex(lab.mac(server))}->NXM_OF_ETH_DST[],"
+               f"load:{_hex(lab.ip(server))}->NXM_OF_IP_DST[],output:NXM_NX_REG0[0..15])")
+    reverse = (f"learn({head},cookie={LEARNED_COOKIES[1]},eth_type=0x800,nw_proto=6,"
+               "NXM_OF_IN_PORT[]=NXM_NX_REG0[0..15],NXM_OF_IP_SRC[]=NXM_NX_REG1[],"
+               "NXM_OF_TCP_SRC[]=NXM_OF_TCP_DST[],NXM_OF_IP_DST[]=NXM_OF_IP_SRC[],"
+               "NXM_OF_TCP_DST[]=NXM_OF_TCP_SRC[],"
+               f"load:{_hex(lab.topology['vip_mac'])}->NXM_OF_ETH_SRC[],"
+               f"load:{_hex(VIP)}->NXM_OF_IP_SRC[],output:NXM_OF_IN_PORT[])")
+    return (f"load:{s_port}->NXM_NX_REG0[],load:{_hex(lab.ip(server))}->NXM_NX_REG1[],"
+            f"{forward},{reverse},")
+
+
+def static_flows(lab, learned=False):
+    """The flows that carry client i to server i mod 3 without the director
+    (``learned``: NAT through per-connection flows the switch learns)."""
     method = lab.topology["servers"][0]["method"]
     servers = lab.servers
     vip_mac = lab.topology["vip_mac"]
@@ -173,7 +209,8 @@ def static_flows(lab):
         c_port, s_port = lab.port_of(client), lab.port_of(server)
         to_vip = f"{head},tcp,in_port={c_port},nw_dst={VIP},tp_dst={PORT}"
         if method == "masq":
-            flows += [f"{to_vip},actions=set_field:{lab.mac(server)}->eth_dst,"
+            learn = learn_actions(lab, client, server) if learned else ""
+            flows += [f"{to_vip},actions={learn}set_field:{lab.mac(server)}->eth_dst,"
                       f"set_field:{lab.ip(server)}->ip_dst,output:{s_port}",
                       f"{head},tcp,in_port={s_port},tp_src={PORT},dl_dst={lab.mac(client)},"
                       f"actions=set_field:{vip_mac}->eth_src,set_field:{VIP}->ip_src,"
@@ -253,7 +290,7 @@ class Bench:
         if case.static:
             lab.lvsadm("-C")
             self.wait_no_connection_flows()
-            for flow in static_flows(lab):
+            for flow in static_flows(lab, case.learned):
                 lab.add_flow(flow)
             servers = lab.servers
             self.warm_up({c: servers[i % len(servers)] for i, c in enumerate(lab.clients)})
@@ -265,6 +302,8 @@ class Bench:
         finally:
             if case.static:
                 lab.ofctl("del-flows", f"cookie={STATIC_COOKIE}/-1")
+                for cookie in LEARNED_COOKIES if case.learned else ():
+                    lab.ofctl("del-flows", f"cookie={cookie}/-1")
             else:
                 lab.lvsadm("-C")
 
