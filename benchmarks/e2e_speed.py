@@ -72,10 +72,13 @@ a ceiling that saw one is an error); then the director with ``-s rr`` and
 ``-m``/``-g``/``-i``; in the NAT lab also ``-p 300`` with repeat clients
 (each client host is one address, so one template each) and with fresh
 clients (the pool client), each also with ``--pe switch`` (the template
-carries its client's later connections in the switch).  ``--smoke``: one
-ceiling and one director case per lab, 1 s each.  ``--rounds N`` runs a lab's cases N times in turn
-and keeps, for each case, the round of median conn/s (the machine is
-shared, and the ceilings move between runs).
+carries its client's later connections in the switch), and a row without
+the director whose static flows make the switch learn each connection's two
+flows itself (OVS ``learn``): what per-connection flows cost without any
+OpenFlow message.  ``--smoke``: one ceiling and one director case per lab,
+1 s each.  ``--rounds N`` runs a lab's cases N times in turn and keeps,
+for each case, the round of median conn/s (the machine is shared, and the
+ceilings move between runs).
 
 The baseline (``benchmarks/e2e_speed_baseline.json``) keeps ratios, not
 rates: each run prints its difference; ``--write-baseline`` replaces it.
@@ -173,13 +176,13 @@ def _hex(text):
                    else ipaddress.IPv4Address(text).packed.hex())
 
 
-def learn_actions(lab, client, server):
+def learn_actions(lab, server):
     """NAT through flows the switch learns itself, no controller: the first
     packet of each connection makes OVS's ``learn`` action add its two exact
     5-tuple flows (client -> server rewritten to the server, server ->
     client rewritten to the VIP), as the director would, with its cookie
     kinds (3, 5) and a FIN timeout; the rest of the connection uses them."""
-    c_port, s_port = lab.port_of(client), lab.port_of(server)
+    s_port = lab.port_of(server)
     head = "table=0,priority=%d,idle_timeout=60,fin_idle_timeout=1,fin_hard_timeout=120" % (
         STATIC_PRIORITY + 1)
     forward = (f"learn({head},cookie={LEARNED_COOKIES[0]},eth_type=0x800,nw_proto=6,"
@@ -209,7 +212,7 @@ def static_flows(lab, learned=False):
         c_port, s_port = lab.port_of(client), lab.port_of(server)
         to_vip = f"{head},tcp,in_port={c_port},nw_dst={VIP},tp_dst={PORT}"
         if method == "masq":
-            learn = learn_actions(lab, client, server) if learned else ""
+            learn = learn_actions(lab, server) if learned else ""
             flows += [f"{to_vip},actions={learn}set_field:{lab.mac(server)}->eth_dst,"
                       f"set_field:{lab.ip(server)}->ip_dst,output:{s_port}",
                       f"{head},tcp,in_port={s_port},tp_src={PORT},dl_dst={lab.mac(client)},"
@@ -636,8 +639,8 @@ def main():
     print("p50/p99 under load: " + "; ".join(latency) + ".  x ceil, p99 x: over the "
           "same lab's ceiling with the same tool.  PacketIn/conn: from the switch's punt "
           "counters; ctl: PacketIns the controller handled, per connection.  flows/conn: "
-          "connection + reverse NAT flows the switch added during the run (ovs-ofctl monitor), per connection "
-          "answered.  live, templ: connection + reverse NAT flows, template + reverse "
+          "connection + reverse NAT flows the switch added during the run (ovs-ofctl "
+          "monitor), per connection answered.  live, templ: connection + reverse NAT flows, template + reverse "
           "template flows in the switch right after the run.  lone p50/p99: connect() "
           "alone, one connection at a time from c1 before the load, ms.")
     print(table(cases))
