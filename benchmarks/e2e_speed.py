@@ -640,9 +640,10 @@ def main():
           "same lab's ceiling with the same tool.  PacketIn/conn: from the switch's punt "
           "counters; ctl: PacketIns the controller handled, per connection.  flows/conn: "
           "connection + reverse NAT flows the switch added during the run (ovs-ofctl "
-          "monitor), per connection answered.  live, templ: connection + reverse NAT flows, template + reverse "
-          "template flows in the switch right after the run.  lone p50/p99: connect() "
-          "alone, one connection at a time from c1 before the load, ms.")
+          "monitor), per connection answered.  live, templ: connection + reverse NAT "
+          "flows, template + reverse template flows in the switch right after the run.  "
+          "lone p50/p99: connect() alone, one connection at a time from c1 before the "
+          "load, ms.")
     print(table(cases))
     if args.rounds > 1:
         print(f"conn/s of each round (the table shows the median round's figures): "
