@@ -235,6 +235,30 @@ def test_persistence_keeps_a_client_on_one_server_across_the_fabric(fabric):
     assert len(first) == 1
 
 
+def test_switch_persistence_across_the_fabric(fabric):
+    """--pe switch: the client's edge switch holds the template's SYN and
+    reply flows; later connections cost no PacketIn anywhere, and a server on
+    another leaf answers through the edge's reply flow."""
+    fabric.lvsadm("-A -t 10.0.0.100:80 -s rr -p 300 --pe switch")
+    for rs in ("10.0.0.11", "10.0.0.12", "10.0.0.13"):
+        fabric.lvsadm(f"-a -t 10.0.0.100:80 -r {rs} -m")
+    client = "10.0.0.1"                                   # on leaf 1
+    home = fabric.syn(client, 42000)[0][0]
+    punts = fabric.punts
+    for i in range(1, 4):
+        assert [h for h, _ in fabric.syn(client, 42000 + i)] == [home]
+    assert fabric.punts == punts
+    kinds = {ids.Cookie.parse(f.cookie).kind for f in fabric.switches[1].flows()}
+    assert {ids.KIND_TEMPLATE_SYN, ids.KIND_TEMPLATE_NAT} <= kinds
+    for dpid in SPINES + (2, 3):
+        kinds = {ids.Cookie.parse(f.cookie).kind for f in fabric.switches[dpid].flows()}
+        assert not kinds & {ids.KIND_TEMPLATE_SYN, ids.KIND_TEMPLATE_NAT}, dpid
+    got = fabric.send(home, tcp(home, client, 80, 42003, flags="SA", eth_src=mac_of(home),
+                                eth_dst=mac_of(client)))
+    assert [(h, p["ipv4_src"], p["tcp_src"], p["eth_src"]) for h, p in got] == [
+        (client, VIP, 80, VMAC)]
+
+
 def test_a_spine_link_down_reroutes_and_connections_live_on(fabric):
     fabric.lvsadm("-A -t 10.0.0.100:80 -s rr")
     fabric.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.12 -m")
