@@ -204,8 +204,6 @@ class Flows:
                 for fields in matches]
 
     def delete_template_nat(self, sw, template, sid, matches):
-        if template.hot_nat is None:
-            return []
         cm = ids.cookie_mask(ids.KIND_TEMPLATE_NAT, sid, template.server_id)
         return [(sw.dpid, REVERSE.delete(cm, ofmsg.fast_match(**fields), pl.PRIO_TEMPLATE_NAT))
                 for fields in self.template_nat_matches(matches)]

@@ -206,7 +206,12 @@ class Templates:
     def drop(self, sw, template):
         """The template is gone for good (its flows expired or were deleted)."""
         self.conns.forget_template(sw, template)
-        out = self._delete_reverse(sw, template)
+        return self._delete_reverse(sw, template)
+
+    def carrier_gone(self, sw, template):
+        """Its (carrying) flow expired or vanished: the template is gone, and
+        a ``--pe switch`` template's SYN flow, which may still live, too."""
+        out = self.drop(sw, template)
         if template.hot and template.service in self.config.table.services:
             out += self.flows.delete_template_syn(sw, template, self.ids.service(template.service))
         return out
@@ -235,7 +240,7 @@ class Templates:
                 out = self.arm(sw, service, template, EXPIRE_LATER, now)
                 template.late_since, template.late_ok = now, True
                 return out
-        return self.drop(sw, template)
+        return self.carrier_gone(sw, template)
 
     def connection_ended(self, sw, template, conn):
         """One of the template's connections ended.  A connection learns of

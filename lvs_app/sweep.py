@@ -69,8 +69,7 @@ class Sweep:
         for template, expires_at in templates:
             if sw.templates.get(template.key) is not template or template.expires_at != expires_at:
                 continue
-            idle = [template_matches[k] for k in (ofmsg.match_key(ofmsg.match(**m))
-                                                  for m in template.matches)
+            idle = [template_matches[k] for k in map(ofmsg.match_key, template.matches)
                     if k in template_matches]
             if idle:
                 # its flow's own idle time: a --pe switch template's carrying
@@ -78,5 +77,5 @@ class Sweep:
                 template.expires_at = now + max(idle)
             else:
                 self.director.dropped["swept"] += 1
-                out += self.director.templates.drop(sw, template)
+                out += self.director.templates.carrier_gone(sw, template)
         return out

@@ -3,6 +3,7 @@
 import pytest
 
 from lvs_app import ids
+from lvs_app import ofmsg
 from lvs_app import pipeline as pl
 from tests.behaviour.conftest import VIP, VMAC, DirectorLab, mac_of, tcp
 
@@ -214,3 +215,23 @@ def test_a_restart_deletes_switch_flows_whose_template_is_gone(tmp_path):
     assert len(hot_flows(lab)) == 2
     lab.restart_controller()
     assert hot_flows(lab) == []
+
+
+def test_the_sweep_ends_a_template_whose_carrying_flow_vanished_and_its_syn_flow(lab):
+    """A carrying flow deleted behind the director's back (no FlowRemoved it
+    acts on): the sweep finds it gone and takes the SYN flow, which the
+    client's SYNs kept alive, with it."""
+    service(lab, opts="-s rr -p 600 --pe switch")
+    lab.connect(C1, 42100)
+    [carry] = kinds(lab, ids.KIND_TEMPLATE)
+    [template] = lab.director.switches[1].templates.values()
+    lab.sw.apply(pl.TABLES[pl.SERVICE].delete((carry.cookie, (1 << 64) - 1),
+                                              ofmsg.match(**template.matches[0]),
+                                              pl.PRIO_TEMPLATE))
+    assert kinds(lab, ids.KIND_TEMPLATE) == []
+    lab.advance(1)
+    assert len(kinds(lab, ids.KIND_TEMPLATE_SYN)) == 1 and lab.director.switches[1].templates
+    for i in range(10):                     # t=1..1001: its SYNs keep the SYN flow alive
+        lab.syn(C1, 42101 + i)
+        lab.advance(100)
+    assert kinds(lab, ids.KIND_TEMPLATE_SYN) == [] and not lab.director.switches[1].templates
