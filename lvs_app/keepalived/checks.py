@@ -1,4 +1,4 @@
-"""Health-check specifications from keepalived.conf, as plain data (nothing probes yet).
+"""Health-check specifications from keepalived.conf, as plain data.
 
 keepalived attaches checkers to each real server (keepalived.conf(5),
 "Virtual server(s)"): ``TCP_CHECK``, ``HTTP_GET``, ``SSL_GET`` (``url``
@@ -10,11 +10,15 @@ timing options are inherited: a checker without ``delay_loop``,
 keepalived's defaults (delay_loop 60 s, connect_timeout 5 s; retry 1, 0
 for MISC_CHECK, 3 for DNS_CHECK; delay_before_retry 3 s for HTTP_GET and
 SSL_GET, the delay_loop for DNS_CHECK, 1 s otherwise; warmup the delay_loop).
+One difference: with a ``delay_loop`` under a second, an unwritten
+``delay_before_retry`` is the ``delay_loop`` (keepalived's 1 or 3 s would
+make a sub-second loop pointless: a failure is only believed after its
+retries).
 ``connect_ip``/``connect_port`` default to the real server's address and
 port, ``virtualhost`` to the real server's, then the virtual server's.
 
-The dataclasses here hold those values resolved, so that the prober to come
-needs no keepalived knowledge.  ``BFD_CHECK`` and ``FILE_CHECK`` have no
+The dataclasses here hold those values resolved, so that the prober
+(``lvs_app.health``) needs no keepalived knowledge.  ``BFD_CHECK`` and ``FILE_CHECK`` have no
 lvs_app counterpart (no BFD, no tracked files): they are reported and left out.
 
 Stdlib only.
@@ -407,6 +411,8 @@ class CheckerDraft:
         before = inherited("delay_before_retry")
         if before is None:
             before = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(self.kind, 1.0)
+            if delay_loop < 1:
+                before = delay_loop
         warmup = inherited("warmup")
         alpha = inherited("alpha")
         values.update(

@@ -497,6 +497,17 @@ def test_per_checker_defaults(block, retry, before):
     assert (checker.retry, checker.delay_before_retry) == (retry, before)
 
 
+@pytest.mark.parametrize("where, before", [
+    ("", 0.2),                                  # a sub-second loop: the loop
+    ("delay_before_retry 0.5\n", 0.5),          # written: kept
+])
+@pytest.mark.parametrize("block", ["TCP_CHECK {\n}", "HTTP_GET {\n url {\n  path /\n }\n}"])
+def test_a_sub_second_delay_loop_retries_after_the_loop(block, where, before):
+    checker = only_checker(conf(vs("delay_loop 0.2\n" + where + "real_server 10.0.0.11 80 {\n"
+                                   + block + "\n}\n")))
+    assert (checker.delay_loop, checker.retry, checker.delay_before_retry) == (0.2, 1, before)
+
+
 def test_http_get_urls():
     cfg = conf(vs("""\
         virtualhost vs.example.org
@@ -798,7 +809,7 @@ def test_lvs_timeouts_partial_keeps_the_others():
 
 def test_lvs_flush_and_sync_daemon():
     cfg = conf("global_defs {\n lvs_flush\n lvs_sync_daemon eth1 VI_1\n}\n" + vs(""))
-    assert cfg.flush is True
+    assert any("lvs_flush ignored" in w for w in cfg.warnings)
     assert any("lvs_sync_daemon ignored" in w for w in cfg.warnings)
 
 
