@@ -1,6 +1,7 @@
 """keepalived.conf -> lvs_app's service table and health-check specifications.
 
-A parser only: nothing here probes a server or changes a running director.
+A parser only: nothing here probes a server (:mod:`lvs_app.health` does)
+or changes a running director.
 :func:`load` (a file) and :func:`parse` (text) read the LVS part of a
 keepalived 2.2 configuration (keepalived.conf(5), "LVS CONFIGURATION") and
 return a :class:`KeepalivedConfig`:
@@ -35,7 +36,7 @@ scheduler wlc).  Keywords keepalived knows but lvs_app does not use
 ``global_defs`` settings ...) are accepted with a warning.  ``strict=False``
 turns unknown keywords into warnings too, for a file written for a newer
 keepalived.  The contents of ignored sections (``vrrp_*``, ``global_defs``
-apart from ``lvs_timeouts``/``lvs_flush``/``lvs_sync_daemon``, ``static_*``
+apart from ``lvs_timeouts`` and the warnings for ``lvs_flush``/``lvs_sync_daemon``, ``static_*``
 ...) are not checked.
 
 Timers (``delay_loop``, ``connect_timeout``, ``delay_before_retry``,
@@ -83,7 +84,6 @@ class KeepalivedConfig:
     warnings: list                 # "FILE:LINE: ..." strings
     files: list                    # every file read, the main one first
     timeouts: dict = None          # lvs_timeouts: {"tcp", "tcpfin", "udp"}, 0 = unchanged
-    flush: bool = False            # global_defs lvs_flush: keepalived clears IPVS first
     ssl: SslContext = None         # the SSL { } block for SSL_GET
 
     @property
@@ -130,7 +130,7 @@ def _load(marks, strict, **source):
     reader = Reader(report, tables)
     reader.run(statements)
     return KeepalivedConfig(tables.table, tables.services, tables.health, report.warnings,
-                            files, reader.timeouts, reader.flush, reader.ssl)
+                            files, reader.timeouts, reader.ssl)
 
 
 def load(path, marks=None, config_id=None, strict=True):

@@ -3,7 +3,7 @@
 The top level (keepalived.conf(5) "TOP HIERACHY"): ``virtual_server`` and
 ``virtual_server_group`` are read (:mod:`lvs_app.keepalived.table` turns
 them into services), ``global_defs`` gives ``lvs_timeouts`` (ipvsadm
-``--set``) and ``lvs_flush``, ``SSL`` the context of SSL_GET.  The VRRP,
+``--set``; ``lvs_flush`` is a warning), ``SSL`` the context of SSL_GET.  The VRRP,
 BFD, static address/route/rule and tracking sections are accepted and
 reported as ignored: lvs_app directs traffic, it does not own addresses.
 
@@ -103,7 +103,7 @@ class Reader:
         self.report = report
         self.tables = tables
         self.groups = {}                  # name -> (origin, members)
-        self.timeouts, self.flush, self.ssl = None, False, None
+        self.timeouts, self.ssl = None, None
 
     def warn(self, origin, message):
         self.report.warn(origin, message)
@@ -137,7 +137,8 @@ class Reader:
                 self.lvs_timeouts(args.no_block())
             elif sub.keyword == "lvs_flush":
                 args.no_block().count(0)
-                self.flush = True
+                self.warn(sub.origin, "global_defs: lvs_flush ignored: lvs_app's table holds "
+                          "only the services of --lvs-rules, REST and this file already")
             elif sub.keyword == "lvs_sync_daemon":
                 self.warn(sub.origin, "global_defs: lvs_sync_daemon ignored: lvs_app has no "
                           "connection synchronisation")
