@@ -363,3 +363,39 @@ def test_a_server_that_fails_and_returns_gets_its_persistence_templates_back(lab
     servers.run(3)
     assert first in in_table(lab)
     assert lab.server_of(lab.syn("10.0.1.7", 7001)) == first     # the template lived on
+
+
+@pytest.mark.parametrize("expire_nodest_conn", [False, True])
+def test_a_failed_server_s_connections_follow_expire_nodest_conn(lab, expire_nodest_conn):
+    """A server the checks take out is deleted as by ``ipvsadm -d``: its
+    established connections' packets are dropped (IPVS's default) or, with
+    expire_nodest_conn, their entries end and their flows go at once."""
+    servers = FakeServers(lab)
+    lab.client.request("PUT", "/ipvs/settings", {"expire_nodest_conn": expire_nodest_conn})
+    load(lab, config())
+    servers.run(2)
+    first = lab.connect("10.0.1.8", 8000)
+    sw = lab.director.switches[1]
+    assert len(sw.conns) == 1
+    servers.mode[first] = "refuse"
+    servers.run(3)
+    assert first not in in_table(lab)
+    assert lab.server_of(lab.syn("10.0.1.8", 8000, flags="A")) is None     # dropped
+    assert len(sw.conns) == (0 if expire_nodest_conn else 1)
+    conn_flows = lab.sw.flows(pl.SERVICE, priority=pl.PRIO_CONN)
+    assert len(conn_flows) == (0 if expire_nodest_conn else 1)
+
+
+def test_sorry_server_inhibit_keeps_the_sorry_server_with_weight_0_while_unused(lab):
+    servers = FakeServers(lab)
+    load(lab, config(extra=f"sorry_server {SORRY} 80\n    sorry_server_inhibit"))
+    servers.run(2)
+    assert in_table(lab) == {**{ip: 1 for ip in SERVERS}, SORRY: 0}
+    assert all(lab.server_of(lab.syn("10.0.1.9", 6100 + i)) != SORRY for i in range(6))
+    for ip in SERVERS:
+        servers.mode[ip] = "refuse"
+    servers.run(4)
+    assert in_table(lab) == {SORRY: 1}
+    servers.mode["10.0.0.11"] = "up"
+    servers.run(3)
+    assert in_table(lab) == {"10.0.0.11": 1, SORRY: 0}

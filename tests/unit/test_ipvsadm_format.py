@@ -617,3 +617,26 @@ def test_founding_document_pcc_rules():
         "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
         "TCP  10.0.0.100:0 rr persistent 360\n"
         "  -> 10.0.1.1:0                   Route   1      0          0         \n")
+
+
+def test_list_health_shows_each_server_s_state_since_when_and_its_last_result():
+    doc = {"source": "10.0.0.250", "virtual_servers": [{
+        "virtual_server": "10.0.0.100 80", "origin": "keepalived.conf:1",
+        "quorum_state": "up", "alive_weight": 1, "quorum": 1, "hysteresis": 0,
+        "sorry_server": "10.0.0.3:80", "sorry_server_active": False,
+        "real_servers": [
+            {"address": "10.0.0.11", "port": 80, "state": "up", "for_seconds": 12.34,
+             "weight": 1, "checkers": [
+                 {"checker": "TCP_CHECK", "target": "10.0.0.11:80", "state": "up",
+                  "for_seconds": 12.34, "last_result": "ok: connected",
+                  "last_run_seconds_ago": 0.125}]},
+            {"address": "10.0.0.12", "port": 80, "state": "down", "for_seconds": None,
+             "weight": 0, "checkers": []}]}]}
+    assert formats.format_health(doc) == (
+        "Health checks from 10.0.0.250\n"
+        "VS 10.0.0.100 80 (keepalived.conf:1): quorum up, alive weight 1, quorum 1"
+        " hysteresis 0, sorry server 10.0.0.3:80 standing by\n"
+        "  -> 10.0.0.11:80 up for 12.3s weight 1\n"
+        "       TCP_CHECK 10.0.0.11:80 up for 12.3s: ok: connected (0.1s ago)\n"
+        "  -> 10.0.0.12:80 down for - weight 0\n")
+    assert formats.format_health({}) == "Health checks from (no health-check address)\n"
