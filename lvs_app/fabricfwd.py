@@ -127,11 +127,14 @@ class FabricForwarding:
 
     # -- frames the switches could not forward ---------------------------------------------
     def edge_ports(self, dpid):
+        """Where hosts may hang: not links, not the VXLAN port (a frame
+        without ``tun_dst`` has nowhere to go there)."""
         sw = self.switches.get(dpid)
         if sw is None:
             return []
         return sorted(port for port in sw.ports
-                      if port <= ofmsg.MAX_PORT and not self.fabric.is_link(dpid, port))
+                      if port <= ofmsg.MAX_PORT and port != sw.tunnel_port
+                      and not self.fabric.is_link(dpid, port))
 
     def may_flood(self, dpid, now):
         """A switch whose links may still be unknown does not flood (no storms)."""

@@ -115,7 +115,7 @@ def describe(lab):
               f"(MAC {topo['vip_mac']})")
         for sw in lab.switch_specs:
             tunnel = (f", tunnel source {sw['tunnel_ip']} on LOCAL, "
-                      f"{lvslab.VXLAN_PORT_NAME} = port {lvslab.VXLAN_OFPORT}"
+                      f"{lab.vxlan_port_name(sw['name'])} = port {lvslab.VXLAN_OFPORT}"
                       if "tunnel_ip" in sw else "")
             print(f"  {sw['name']:<5} dpid {sw['dpid']:<4} {sw['role']}{tunnel}")
         print("links: " + ", ".join(

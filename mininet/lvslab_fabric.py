@@ -24,14 +24,13 @@ controller's Popen), ``wait_rest``, ``start_timeout``, ``running``,
 here by ``_wait_fabric_known``), all four set up by the class and reset
 when its network starts; ``rest(method, path)`` (the controller's REST API)
 and ``ofctl(command, switch=)``; and :class:`lvslab_topology.AddressPlan`'s
-``switch_names``, ``switch_specs``, ``links``, ``dpid_of()`` and
-``switch_of()``.
+``switch_names``, ``switch_specs``, ``links``, ``clients``, ``servers``,
+``dpid_of()`` and ``switch_of()``.
 """
 
 import json
 
 from lvslab_procs import LabError, wait_or_raise, wait_until
-from lvslab_topology import VXLAN_PORT_NAME
 
 
 class FabricUnavailable(LabError):
@@ -167,7 +166,7 @@ class LabFabric:
             pa, pb = self.link_ports(a, b)
             return [(a, pa), (b, pb)]
         for host, sw in ((a, b), (b, a)):
-            if host in self.ports and host != VXLAN_PORT_NAME and self.switch_of(host) == sw:
+            if host in self.clients + self.servers and self.switch_of(host) == sw:
                 return [(sw, self.ports[host])]
         raise LabError(f"lab {self.name}: no link between {a} and {b}")
 

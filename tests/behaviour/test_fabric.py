@@ -4,7 +4,11 @@ Leaves 1, 2, 3 and spines 101, 102; every leaf is linked to both spines
 (ports 11 and 12 on a leaf, port N on a spine for leaf N), so the fabric has
 loops.  Hosts hang off leaf ports 1-4 and answer ARP for their address.  A
 frame a switch sends out of a link port enters the peer switch; one sent out
-of a host port is delivered (and recorded).
+of a host port is delivered (and recorded).  Leaves given a tunnel address
+also have a VXLAN port (20): a frame sent out of it is encapsulated as OVS's
+userspace tunnelling does it (an outer UDP packet from the leaf's address to
+``tun_dst``:4789, addressed to the server's MAC) and enters the same leaf
+again from LOCAL; a server receives the inner frame.
 """
 
 import ipaddress
@@ -13,10 +17,12 @@ from types import SimpleNamespace
 import pytest
 
 from lvs_app import ids
+from lvs_app import packet as lvspkt
 from lvs_app import pipeline as pl
 from lvs_app.manager import Manager
+from lvs_app.packet import mac_text as pkt_mac
 from tests.behaviour.conftest import InProcessClient, mac_of
-from tests.fakeswitch import FakeClock, FakeSwitch, arp_request, tcp
+from tests.fakeswitch import FakeClock, FakeSwitch, arp_request, tcp, udp
 
 from lvs_app.rest import RestApp
 
@@ -25,6 +31,7 @@ LEAVES, SPINES = (1, 2, 3), (101, 102)
 HOSTS = {"10.0.0.1": (1, 1), "10.0.0.2": (2, 1), "10.0.0.11": (2, 2),
          "10.0.0.12": (3, 1), "10.0.0.13": (3, 2)}
 LINKS = [(leaf, 11, 101, leaf) for leaf in LEAVES] + [(leaf, 12, 102, leaf) for leaf in LEAVES]
+VXLAN_PORT, LOCAL, VXLAN_UDP = 20, 0xFFFFFFFE, 4789
 
 
 class Datapath:
@@ -52,14 +59,19 @@ class Datapath:
 
 
 class FabricLab:
-    def __init__(self):
+    def __init__(self, tunnels=None):
         self.clock = FakeClock()
         self.manager = Manager(clock=lambda: self.clock.now, strict=True)
         self.client = InProcessClient(RestApp(self.manager.api), self.settle)
+        self.tunnels = dict(tunnels or {})      # leaf -> its tunnel source address
         self.switches = {dpid: FakeSwitch(dpid=dpid, n_tables=pl.N_TABLES,
                                           ports=list(range(1, 5)) + [11, 12] if dpid in LEAVES
                                           else list(LEAVES), clock=self.clock)
                          for dpid in LEAVES + SPINES}
+        for leaf in self.tunnels:
+            self.switches[leaf].ports.append(VXLAN_PORT)
+        self.encapsulated = []       # (leaf, outer packet) that left a VXLAN port
+        self.unrouted = []           # (leaf, frame) sent out of a VXLAN port without tun_dst
         self.wires = {}
         for a, ap, b, bp in LINKS:
             self.wires[(a, ap)], self.wires[(b, bp)] = (b, bp), (a, ap)
@@ -67,8 +79,8 @@ class FabricLab:
         self.carried = []            # frames that crossed a link
         self.punts = 0               # PacketIns the director got (not counting ARP)
         for dpid, sw in self.switches.items():
-            self.manager.switch_connected(dpid, Datapath(self, dpid),
-                                          {p: f"p{p}" for p in sw.ports})
+            self.manager.switch_connected(dpid, Datapath(self, dpid), {
+                p: f"vxlan-l{dpid}" if p == VXLAN_PORT else f"p{p}" for p in sw.ports})
         self.settle()
         for a, ap, b, bp in LINKS:           # LLDP reports each direction
             self.manager.link_changed(a, ap, b, bp, True)
@@ -93,7 +105,9 @@ class FabricLab:
                 progressed = True
                 dpid, port, p = self.outbox.pop(0)
                 peer = self.wires.get((dpid, port))
-                if peer is not None:
+                if port == VXLAN_PORT and dpid in self.tunnels:
+                    self._encapsulate(dpid, p)
+                elif peer is not None:
                     self.carried.append(p)
                     self.outbox += [(peer[0], q, x) for q, x in self.switches[peer[0]].send(
                         dict(p, in_port=peer[1]), now=self.clock.now)]
@@ -120,10 +134,28 @@ class FabricLab:
             if not progressed:
                 return
 
+    def _encapsulate(self, leaf, inner):
+        """OVS's native tunnelling: the outer packet (VNI 0) re-enters the
+        leaf from LOCAL, to the server's MAC (its neighbour entry)."""
+        server = inner.get("tun_ipv4_dst")
+        if server is None:              # OVS: no route, dropped
+            self.unrouted.append((leaf, inner))
+            return
+        outer = udp(self.tunnels[leaf], server, 49152 + len(self.encapsulated), VXLAN_UDP,
+                    in_port=LOCAL, eth_src=f"02:ee:00:00:00:{leaf:02x}", eth_dst=mac_of(server),
+                    _inner={k: v for k, v in inner.items() if not k.startswith("tun_")})
+        self.encapsulated.append((leaf, outer))
+        self.outbox += [(leaf, q, x) for q, x in self.switches[leaf].send(
+            outer, now=self.clock.now)]
+
     def _deliver(self, dpid, port, p):
-        """A host gets a frame: it answers ARP for its address, else records it."""
+        """A host gets a frame: it answers ARP for its address, else records it
+        (a VXLAN packet to it: the inner frame, as its vx0 would)."""
         host = next((ip for ip, where in HOSTS.items() if where == (dpid, port)), None)
         if host is None:
+            return
+        if p.get("udp_dst") == VXLAN_UDP and p.get("ipv4_dst") == host and "_inner" in p:
+            self.delivered.append((host, dict(p["_inner"], _outer_src=p["ipv4_src"])))
             return
         if p.get("eth_type") == 0x0806 and p.get("arp_op") == 1 and p.get("arp_tpa") == host:
             self.send(host, {"eth_src": mac_of(host), "eth_dst": p["eth_src"],
@@ -157,12 +189,24 @@ class FabricLab:
         self.settle()
 
 
-@pytest.fixture
-def fabric():
-    lab = FabricLab()
+def _hello(lab):
     for ip in HOSTS:      # every host says hello (learned on its edge port)
         lab.send(ip, arp_request(ip, "10.0.0.250", sha=mac_of(ip)))
     return lab
+
+
+@pytest.fixture
+def fabric():
+    return _hello(FabricLab())
+
+
+TUNNEL_SOURCES = {1: "10.0.0.254", 2: "10.0.0.253"}
+
+
+@pytest.fixture
+def tunnel_fabric():
+    """VXLAN ports on leaves 1 and 2, the leaves of the clients 10.0.0.1 and 10.0.0.2."""
+    return _hello(FabricLab(tunnels=TUNNEL_SOURCES))
 
 
 def test_links_make_one_fabric_and_hosts_are_learned_on_edge_ports_only(fabric):
@@ -289,3 +333,42 @@ def test_a_frame_from_a_link_is_never_scheduled_by_a_transit_switch(fabric):
         now=fabric.clock.now)]
     fabric.settle()
     assert fabric.manager.director.switches[101].conns == {}
+
+
+def test_tunnel_from_clients_on_two_leaves_encapsulates_at_each_clients_edge(tunnel_fabric):
+    """-i across the fabric: each client's own leaf punts its SYN once,
+    encapsulates (tun_dst) from its own address, and the outer packet
+    crosses the fabric by the server's MAC; no other switch holds a flow
+    per connection or encapsulates."""
+    lab = tunnel_fabric
+    lab.lvsadm("-A -t 10.0.0.100:80 -s rr")
+    for rs in ("10.0.0.11", "10.0.0.12", "10.0.0.13"):
+        lab.lvsadm(f"-a -t 10.0.0.100:80 -r {rs} -i")
+    lab.punts, lab.carried = 0, []
+    reached = []
+    for i, client in enumerate(["10.0.0.1", "10.0.0.2"] * 3):
+        got = lab.syn(client, 44000 + i)
+        assert len(got) == 1, got
+        host, inner = got[0]
+        reached.append(host)
+        leaf = HOSTS[client][0]
+        # the client's frame, to the server's VXLAN device, from the client's leaf
+        assert (inner["ipv4_src"], inner["ipv4_dst"], inner["tcp_dst"]) == (client, VIP, 80)
+        assert inner["eth_dst"] == pkt_mac(lvspkt.tunnel_mac(int(ipaddress.ip_address(host))))
+        assert inner["_outer_src"] == TUNNEL_SOURCES[leaf]
+        got = lab.syn(client, 44000 + i, flags="A", payload=b"x")    # stays in the switches
+        assert [h for h, _ in got] == [host]
+    assert lab.punts == 6                                   # one per new connection
+    assert sorted(reached) == ["10.0.0.11", "10.0.0.11", "10.0.0.12", "10.0.0.12",
+                               "10.0.0.13", "10.0.0.13"]
+    assert {leaf for leaf, _ in lab.encapsulated} == {1, 2}
+    for dpid, sw in lab.switches.items():
+        encaps = [f for f in sw.flows() if "tun_ipv4_dst" in str(f.text())]
+        conns = [f for f in sw.flows() if ids.Cookie.parse(f.cookie).kind == ids.KIND_CONN]
+        if dpid in (1, 2):
+            assert encaps and len(conns) == 3, dpid           # its own clients' connections
+        else:
+            assert not encaps and not conns, dpid
+    # what crossed the links was outer packets (and no inner frame)
+    assert lab.carried and all(p.get("udp_dst") == VXLAN_UDP for p in lab.carried)
+    assert lab.unrouted == []           # floods leave by edge ports, never by a VXLAN port

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from lvslab import wait_until
+from lvslab import run as lvslab_run, wait_until
 
 pytestmark = pytest.mark.lab("leafspine")
 
@@ -97,15 +97,29 @@ def test_a_spine_link_down_during_a_transfer_does_not_break_it(lab):
 
 
 @pytest.mark.lab("leafspine_tunnel")
-def test_tunnel_encapsulates_at_the_edge_and_the_outer_packet_crosses_the_fabric(lab):
-    """l1 holds the VXLAN port: it encapsulates for its clients; the outer
-    packet goes to each server's leaf by the server's MAC, through the spines."""
+def test_tunnel_from_clients_on_two_leaves_encapsulates_at_each_clients_edge(lab):
+    """l1 (c1) and l2 (c3) each hold a VXLAN port: each encapsulates for its
+    own clients; the outer packet goes to each server's leaf by the server's
+    MAC, through the spines, which hold nothing per connection."""
     lab.apply_lvsadm()
-    got = answers(lab, ["c1", "c2"], 3)
+    got = answers(lab, ["c1", "c3"], 3)
     assert sorted(got) == ["rs1", "rs1", "rs2", "rs2", "rs3", "rs3"]
-    assert re.search(r"set_field:10\.0\.0\.\d+->tun_dst,output:100", lab.dump_flows("l1"))
+    encap = re.compile(r"set_field:10\.0\.0\.\d+->tun_dst,output:100")
+    for leaf in ("l1", "l2"):                       # the clients' edges
+        assert encap.search(lab.dump_flows(leaf)), leaf
+    assert not re.search(r"tun_dst", lab.dump_flows("l3"))   # servers only there
+    assert {c["client"] for c in lab.connection_table()} == {"10.0.0.1", "10.0.0.3"}
+    # each leaf's outer packets left from its own address, by its own route
+    # (the datapath's flows of the last seconds show the encapsulation)
+    datapath = lvslab_run(["ovs-appctl", "dpctl/dump-flows"]).stdout
+    routes = lvslab_run(["ovs-appctl", "ovs/route/show"]).stdout
+    for leaf, (dpid, source) in {"l1": (1, "10.0.0.254"), "l2": (2, "10.0.0.253")}.items():
+        assert f"MARK {dpid} dev {leaf} SRC {source}" in routes, routes
+        assert re.search(rf"tnl_push\(.*ipv4\(src={re.escape(source)},dst=10\.0\.0\.1[123],",
+                         datapath), datapath
     for spine in ("sp1", "sp2"):
-        assert not re.search(r"tp_(src|dst)|tcp_(src|dst)|tun_dst", lab.dump_flows(spine))
+        flows = lab.dump_flows(spine)
+        assert not re.search(r"tp_(src|dst)|tcp_(src|dst)|udp_(src|dst)|tun_dst", flows), flows
     carried = sum(int(n) for spine in ("sp1", "sp2")
                   for n in re.findall(r"n_packets=(\d+), n_bytes=\d+, priority=150",
                                       lab.dump_flows(spine)))
