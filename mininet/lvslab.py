@@ -261,6 +261,7 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
         self.ports = {}               # host name (or vxlan0) -> OpenFlow port on its switch
         self.link_port_map = {}       # (switch a, switch b) of a link -> (port on a, port on b)
         self._links_down = set()      # frozenset({a, b}) of links link_down() took down
+        self._switches_down = set()   # switches switch_down() stopped
         # what start() learned about the controller's view of a fabric (GET
         # /ipvs/fabric), in words; None for one switch
         self.fabric_status = None
@@ -366,6 +367,7 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
         setLogLevel(self.mn_log_level)
         topo = self.topology
         self.ports, self.link_port_map, self._links_down = {}, {}, set()
+        self._switches_down = set()
         self.fabric_status = None
         subnet = ipaddress.IPv4Network(topo["subnet"])
         net = Mininet(controller=None, switch=OVSSwitch, autoSetMacs=False,
@@ -412,12 +414,7 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
         if self.of_tls:
             self.of_tls.switch_setup()
         net.start()
-        # reconnect within a second when the controller restarts (OVS backs off
-        # up to 8 s by default)
-        for uuid in run(["ovs-vsctl", "--timeout=5", "--bare", "--columns=_uuid", "find",
-                         "Controller", f"target=\"tcp:127.0.0.1:{self.of_port}\""]
-                        ).stdout.split():
-            run(["ovs-vsctl", "--timeout=5", "set", "Controller", uuid, "max_backoff=1000"])
+        self._controller_backoff()
         self.processes.add_pids((f"host {host.name}", host.pid) for host in net.hosts)
         for tunnel in self.tunnel_switches:      # s1 in a one-switch lab
             name = self.vxlan_port_name(tunnel["name"])
@@ -434,6 +431,20 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
             run(["ovs-vsctl", "--timeout=10", "add-port", tunnel["name"], name,
                  "--", "set", "interface", name, "type=vxlan", "options:remote_ip=flow",
                  *keys, f"options:dst_port={VXLAN_UDP_PORT}", f"ofport_request={VXLAN_OFPORT}"])
+
+    @property
+    def controller_target(self):
+        """The switches' controller target: ``tcp:127.0.0.1:<of_port>`` (``ssl:``
+        with OpenFlow over TLS)."""
+        return f"{self.of_tls.protocol if self.of_tls else 'tcp'}:127.0.0.1:{self.of_port}"
+
+    def _controller_backoff(self):
+        """Reconnect within a second when the controller restarts (OVS backs
+        off up to 8 s by default): every Controller row of the lab's target."""
+        for uuid in run(["ovs-vsctl", "--timeout=5", "--bare", "--columns=_uuid", "find",
+                         "Controller", f"target=\"{self.controller_target}\""]
+                        ).stdout.split():
+            run(["ovs-vsctl", "--timeout=5", "set", "Controller", uuid, "max_backoff=1000"])
 
     def kill_controller(self):
         """``kill -9`` of the controller (its whole process group); the switch

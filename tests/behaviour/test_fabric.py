@@ -12,6 +12,7 @@ again from LOCAL; a server receives the inner frame.
 """
 
 import ipaddress
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -177,6 +178,36 @@ class FabricLab:
     def syn(self, client, sport, flags="S", dport=80, payload=b""):
         return self.send(client, tcp(client, VIP, sport, dport, flags=flags,
                                      eth_src=mac_of(client), eth_dst=VMAC, payload=payload))
+
+    def spine(self, dpid, up):
+        """A whole switch goes away (its links with it, as ryu.topology reports
+        them) or comes back empty (powered off and on: no flows left)."""
+        links = [link for link in LINKS if link[2] == dpid]
+        if not up:
+            self.manager.switch_disconnected(dpid)
+            for a, ap, b, bp in links:
+                self.manager.link_changed(a, ap, b, bp, False)
+                self.manager.link_changed(b, bp, a, ap, False)
+                self.wires.pop((a, ap), None)
+                self.wires.pop((b, bp), None)
+            self.settle()
+            return
+        sw = self.switches[dpid] = FakeSwitch(dpid=dpid, n_tables=pl.N_TABLES,
+                                              ports=list(LEAVES), clock=self.clock)
+        self.manager.switch_connected(dpid, Datapath(self, dpid), {p: f"p{p}" for p in sw.ports})
+        self.settle()
+        for a, ap, b, bp in links:
+            self.wires[(a, ap)], self.wires[(b, bp)] = (b, bp), (a, ap)
+            self.manager.link_changed(a, ap, b, bp, True)
+            self.manager.link_changed(b, bp, a, ap, True)
+        self.settle()
+
+    def forward_port(self, dpid, host):
+        """The port switch ``dpid``'s FORWARD flow sends frames for ``host`` out of."""
+        flows = [f for f in self.switches[dpid].flows(pl.FORWARD, priority=pl.PRIO_FABRIC)
+                 if f.match.get("eth_dst") == mac_of(host)]
+        assert len(flows) == 1, flows
+        return int(re.search(r"output:(\d+)", flows[0].text()).group(1))
 
     def link(self, a, ap, b, bp, up):
         self.manager.link_changed(a, ap, b, bp, up)
@@ -372,3 +403,51 @@ def test_tunnel_from_clients_on_two_leaves_encapsulates_at_each_clients_edge(tun
     # what crossed the links was outer packets (and no inner frame)
     assert lab.carried and all(p.get("udp_dst") == VXLAN_UDP for p in lab.carried)
     assert lab.unrouted == []           # floods leave by edge ports, never by a VXLAN port
+
+
+def _exchange(lab, client, server, cport, payload):
+    """Client data to the VIP and the server's answer; returns (where the data
+    went, what the client got back)."""
+    there = lab.syn(client, cport, flags="A", payload=payload)
+    back = lab.send(server, tcp(server, client, 80, cport, flags="A", payload=b"ok",
+                                eth_src=mac_of(server), eth_dst=mac_of(client)))
+    return ([(h, p["ipv4_dst"]) for h, p in there],
+            [(h, p["ipv4_src"], p["tcp_src"]) for h, p in back])
+
+
+def test_a_spine_going_down_and_coming_back_breaks_no_connection(fabric):
+    """The spine that carries a NAT connection's path goes away whole: its
+    packets both ways move to the other spine at once (no PacketIn), a new
+    connection works; it comes back empty, gets the fabric's flows again,
+    and the old connection still flows, whichever spine its path takes."""
+    client, server = "10.0.0.1", "10.0.0.12"                 # leaf 1, leaf 3
+    fabric.lvsadm("-A -t 10.0.0.100:80 -s rr")
+    fabric.lvsadm(f"-a -t 10.0.0.100:80 -r {server} -m")
+    assert [h for h, _ in fabric.syn(client, 45000)] == [server]
+    assert _exchange(fabric, client, server, 45000, b"a") == (
+        [(server, server)], [(client, VIP, 80)])
+    uplink = fabric.forward_port(1, server)
+    used = {11: 101, 12: 102}[uplink]
+    other = 203 - used
+    fabric.punts = 0
+    fabric.spine(used, False)
+    assert fabric.forward_port(1, server) == {101: 11, 102: 12}[other]
+    assert fabric.forward_port(3, client) == {101: 11, 102: 12}[other]
+    assert used not in fabric.client.request("GET", "/ipvs/fabric")["switches"]
+    assert _exchange(fabric, client, server, 45000, b"b") == (
+        [(server, server)], [(client, VIP, 80)])
+    assert fabric.punts == 0                                   # rerouted in the switches
+    assert [h for h, _ in fabric.syn(client, 45001)] == [server]   # a new connection
+    assert fabric.punts == 1
+    fabric.spine(used, True)
+    back = fabric.switches[used]
+    assert sorted(f.match["eth_dst"] for f in back.flows(pl.FORWARD, priority=pl.PRIO_FABRIC)) \
+        == sorted(mac_of(ip) for ip in HOSTS)
+    assert sorted(f.match["in_port"] for f in back.flows(pl.CLASSIFY, priority=pl.PRIO_TRANSIT)) \
+        == list(LEAVES)
+    for cport in (45000, 45001):                               # paths may move; nothing breaks
+        assert _exchange(fabric, client, server, cport, b"c") == (
+            [(server, server)], [(client, VIP, 80)])
+    assert [h for h, _ in fabric.syn(client, 45002)] == [server]
+    assert fabric.punts == 2
+    assert len(fabric.manager.director.switches[1].conns) == 3

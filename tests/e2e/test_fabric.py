@@ -96,6 +96,42 @@ def test_a_spine_link_down_during_a_transfer_does_not_break_it(lab):
                10, 0.5, "a new connection through the fabric")
 
 
+def test_a_spine_going_down_during_a_transfer_does_not_break_it(lab):
+    """The spine that carries a long download's path to c1 stops whole (its
+    bridge deleted: the controller sees it leave); the download moves to the
+    other spine and completes, new connections work while it is down; it
+    comes back empty, gets the fabric's flows again, and both keep working."""
+    configure(lab, "-m")
+    size = 6_000_000
+    proc = lab.popen("c1", ["curl", "-sS", "--noproxy", "*", "--limit-rate", "2M", "-o",
+                            "/dev/null", "-w", "%{size_download}", f"http://{VIP}/bytes/{size}"],
+                     description="c1: a long download", stdout=-1, stderr=-1, text=True)
+    conn = wait_until(lambda: next((c for c in lab.connection_table()
+                                    if c["client"] == "10.0.0.1" and not c.get("template")),
+                                   None), 5, 0.1, "the download's connection")
+    # the spine the server's data to c1 crosses (a leaf's ports: 3 to sp1, 4 to sp2)
+    to_client = re.search(r"dl_dst=02:00:0a:00:00:01 actions=output:(\d)",
+                          lab.dump_flows(lab.switch_of(lab.server_by_ip(conn["server"]))))
+    spine = {"3": "sp1", "4": "sp2"}[to_client.group(1)]
+    time.sleep(0.5)
+    lab.switch_down(spine)
+    try:
+        wait_until(lambda: lab.dpid_of(spine) not in lab.fabric()["switches"], 10, 0.2,
+                   f"the controller to see {spine} leave")
+        other = {"sp1": "sp2", "sp2": "sp1"}[spine]
+        assert lab.dump_flows(other).count("priority=150") >= 6       # one per host
+        got = answers(lab, ["c1", "c3"], 3)                          # new connections
+        assert sorted(got) == ["rs1", "rs1", "rs2", "rs2", "rs3", "rs3"]
+    finally:
+        lab.switch_up(spine)
+    assert lab.dump_flows(spine).count("priority=150") >= 6
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert int(out) == size
+    got = answers(lab, ["c1", "c3"], 3)
+    assert sorted(got) == ["rs1", "rs1", "rs2", "rs2", "rs3", "rs3"]
+
+
 @pytest.mark.lab("leafspine_tunnel")
 def test_tunnel_from_clients_on_two_leaves_encapsulates_at_each_clients_edge(lab):
     """l1 (c1) and l2 (c3) each hold a VXLAN port: each encapsulates for its
