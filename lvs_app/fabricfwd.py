@@ -17,6 +17,13 @@ topology.py) the switches form one fabric:
   and holds its flows and template; a NAT reply travels by MAC to the
   client's edge switch (the real server sends it to the client's MAC) and is
   rewritten back there;
+* an IP fragment entering on a link port goes straight to FORWARD (two more
+  CLASSIFY flows per link port, IPv4 and IPv6): it was punted and handled
+  where it entered the fabric (a NAT server's reply fragment is rewritten
+  there, with the connection of the client's edge switch: see
+  director.py), so no switch it only crosses punts it again;
+* a switch with no edge port (a spine) holds no per-VIP flow and no
+  fragment punt at all (vips.py): everything it gets comes by links;
 * broadcasts and frames for unknown hosts are never flooded over links: the
   controller sends them out of every edge port of every switch (no loops,
   no storms);
@@ -34,6 +41,12 @@ from lvs_app import pipeline as pl
 
 CLASSIFY, FORWARD = pl.TABLES[pl.CLASSIFY], pl.TABLES[pl.FORWARD]
 LINK_SETTLE = 3.0        # s after a switch connects before it floods (links not known yet)
+
+
+def transit_fragment_match(port, eth_type):
+    """An IP fragment (first or later) that entered by link port ``port``."""
+    return ofmsg.ordered_match(("in_port", port), ("eth_type", eth_type),
+                               ("ip_frag", (pkt.IP_FRAG_ANY, pkt.IP_FRAG_ANY)))
 
 
 class FabricForwarding:
@@ -102,18 +115,29 @@ class FabricForwarding:
         return out
 
     def _transit_flows(self, dpid):
+        """Each link port's CLASSIFY flows: its frames to REVERSE, its IP
+        fragments (IPv4, IPv6) to FORWARD; a port no longer a link loses them
+        (one non-strict delete by in_port)."""
         wanted = set(self.fabric.link_ports.get(dpid, {}))
         have = self.transit.get(dpid, set())
         cookie = ids.Cookie(ids.KIND_FABRIC).value
         out = []
         for port in have - wanted:
             out.append((dpid, CLASSIFY.delete(ids.cookie_mask(ids.KIND_FABRIC),
-                                              ofmsg.match(in_port=port), pl.PRIO_TRANSIT)))
+                                              ofmsg.match(in_port=port))))
         for port in wanted - have:
             out.append((dpid, CLASSIFY.flow(pl.PRIO_TRANSIT, ofmsg.match(in_port=port),
                                             [ofmsg.goto(pl.REVERSE)], cookie)))
+            for eth_type in (pkt.ETH_IP, pkt.ETH_IPV6):
+                out.append((dpid, CLASSIFY.flow(pl.PRIO_TRANSIT_FRAG, transit_fragment_match(
+                    port, eth_type), [ofmsg.goto(pl.FORWARD)], cookie)))
         self.transit[dpid] = wanted
         return out
+
+    def is_transit(self, dpid):
+        """A switch of an active fabric with no edge port: every frame it gets
+        comes by a link (vips.py gives it no per-VIP flow)."""
+        return self.fabric.active and dpid in self.switches and not self.edge_ports(dpid)
 
     def switch_connected(self, dpid, now):
         self.connected_at[dpid] = now

@@ -79,6 +79,7 @@ class FabricLab:
         self.outbox, self.replies, self.delivered = [], [], []
         self.carried = []            # frames that crossed a link
         self.punts = 0               # PacketIns the director got (not counting ARP)
+        self.punted = []             # ... the switch of each
         for dpid, sw in self.switches.items():
             self.manager.switch_connected(dpid, Datapath(self, dpid), {
                 p: f"vxlan-l{dpid}" if p == VXLAN_PORT else f"p{p}" for p in sw.ports})
@@ -119,6 +120,7 @@ class FabricLab:
                     progressed = True
                     if rec.raw[12:14] != b"\x08\x06":
                         self.punts += 1
+                        self.punted.append(dpid)
                     self.manager.packet_in(dpid, rec.match["in_port"], rec.raw, rec.table_id)
                 for rec in sw.take_flow_removed():
                     progressed = True
@@ -451,3 +453,44 @@ def test_a_spine_going_down_and_coming_back_breaks_no_connection(fabric):
     assert [h for h, _ in fabric.syn(client, 45002)] == [server]
     assert fabric.punts == 2
     assert len(fabric.manager.director.switches[1].conns) == 3
+
+
+def _fragment(src, dst, ip_id, first, eth_dst, sport=5353, dport=53):
+    packet = {"eth_src": mac_of(src), "eth_dst": eth_dst, "eth_type": 0x0800,
+              "ip_proto": 17, "ipv4_src": src, "ipv4_dst": dst, "ip_id": ip_id,
+              "payload": b"x" * 64}
+    if first:
+        packet.update(ip_frag=1, udp_src=sport, udp_dst=dport)
+    else:
+        packet.update(ip_frag=3, frag_offset=1480)
+    return packet
+
+
+def test_a_fragmented_nat_reply_across_leaves_is_punted_once_where_it_enters(fabric):
+    """Fragments cannot be matched by port, so a NAT server's are punted; across
+    the fabric only the switch where they enter (the server's leaf) does it:
+    the controller rewrites them there with the connection the client's edge
+    switch holds, and they cross spines and the client's leaf as any frame.
+    Spines hold no per-VIP flow and no fragment punt."""
+    client, server = "10.0.0.1", "10.0.0.12"                # leaf 1, leaf 3
+    fabric.lvsadm("-A -u 10.0.0.100:53 -s rr")
+    fabric.lvsadm(f"-a -u 10.0.0.100:53 -r {server} -m")
+    fabric.punted.clear()
+    got = fabric.send(client, _fragment(client, VIP, 77, True, VMAC))
+    assert [(h, p["ipv4_dst"], p["udp_dst"]) for h, p in got] == [(server, server, 53)]
+    got = fabric.send(client, _fragment(client, VIP, 77, False, VMAC))
+    assert [(h, p["ipv4_dst"]) for h, p in got] == [(server, server)]
+    assert fabric.punted == [1, 1]                           # at the client's edge
+    fabric.punted.clear()
+    got = fabric.send(server, _fragment(server, client, 900, True, mac_of(client), 53, 5353))
+    assert [(h, p["ipv4_src"], p["udp_src"], p["eth_src"]) for h, p in got] == [
+        (client, VIP, 53, VMAC)]
+    got = fabric.send(server, _fragment(server, client, 900, False, mac_of(client)))
+    assert [(h, p["ipv4_src"], p["eth_src"]) for h, p in got] == [(client, VIP, VMAC)]
+    assert fabric.punted == [3, 3]                           # once each, where it entered
+    for dpid in SPINES:
+        kinds = {ids.Cookie.parse(f.cookie).kind for f in fabric.switches[dpid].flows()}
+        assert not kinds & {ids.KIND_VIP, ids.KIND_FRAG}, dpid
+    for dpid in LEAVES:
+        kinds = {ids.Cookie.parse(f.cookie).kind for f in fabric.switches[dpid].flows()}
+        assert {ids.KIND_VIP, ids.KIND_FRAG} <= kinds, dpid
