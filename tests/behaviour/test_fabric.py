@@ -337,20 +337,79 @@ def test_switch_persistence_across_the_fabric(fabric):
 
 
 def test_a_spine_link_down_reroutes_and_connections_live_on(fabric):
+    """The link a connection's path uses goes down: leaf 1's flow for the
+    server's MAC moves to the other uplink (and the spine's towards leaf 1
+    goes away), the connection's packets arrive without a PacketIn; up again,
+    then the other uplink down: back on the first."""
+    client, server = "10.0.0.1", "10.0.0.12"
+    fabric.lvsadm("-A -t 10.0.0.100:80 -s rr")
+    fabric.lvsadm(f"-a -t 10.0.0.100:80 -r {server} -m")
+    fabric.syn(client, 42000)
+    first = fabric.forward_port(1, server)
+    spine = {11: 101, 12: 102}
+    second = 23 - first                                      # the other uplink, 11 or 12
+    fabric.punts = 0
+    fabric.link(1, first, spine[first], 1, False)            # the link the path used
+    assert fabric.forward_port(1, server) == second
+    # the spine that lost leaf 1 reaches it the long way, through another leaf;
+    # the other spine by its port to leaf 1
+    assert fabric.forward_port(spine[first], client) in (2, 3)
+    assert fabric.forward_port(spine[second], client) == 1
+    got = fabric.syn(client, 42000, flags="A", payload=b"more")
+    assert [h for h, _ in got] == [server]
+    assert fabric.punts == 0
+    fabric.link(1, first, spine[first], 1, True)
+    fabric.link(1, second, spine[second], 1, False)
+    assert fabric.forward_port(1, server) == first
+    got = fabric.syn(client, 42000, flags="A", payload=b"again")
+    assert [h for h, _ in got] == [server]
+    assert fabric.punts == 0
+    # and a new connection works too
+    assert [h for h, _ in fabric.syn(client, 42001)] == [server]
+    assert fabric.punts == 1
+
+
+def test_equal_cost_next_hops_spread_by_the_destination_and_never_change_by_chance(fabric):
+    """A leaf's two uplinks are equally short: each destination MAC picks one
+    by its hash (zlib.crc32, not Python's salted hash()), the same on every
+    call, in a fabric built in another order and after a restart; many
+    destinations use both."""
+    from lvs_app.topology import Fabric
+
+    def build(links):
+        f = Fabric()
+        for a, ap, b, bp in links:
+            f.add_link(a, ap, b, bp)
+            f.add_link(b, bp, a, ap)
+        return f
+
+    one, other = build(LINKS), build(list(reversed(LINKS)))
+    macs = [bytes([2, 0, 10, 0, i // 256, i % 256]) for i in range(200)]
+    picks = [one.next_hop(1, 3, mac) for mac in macs]
+    assert picks == [one.next_hop(1, 3, mac) for mac in macs]          # every call
+    assert picks == [other.next_hop(1, 3, mac) for mac in macs]        # any build order
+    assert one.next_hops(1, 3) == [11, 12]
+    assert 70 <= picks.count(11) <= 130 and picks.count(11) + picks.count(12) == 200
+    # spines have one shortest next hop to a leaf: no choice there
+    assert {one.next_hop(101, 3, mac) for mac in macs} == {3}
+    # the installed flows follow it: leaf 1's uplink for each remote host
+    for ip, (leaf, _) in HOSTS.items():
+        if leaf != 1:
+            mac = bytes.fromhex(mac_of(ip).replace(":", ""))
+            assert fabric.forward_port(1, ip) == one.next_hop(1, leaf, mac)
+    assert {fabric.forward_port(1, ip) for ip, (leaf, _) in HOSTS.items() if leaf != 1} \
+        == {11, 12}
+
+
+def test_vip_arp_is_answered_by_the_clients_edge_switch_and_crosses_no_link(fabric):
     fabric.lvsadm("-A -t 10.0.0.100:80 -s rr")
     fabric.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.12 -m")
-    fabric.syn("10.0.0.1", 42000)
-    # the path leaf1 -> leaf3 goes over one spine; take every link of leaf 1 but one down
-    fabric.link(1, 11, 101, 1, False)
-    got = fabric.syn("10.0.0.1", 42000, flags="A", payload=b"more")
-    assert [h for h, _ in got] == ["10.0.0.12"]
-    assert fabric.switches[102].flows(pl.FORWARD)           # now through spine 102
-    fabric.link(1, 11, 101, 1, True)
-    fabric.link(1, 12, 102, 1, False)
-    got = fabric.syn("10.0.0.1", 42000, flags="A", payload=b"again")
-    assert [h for h, _ in got] == ["10.0.0.12"]
-    # and a new connection works too
-    assert [h for h, _ in fabric.syn("10.0.0.1", 42001)] == ["10.0.0.12"]
+    for client in ("10.0.0.1", "10.0.0.2"):
+        fabric.carried.clear()
+        got = fabric.send(client, arp_request(client, VIP, sha=mac_of(client)))
+        assert [(h, p["arp_op"], p["arp_spa"], p["arp_sha"], p["eth_src"]) for h, p in got] \
+            == [(client, 2, VIP, VMAC, VMAC)]
+        assert fabric.carried == []                    # answered at the edge, nothing flooded
 
 
 def test_a_frame_from_a_link_is_never_scheduled_by_a_transit_switch(fabric):
