@@ -29,7 +29,15 @@ topology.py) the switches form one fabric:
   no storms);
 * when a link or switch goes or comes, every switch's flows for every host
   are recomputed and replaced in one batch; connections live on, since
-  their rewrite state is at the edges.
+  their rewrite state is at the edges;
+* after a controller restart the fabric's flows are read back with the rest
+  (recovery.py): each per-host flow names a (switch, port) where its host
+  may live; once the links are known again, the one that is not a link is
+  where the host lives, so hosts are placed again without any traffic and
+  every switch's flows are recomputed for the fabric as it is now (a link
+  lost while the controller was away is routed around, its port's transit
+  flows deleted).  Without ``--observe-links`` the fabric's flows are stale:
+  they are deleted.
 
 Pure: handlers return ``(dpid, message)`` pairs.
 """
@@ -59,6 +67,10 @@ class FabricForwarding:
         self.expected = False           # --observe-links: links will be reported
         self.connected_at = {}          # dpid -> when it connected (flood hold-down)
         self.transit = {}               # dpid -> link ports with a CLASSIFY transit flow
+        # MAC -> {(dpid, port)}: per-host flows read back after a restart, where
+        # the host may live (placed by resync once the links say which)
+        self.recovered = {}
+        self.were_links = {}            # dpid -> ports with transit flows when read back
 
     @property
     def active(self):
@@ -72,6 +84,7 @@ class FabricForwarding:
         if self.location.get(mac) == (dpid, port):
             return []
         self.location[mac] = (dpid, port)
+        self.recovered.pop(mac, None)
         return self.host_flows(mac)
 
     def host_flows(self, mac):
@@ -107,6 +120,7 @@ class FabricForwarding:
         for mac in [m for m, (d, p) in self.location.items()
                     if d not in self.switches or self.fabric.is_link(d, p)]:
             del self.location[mac]
+        self._place_recovered()
         out = []
         for dpid in self.switches:
             out += self._transit_flows(dpid)
@@ -139,14 +153,58 @@ class FabricForwarding:
         comes by a link (vips.py gives it no per-VIP flow)."""
         return self.fabric.active and dpid in self.switches and not self.edge_ports(dpid)
 
+    # -- after a restart ----------------------------------------------------------------------
+    def recover(self, dpid, flows):
+        """The fabric's flows of a (re)connected switch, read back (flow
+        statistics, see recovery.py): its link ports with all three transit
+        flows (not sent again; resync deletes those that are no links now),
+        and where each per-host flow says its host may be.  Without links to
+        come (no ``--observe-links``) they are stale: deleted."""
+        if not flows:
+            return []
+        if not self.expected:
+            return [(dpid, ofmsg.flow_delete(ids.cookie_mask(ids.KIND_FABRIC)))]
+        ports = {}
+        for flow in flows:
+            if flow.table_id == pl.CLASSIFY and "in_port" in flow.match:
+                port = flow.match["in_port"]
+                ports[port] = ports.get(port, 0) + 1
+            elif flow.table_id == pl.FORWARD and "eth_dst" in flow.match:
+                port = next((a.port for inst in flow.instructions
+                             for a in getattr(inst, "actions", ()) if hasattr(a, "port")), None)
+                if port is not None:
+                    self.recovered.setdefault(pkt.mac_bytes(flow.match["eth_dst"]), set()).add(
+                        (dpid, port))
+        self.transit[dpid] = {port for port, n in ports.items() if n == 3}
+        self.were_links[dpid] = set(ports)
+        return []
+
+    def _place_recovered(self):
+        """A host read back and not learned since lives where exactly one of its
+        flows points at a port that is no link, and was none (a transit
+        switch's flow points at a link, the host's own switch's at the host;
+        while links are still being found more than one may: it waits, and
+        traffic from the host places it as ever)."""
+        for mac, where in list(self.recovered.items()):
+            where = {(d, p) for d, p in where
+                     if d in self.switches and not self.fabric.is_link(d, p)
+                     and p not in self.were_links.get(d, ())}
+            self.recovered[mac] = where
+            if not where:
+                del self.recovered[mac]
+            elif len(where) == 1 and mac not in self.location:
+                self.location[mac] = next(iter(where))
+
     def switch_connected(self, dpid, now):
         self.connected_at[dpid] = now
         self.transit.pop(dpid, None)
+        self.were_links.pop(dpid, None)
         self.fabric.add_switch(dpid)
 
     def switch_gone(self, dpid):
         self.connected_at.pop(dpid, None)
         self.transit.pop(dpid, None)
+        self.were_links.pop(dpid, None)
         self.fabric.remove_switch(dpid)
 
     # -- frames the switches could not forward ---------------------------------------------

@@ -553,3 +553,57 @@ def test_a_fragmented_nat_reply_across_leaves_is_punted_once_where_it_enters(fab
     for dpid in LEAVES:
         kinds = {ids.Cookie.parse(f.cookie).kind for f in fabric.switches[dpid].flows()}
         assert {ids.KIND_VIP, ids.KIND_FRAG} <= kinds, dpid
+
+
+def _restart(lab, observe_links=True):
+    """A new controller (the old one killed): the switches keep their flows and
+    connect to it; it reads them back.  No link is reported yet."""
+    lab.manager = Manager(clock=lambda: lab.clock.now, strict=True)
+    lab.manager.director.fabricfwd.expected = observe_links      # --observe-links
+    lab.client = InProcessClient(RestApp(lab.manager.api), lab.settle)
+    for dpid, sw in lab.switches.items():
+        lab.manager.switch_connected(dpid, Datapath(lab, dpid), {p: f"p{p}" for p in sw.ports})
+    lab.settle()
+
+
+def test_a_restarted_controller_rederives_the_fabric_from_its_flows(fabric):
+    """The link leaf 1 - spine 101 dies while the controller is away.  The new
+    one reads the fabric's flows back: hosts keep reaching each other before
+    any link is known; once LLDP reports the links (not the dead one), every
+    host is placed again without sending anything, leaf 1's flows leave by
+    its other uplink, and the dead link's transit flows are deleted."""
+    assert fabric.forward_port(1, "10.0.0.2") == 11           # through spine 101
+    fabric.wires.pop((1, 11))
+    fabric.wires.pop((101, 1))
+    _restart(fabric)
+    got = fabric.send("10.0.0.12", tcp("10.0.0.12", "10.0.0.13", 5000, 22, eth_src=mac_of(
+        "10.0.0.12"), eth_dst=mac_of("10.0.0.13")))               # the old flows carry it
+    assert [h for h, _ in got] == ["10.0.0.13"]
+    fabric.punts = 0
+    for a, ap, b, bp in LINKS:
+        if (a, ap) != (1, 11):
+            fabric.manager.link_changed(a, ap, b, bp, True)
+            fabric.manager.link_changed(b, bp, a, ap, True)
+    fabric.settle()
+    view = fabric.client.request("GET", "/ipvs/fabric")
+    assert {mac: tuple(where) for mac, where in view["hosts"].items()} == {
+        mac_of(ip): where for ip, where in HOSTS.items()}
+    assert fabric.punts == 0                                    # placed from the flows
+    for ip, (leaf, _) in HOSTS.items():
+        if leaf != 1:
+            assert fabric.forward_port(1, ip) == 12, ip
+    assert fabric.forward_port(101, "10.0.0.1") != 1
+    assert sorted(f.match["in_port"] for f in fabric.switches[1].flows(
+        pl.CLASSIFY, priority=pl.PRIO_TRANSIT)) == [12]
+    assert sorted(f.match["in_port"] for f in fabric.switches[101].flows(
+        pl.CLASSIFY, priority=pl.PRIO_TRANSIT)) == [2, 3]
+    for src, dst in (("10.0.0.1", "10.0.0.13"), ("10.0.0.13", "10.0.0.1"),
+                     ("10.0.0.1", "10.0.0.2")):
+        got = fabric.send(src, tcp(src, dst, 5001, 22, eth_src=mac_of(src), eth_dst=mac_of(dst)))
+        assert [h for h, _ in got] == [dst], (src, dst)
+
+
+def test_a_controller_restarted_without_observe_links_deletes_the_fabrics_flows(fabric):
+    _restart(fabric, observe_links=False)
+    for dpid, sw in fabric.switches.items():
+        assert not [f for f in sw.flows() if ids.Cookie.parse(f.cookie).kind == ids.KIND_FABRIC]

@@ -134,6 +134,23 @@ def test_a_spine_going_down_during_a_transfer_does_not_break_it(lab):
     assert sorted(got) == ["rs1", "rs1", "rs2", "rs2", "rs3", "rs3"]
 
 
+def test_a_restarted_controller_places_the_hosts_from_the_fabrics_flows(lab):
+    """kill -9 of the controller and a new one: it reads the fabric's flows
+    back and, once LLDP has found the links, knows where every host lives
+    without waiting for their traffic; NAT across the fabric works on (the
+    service table given again: this lab keeps no rules file)."""
+    configure(lab, "-m")
+    assert len(lab.fabric()["hosts"]) >= 6          # the earlier tests' traffic
+    lab.kill_controller()
+    lab.restart_controller()                         # every switch read back, links known
+    macs = {lab.mac(h) for h in lab.clients + lab.servers}
+    wait_until(lambda: macs <= set(lab.fabric()["hosts"]), 3, 0.1,
+               "every host placed from the flows read back")
+    configure(lab, "-m")                  # this lab has no rules file: the table anew
+    got = answers(lab, ["c1", "c3"], 3)
+    assert sorted(got) == ["rs1", "rs1", "rs2", "rs2", "rs3", "rs3"]
+
+
 @pytest.mark.lab("leafspine_tunnel")
 def test_tunnel_from_clients_on_two_leaves_encapsulates_at_each_clients_edge(lab):
     """l1 (c1) and l2 (c3) each hold a VXLAN port: each encapsulates for its
