@@ -177,7 +177,8 @@ class FabricForwarding:
                         (dpid, port))
         self.transit[dpid] = {port for port, n in ports.items() if n == 3}
         self.were_links[dpid] = set(ports)
-        return []
+        # links found before these flows were read: place the hosts now
+        return self.resync() if self.fabric.active else []
 
     def _place_recovered(self):
         """A host read back and not learned since lives where exactly one of its

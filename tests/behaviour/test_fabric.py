@@ -607,3 +607,32 @@ def test_a_controller_restarted_without_observe_links_deletes_the_fabrics_flows(
     _restart(fabric, observe_links=False)
     for dpid, sw in fabric.switches.items():
         assert not [f for f in sw.flows() if ids.Cookie.parse(f.cookie).kind == ids.KIND_FABRIC]
+
+
+def test_hosts_are_placed_from_flows_read_back_after_the_links_were_found(fabric):
+    """The links are known again before a switch's flows are read back (its
+    flow statistics came late): its hosts are placed when they come."""
+    leaf3 = fabric.switches[3]
+    fabric.manager = Manager(clock=lambda: fabric.clock.now, strict=True)
+    fabric.manager.director.fabricfwd.expected = True
+    fabric.client = InProcessClient(RestApp(fabric.manager.api), fabric.settle)
+    held = []
+    for dpid, sw in fabric.switches.items():
+        datapath = Datapath(fabric, dpid)
+        if dpid == 3:                          # its flow statistics wait
+            datapath.send_msg = lambda msg, real=datapath.send_msg: (
+                held.append(msg) if type(msg).__name__ == "OFPFlowStatsRequest"
+                else real(msg))
+        fabric.manager.switch_connected(dpid, datapath, {p: f"p{p}" for p in sw.ports})
+    fabric.settle()
+    for a, ap, b, bp in LINKS:
+        fabric.manager.link_changed(a, ap, b, bp, True)
+        fabric.manager.link_changed(b, bp, a, ap, True)
+    fabric.settle()
+    hosts = fabric.client.request("GET", "/ipvs/fabric")["hosts"]
+    assert mac_of("10.0.0.12") not in hosts and mac_of("10.0.0.1") in hosts
+    fabric.replies.append(("flows", 3, held[0].xid, leaf3.flow_stats(held[0])))
+    fabric.settle()
+    hosts = fabric.client.request("GET", "/ipvs/fabric")["hosts"]
+    assert {mac: tuple(where) for mac, where in hosts.items()} == {
+        mac_of(ip): where for ip, where in HOSTS.items()}
