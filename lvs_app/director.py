@@ -90,6 +90,7 @@ class Director:
         self.traffic = None      # lvs_app.stats.TrafficCounters: packets it forwards itself
         self.fabric = Fabric()   # the switches and their links (topology.py)
         self.fabricfwd = FabricForwarding(self.fabric, self.switches)
+        self.vips.is_transit = self.fabricfwd.is_transit
 
     @property
     def index(self):
@@ -144,7 +145,10 @@ class Director:
         active = self.fabric.active
         self.hosts.flood_ports = self.fabricfwd.edge_ports if active else None
         self.hosts.is_link = self.fabric.is_link if active else None
-        return self.fabricfwd.resync()
+        out = self.fabricfwd.resync()
+        for sw in self.switches.values():     # a switch may have become (or ceased
+            out += self.vips.sync(sw)          # to be) transit: its per-VIP flows
+        return out
 
     def fabric_view(self, now):
         """Switches, links, hosts; ``settled``: every switch may flood (its links
@@ -210,9 +214,17 @@ class Director:
 
     def _reply_fragment(self, sw, in_port, data, p, now):
         """A first fragment from a NAT real server: rewritten back if it belongs
-        to a connection, else forwarded as it is."""
-        conn = self.conns.nat_reply(sw, PROTO_NAMES.get(p.proto), p.ip_src, p.sport, p.ip_dst,
-                                    p.dport)
+        to a connection, else forwarded as it is.  In a fabric it is punted
+        where it enters (the server's edge switch), and its connection lives
+        at the client's edge switch, where the client's MAC is: it is
+        rewritten here with that connection, then crosses the fabric as any
+        frame (fragments from links are not punted again, fabricfwd.py)."""
+        key = (PROTO_NAMES.get(p.proto), p.ip_src, p.sport, p.ip_dst, p.dport)
+        conn = self.conns.nat_reply(sw, *key)
+        if conn is None and self.fabric.active:
+            edge = self.switches.get(self.fabricfwd.location.get(p.eth_dst, (None,))[0])
+            if edge is not None and edge is not sw:
+                conn = self.conns.nat_reply(edge, *key)
         if conn is None or conn.nodest:
             return self._l2_in(sw, in_port, data, p, now)
         return [(sw.dpid, ofmsg.packet_out(in_port, self.flows.reverse_packet_actions(conn),

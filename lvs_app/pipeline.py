@@ -11,7 +11,9 @@ and the director's own punts) come from the declaration too.
 
 Tables (OpenFlow 1.3, Open vSwitch)::
 
-  0 CLASSIFY   a frame from a fabric link -> REVERSE (transit: no punts);
+  0 CLASSIFY   an IP fragment from a fabric link -> FORWARD (it was handled
+               where it entered the fabric); any other frame from a link ->
+               REVERSE (transit: no punts);
                ARP (IPv6: Neighbor Solicitations) for a VIP, ARP replies
                (Neighbor Advertisements) to the director -> controller;
                ARP for and IPv4 to the health-check address -> controller;
@@ -43,6 +45,7 @@ CLASSIFY, SERVICE, REVERSE, FORWARD = 0, 1, 2, 3
 PRIO_ARP = 300          # CLASSIFY: ARP/NS for a VIP / ARP replies and NAs to the director
 PRIO_HEALTH = 350       # CLASSIFY: IPv4 to the health-check address (probe replies)
 PRIO_TRANSIT = 600      # CLASSIFY: a frame from a fabric link -> REVERSE (see fabricfwd.py)
+PRIO_TRANSIT_FRAG = 610  # CLASSIFY: an IP fragment from a fabric link -> FORWARD
 PRIO_FABRIC = 150       # FORWARD: a host's flow on every switch of the fabric
 PRIO_VIP = 200          # CLASSIFY: IPv4/IPv6 to VIP + virtual MAC
 PRIO_FRAG = 500         # SERVICE/REVERSE: IP fragments to a VIP / from a NAT server
@@ -161,9 +164,10 @@ class Table:
 
 TABLES = {
     CLASSIFY: Table(
-        CLASSIFY, "classify", _L2 | _ARP | _IP | _ND, frozenset(), frozenset(),
-        frozenset({SERVICE, REVERSE}), {"arp": PRIO_ARP, "health": PRIO_HEALTH, "vip": PRIO_VIP,
-                                        "transit": PRIO_TRANSIT, "miss": PRIO_MISS},
+        CLASSIFY, "classify", _L2 | _ARP | _IP | _ND, frozenset({"ip_frag"}), frozenset(),
+        frozenset({SERVICE, REVERSE, FORWARD}),
+        {"arp": PRIO_ARP, "health": PRIO_HEALTH, "vip": PRIO_VIP, "transit": PRIO_TRANSIT,
+         "transit-frag": PRIO_TRANSIT_FRAG, "miss": PRIO_MISS},
         frozenset({ids.KIND_BASE, ids.KIND_VIP, ids.KIND_FABRIC}), REVERSE),
     SERVICE: Table(
         SERVICE, "service", _L2 | _IP,

@@ -24,7 +24,10 @@ settles the entry as usual.
 What the current service table no longer has (a service or server deleted
 while the controller was away, a persistence netmask changed, a flow of
 another pipeline version) is deleted from the switch; what it has and the
-switch lacks (base, VIP and fragment flows) is installed.
+switch lacks (base, VIP and fragment flows) is installed.  A fabric's flows
+(link-port transit flows, per-host forwarding) tell where hosts live; the
+fabric re-derives its flows from them once the links are known again
+(fabricfwd.py).
 """
 
 import logging
@@ -103,7 +106,7 @@ class Recovery:
         d = self.director
         base = d.meters.mods(meters) + pl.base_flows(d.meters, d.health_source)
         out = [(sw.dpid, m) for m in base]
-        conns, templates, vips, hot = [], [], {}, []
+        conns, templates, vips, hot, fabric = [], [], {}, [], []
         for flow in flows:
             cookie = idmod.Cookie.parse(flow.cookie)
             if cookie is None:
@@ -130,6 +133,8 @@ class Recovery:
                 templates.append((flow, cookie, False))
             elif cookie.kind in (idmod.KIND_TEMPLATE_SYN, idmod.KIND_TEMPLATE_NAT):
                 hot.append(flow)
+            elif cookie.kind == idmod.KIND_FABRIC:
+                fabric.append(flow)
         for flow, cookie, old in templates:
             out += self._template(sw, flow, cookie, old, now)
         out += self._hot_flows(sw, hot)
@@ -138,6 +143,7 @@ class Recovery:
         out += self._reverse_flows(sw)
         sw.vips = {(vip, tcp, udp) for vip, (tcp, udp) in vips.items()}
         out += d.vips.sync(sw)
+        out += d.fabricfwd.recover(sw.dpid, fabric)     # placed once links are known
         out += d.resolve_servers([sw], now)
         LOG.info("lvs_app: switch %016x: recovered %d connections and %d templates from %d "
                  "flows", sw.dpid, len(sw.conns), len(sw.templates), len(flows))

@@ -8,6 +8,10 @@ see lifecycle.py) or the new-datagram punt (UDP), and the fragment punt; for eve
 switch remembers what it holds (``sw.vips``, ``sw.fragment_flows``, also as
 read back by recovery.py), so a table change adds and removes only the
 difference.
+
+A transit switch of a fabric (no edge port: every frame it gets comes by a
+link, see fabricfwd.py) holds none of them: frames from links skip these
+tables, so they could only punt what the switch merely carries.
 """
 
 from lvs_app import ids as idmod
@@ -26,11 +30,14 @@ class VipFlows:
         self.config = config         # the DirectorAPI (read only)
         self.services = services     # callable() -> the current ServiceIndex
         self.meters = meters         # pipeline.PuntMeters
+        self.is_transit = lambda dpid: False   # the fabric's (fabricfwd.py) says
 
     def sync(self, sw):
-        """Install/remove the per-VIP classifier and punt flows to match the table."""
-        wanted = {(vip, "tcp" in protos, "udp" in protos)
-                  for vip, protos in self.services().vips.items()}
+        """Install/remove the per-VIP classifier and punt flows to match the
+        table (none on a transit switch)."""
+        transit = self.is_transit(sw.dpid)
+        wanted = set() if transit else {(vip, "tcp" in protos, "udp" in protos)
+                                        for vip, protos in self.services().vips.items()}
         out = []
         cookie = idmod.Cookie(idmod.KIND_VIP).value
         for vip, tcp, udp in sw.vips - wanted:
@@ -48,16 +55,16 @@ class VipFlows:
                     inst = ofmsg.punt(self.meters.service)      # new connections
                 out.append(table.flow(prio, match, inst, cookie))
         sw.vips = wanted
-        return [(sw.dpid, m) for m in out] + self._sync_fragments(sw)
+        return [(sw.dpid, m) for m in out] + self._sync_fragments(sw, transit)
 
-    def _sync_fragments(self, sw):
+    def _sync_fragments(self, sw, transit=False):
         """Fragments to each VIP and from each NAT real server go to the
         controller (see fragments.py), above every flow that matches ports."""
-        wanted = {(pl.SERVICE, vip) for vip in self.services().vips}
-        wanted |= {(pl.REVERSE, int(server.address))
-                   for service in self.config.table.services.values()
-                   for server in service.servers
-                   if method_of(server).reverse_nat}
+        wanted = set() if transit else {(pl.SERVICE, vip) for vip in self.services().vips}
+        wanted |= set() if transit else {(pl.REVERSE, int(server.address))
+                                         for service in self.config.table.services.values()
+                                         for server in service.servers
+                                         if method_of(server).reverse_nat}
         out = []
         cookie = idmod.Cookie(idmod.KIND_FRAG).value
         for table_id, ip in sw.fragment_flows - wanted:

@@ -9,15 +9,20 @@
     sudo .venv/bin/python mininet/lab.py droute --restart-demo          # kill -9, restart
     sudo .venv/bin/python mininet/lab.py droute --ha --restart-demo     # kill -9 of the master
     sudo .venv/bin/python mininet/lab.py leafspine --cli    # five switches, --observe-links
+    sudo .venv/bin/python mininet/lab.py leafspine --demo   # NAT across the fabric, flows per switch
+    sudo .venv/bin/python mininet/lab.py leafspine_tunnel --demo   # VXLAN from two leaves
     sudo .venv/bin/python mininet/lab.py nat --ipv6 --demo  # dual-stack: also the IPv6 VIP
 
 The controller is ``ryu-manager lvs_app`` unless ``--controller-cmd`` says
 otherwise (a command with the placeholders {venv} {repo} {of_port}
 {rest_port}, or ``simple_switch_13`` for Ryu's learning switch).  The
 topology's lvsadm commands are applied when the controller is lvs_app.
-A fabric (``leafspine``) starts lvs_app with the topology's controller
-arguments (``--observe-links``); Ryu's learning switch is refused there (it
-floods, and the fabric has loops).
+A fabric (``leafspine``, ``leafspine_tunnel``) starts lvs_app with the
+topology's controller arguments (``--observe-links``); Ryu's learning switch
+is refused there (it floods, and the fabric has loops).  Its ``--demo`` also
+prints each switch's flows: how many, and how many match transport ports
+(per connection): the clients' leaves hold those, the spines and the
+servers' leaf none.
 ``--ipv6`` makes the lab dual-stack (one-switch topologies): every host and
 the VIP also get the IPv6 twin of their IPv4 address (a.b.c.d ->
 fd00::a:b:c:d), the servers listen on IPv6 too, and with lvs_app the IPv6
@@ -115,7 +120,7 @@ def describe(lab):
               f"(MAC {topo['vip_mac']})")
         for sw in lab.switch_specs:
             tunnel = (f", tunnel source {sw['tunnel_ip']} on LOCAL, "
-                      f"{lvslab.VXLAN_PORT_NAME} = port {lvslab.VXLAN_OFPORT}"
+                      f"{lab.vxlan_port_name(sw['name'])} = port {lvslab.VXLAN_OFPORT}"
                       if "tunnel_ip" in sw else "")
             print(f"  {sw['name']:<5} dpid {sw['dpid']:<4} {sw['role']}{tunnel}")
         print("links: " + ", ".join(
@@ -176,7 +181,22 @@ def demo(lab, requests, director):
         proc = lab.lvsadm(*args, check=False)
         show("lvsadm " + " ".join(args), proc.stdout + proc.stderr)
         failures += proc.returncode != 0
+    if lab.multi_switch:
+        show("flows per switch (all / matching transport ports, i.e. per connection)",
+             fabric_flows(lab))
     return failures
+
+
+def fabric_flows(lab):
+    """One line per switch: its flows, and those that match transport ports."""
+    lines = []
+    for spec in lab.switch_specs:
+        flows = [line for line in lab.dump_flows(spec["name"]).splitlines()
+                 if "actions=" in line]
+        per_conn = sum(1 for line in flows if re.search(r"\b(tp|tcp|udp)_(src|dst)=", line))
+        lines.append(f"{spec['name']:<5} {spec['role']:<6} {len(flows):>4} flows, "
+                     f"{per_conn:>3} per connection")
+    return "\n".join(lines)
 
 
 # -s pcc with the lab's forwarding method: the seed's commands verbatim for

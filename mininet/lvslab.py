@@ -55,7 +55,10 @@ What this machine needs (see DESIGN.md, "This machine and Open vSwitch"):
   code routes the outer packet with its own copy of the host's routing table,
   so the bridge's LOCAL port gets an address in the lab subnet
   (``switch.tunnel_ip``), and the encapsulated frame then enters the same
-  bridge again with ``in_port=LOCAL`` (see :data:`VXLAN_RECIPE`).
+  bridge again with ``in_port=LOCAL`` (see :data:`VXLAN_RECIPE`).  In a
+  fabric each leaf with a ``tunnel_ip`` gets a VXLAN port of its own, and
+  its outer packets a mark and an OVS route of their own (every bridge shares
+  one ovs-vswitchd and one routing table; see :data:`FABRIC_VXLAN_RECIPE`).
 
 Cleaning up: a lab records what it creates (bridges, processes with their
 command lines) in ``/run/lvslab/state.json`` and holds ``/run/lvslab/lock``
@@ -91,26 +94,26 @@ from lvslab_procs import (
     free_tcp_port, remove_leftovers, run, stop_process, tcp_listening, wait_or_raise,
     wait_until)
 from lvslab_topology import (
-    DEFAULT_HTTP_PORTS, DR_RECIPE, FABRIC_CONTROLLER_ARGS, IPV6_NETWORK, LVSADM_METHOD_FLAGS,
-    METHODS, NAT_RECIPE, TOPOLOGIES, VXLAN_DEVICE, VXLAN_OFPORT, VXLAN_PORT_NAME, VXLAN_RECIPE,
-    VXLAN_UDP_PORT, AddressPlan, TopologyError, check_ipv6, controller_args_of,
-    host_setup_commands, ipv6_lvsadm, ipv6_of, load_topology, mac_for, topology_names,
-    vip_mac_for)
+    DEFAULT_HTTP_PORTS, DR_RECIPE, FABRIC_CONTROLLER_ARGS, FABRIC_VXLAN_RECIPE, IPV6_NETWORK,
+    LVSADM_METHOD_FLAGS, METHODS, NAT_RECIPE, TOPOLOGIES, VXLAN_DEVICE, VXLAN_OFPORT,
+    VXLAN_PORT_NAME, VXLAN_RECIPE, VXLAN_UDP_PORT, AddressPlan, TopologyError, check_ipv6,
+    controller_args_of, host_setup_commands, ipv6_lvsadm, ipv6_of, load_topology, mac_for,
+    topology_names, vip_mac_for)
 
 # What ``import lvslab`` gives: the names callers used before the lab was
 # split into modules, and Lab.
 __all__ = [
     "CURL_FTP_MODES", "DEFAULT_HTTP_PORTS", "DR_RECIPE", "FABRIC_CONTROLLER_ARGS",
-    "FTPLIB_CLIENT", "FTP_DATA_PORT", "FTP_PASSIVE_PORTS", "FTP_PORT", "FTP_SERVER",
-    "HTTP_SERVER", "IPV6_NETWORK", "LOG_BENIGN_PATTERNS", "LOG_ERROR_PATTERNS", "LOG_ROOT",
-    "LVSADM_METHOD_FLAGS", "LVS_APP_CMD", "METHODS", "NAT_RECIPE", "OVS_LOG", "REPO", "RUN_DIR",
-    "SIMPLE_SWITCH_13_CMD", "SYSTEM_PYTHON", "TLS_PORT", "TOPOLOGIES", "VENV", "VENV_PYTHON",
-    "VIP_FTP_HINT", "VXLAN_DEVICE", "VXLAN_OFPORT", "VXLAN_PORT_NAME", "VXLAN_RECIPE",
-    "VXLAN_UDP_PORT", "CommandError", "FabricUnavailable", "FtpResult", "Lab", "LabError",
-    "TlsResult", "TopologyError", "check_ipv6", "controller_args_of", "environment_problem",
-    "find_log_errors", "free_tcp_port", "ipv6_lvsadm", "ipv6_of", "load_topology", "mac_for",
-    "run", "stop_process", "tcp_listening", "topology_names", "url_host", "vip_mac_for",
-    "wait_until",
+    "FABRIC_VXLAN_RECIPE", "FTPLIB_CLIENT", "FTP_DATA_PORT", "FTP_PASSIVE_PORTS", "FTP_PORT",
+    "FTP_SERVER", "HTTP_SERVER", "IPV6_NETWORK", "LOG_BENIGN_PATTERNS", "LOG_ERROR_PATTERNS",
+    "LOG_ROOT", "LVSADM_METHOD_FLAGS", "LVS_APP_CMD", "METHODS", "NAT_RECIPE", "OVS_LOG",
+    "REPO", "RUN_DIR", "SIMPLE_SWITCH_13_CMD", "SYSTEM_PYTHON", "TLS_PORT", "TOPOLOGIES",
+    "VENV", "VENV_PYTHON", "VIP_FTP_HINT", "VXLAN_DEVICE", "VXLAN_OFPORT", "VXLAN_PORT_NAME",
+    "VXLAN_RECIPE", "VXLAN_UDP_PORT", "CommandError", "FabricUnavailable", "FtpResult", "Lab",
+    "LabError", "TlsResult", "TopologyError", "check_ipv6", "controller_args_of",
+    "environment_problem", "find_log_errors", "free_tcp_port", "ipv6_lvsadm", "ipv6_of",
+    "load_topology", "mac_for", "run", "stop_process", "tcp_listening", "topology_names",
+    "url_host", "vip_mac_for", "wait_until",
 ]
 
 LOG_ROOT = REPO / "lab-logs"
@@ -258,6 +261,7 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
         self.ports = {}               # host name (or vxlan0) -> OpenFlow port on its switch
         self.link_port_map = {}       # (switch a, switch b) of a link -> (port on a, port on b)
         self._links_down = set()      # frozenset({a, b}) of links link_down() took down
+        self._switches_down = set()   # switches switch_down() stopped
         # what start() learned about the controller's view of a fabric (GET
         # /ipvs/fabric), in words; None for one switch
         self.fabric_status = None
@@ -363,6 +367,7 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
         setLogLevel(self.mn_log_level)
         topo = self.topology
         self.ports, self.link_port_map, self._links_down = {}, {}, set()
+        self._switches_down = set()
         self.fabric_status = None
         subnet = ipaddress.IPv4Network(topo["subnet"])
         net = Mininet(controller=None, switch=OVSSwitch, autoSetMacs=False,
@@ -409,20 +414,37 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
         if self.of_tls:
             self.of_tls.switch_setup()
         net.start()
-        # reconnect within a second when the controller restarts (OVS backs off
-        # up to 8 s by default)
+        self._controller_backoff()
+        self.processes.add_pids((f"host {host.name}", host.pid) for host in net.hosts)
+        for tunnel in self.tunnel_switches:      # s1 in a one-switch lab
+            name = self.vxlan_port_name(tunnel["name"])
+            self.ports[name] = VXLAN_OFPORT
+            if self.multi_switch:
+                # a fabric's leaves (FABRIC_VXLAN_RECIPE): the mark picks each
+                # leaf's own route for its outer packets; a receive key of its
+                # own tells the ports apart (OVS refuses a second port of the
+                # same receive configuration)
+                keys = [f"options:in_key={tunnel['dpid']}", "options:out_key=flow",
+                        f"options:egress_pkt_mark={tunnel['dpid']}"]
+            else:
+                keys = ["options:key=flow"]
+            run(["ovs-vsctl", "--timeout=10", "add-port", tunnel["name"], name,
+                 "--", "set", "interface", name, "type=vxlan", "options:remote_ip=flow",
+                 *keys, f"options:dst_port={VXLAN_UDP_PORT}", f"ofport_request={VXLAN_OFPORT}"])
+
+    @property
+    def controller_target(self):
+        """The switches' controller target: ``tcp:127.0.0.1:<of_port>`` (``ssl:``
+        with OpenFlow over TLS)."""
+        return f"{self.of_tls.protocol if self.of_tls else 'tcp'}:127.0.0.1:{self.of_port}"
+
+    def _controller_backoff(self):
+        """Reconnect within a second when the controller restarts (OVS backs
+        off up to 8 s by default): every Controller row of the lab's target."""
         for uuid in run(["ovs-vsctl", "--timeout=5", "--bare", "--columns=_uuid", "find",
-                         "Controller", f"target=\"tcp:127.0.0.1:{self.of_port}\""]
+                         "Controller", f"target=\"{self.controller_target}\""]
                         ).stdout.split():
             run(["ovs-vsctl", "--timeout=5", "set", "Controller", uuid, "max_backoff=1000"])
-        self.processes.add_pids((f"host {host.name}", host.pid) for host in net.hosts)
-        tunnel = self.tunnel_switch       # s1 in a one-switch lab
-        if tunnel is not None:
-            self.ports[VXLAN_PORT_NAME] = VXLAN_OFPORT
-            run(["ovs-vsctl", "--timeout=10", "add-port", tunnel["name"], VXLAN_PORT_NAME,
-                 "--", "set", "interface", VXLAN_PORT_NAME, "type=vxlan",
-                 "options:remote_ip=flow", "options:key=flow",
-                 f"options:dst_port={VXLAN_UDP_PORT}", f"ofport_request={VXLAN_OFPORT}"])
 
     def kill_controller(self):
         """``kill -9`` of the controller (its whole process group); the switch
@@ -513,25 +535,38 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
                 host_setup_commands(spec, self.vip, intf, ipv6=self.ipv6)))
 
     def _configure_tunnel_endpoint(self):
-        """Give the tunnel switch's LOCAL port the tunnel source address (see
-        VXLAN_RECIPE); no IPv6 on any bridge's LOCAL port."""
+        """Give each tunnel switch's LOCAL port its tunnel source address and
+        OVS a route and neighbour entries for its outer packets (one switch:
+        VXLAN_RECIPE; a fabric's leaves: FABRIC_VXLAN_RECIPE); no IPv6 on any
+        bridge's LOCAL port."""
         for name in self.switch_names:
             run(["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
-        tunnel = self.tunnel_switch
-        if tunnel is None:            # a fabric without a tunnel endpoint
-            return
-        sw = tunnel["name"]
-        plen = ipaddress.IPv4Network(self.topology["subnet"]).prefixlen
-        tunnel_ip = tunnel["tunnel_ip"]
-        run(["ip", "addr", "add", f"{tunnel_ip}/{plen}", "dev", sw])
-        run(["ip", "link", "set", sw, "up"])
-        subnet = str(ipaddress.IPv4Network(self.topology["subnet"]))
-        wait_or_raise(
-            lambda: f"{subnet} dev {sw}" in run(["ovs-appctl", "ovs/route/show"]).stdout,
-            10, f"OVS to learn the route {subnet} dev {sw}")
-        for spec in self.topology["servers"]:
-            if spec["method"] == "tunnel":
-                run(["ovs-appctl", "tnl/neigh/set", sw, spec["ip"], spec["mac"]])
+        subnet = ipaddress.IPv4Network(self.topology["subnet"])
+        for tunnel in self.tunnel_switches:     # none in a fabric without tunnel servers
+            sw, tunnel_ip = tunnel["name"], tunnel["tunnel_ip"]
+            if not self.multi_switch:
+                run(["ip", "addr", "add", f"{tunnel_ip}/{subnet.prefixlen}", "dev", sw])
+                run(["ip", "link", "set", sw, "up"])
+                wait_or_raise(
+                    lambda: f"{subnet} dev {sw}" in run(["ovs-appctl",
+                                                         "ovs/route/show"]).stdout,
+                    10, f"OVS to learn the route {subnet} dev {sw}")
+            else:
+                run(["ip", "addr", "add", f"{tunnel_ip}/{subnet.prefixlen}", "dev", sw,
+                     "noprefixroute"])
+                run(["ip", "link", "set", sw, "up"])
+                route = f"MARK {tunnel['dpid']} dev {sw} SRC {tunnel_ip}"
+
+                def routed(sw=sw, tunnel=tunnel, route=route):
+                    # OVS takes the source from the bridge's addresses, which it
+                    # may not have read yet: added again until the route is there
+                    run(["ovs-appctl", "ovs/route/add", str(subnet), sw,
+                         f"pkt_mark={tunnel['dpid']}"], check=False)
+                    return route in run(["ovs-appctl", "ovs/route/show"]).stdout
+                wait_or_raise(routed, 10, f"OVS to take the route {subnet} {route}")
+            for spec in self.topology["servers"]:
+                if spec["method"] == "tunnel":
+                    run(["ovs-appctl", "tnl/neigh/set", sw, spec["ip"], spec["mac"]])
 
     # ---- stopping -------------------------------------------------------
 
@@ -587,13 +622,17 @@ class Lab(AddressPlan, HostServers, HostClients, LabLogs, LabFabric):
 
     def port_of(self, name):
         """The OpenFlow port number of host ``name`` on its own switch
-        (:meth:`switch_of`), or of ``vxlan0`` on the tunnel switch."""
+        (:meth:`switch_of`), or of a VXLAN port (:meth:`vxlan_port_name`:
+        ``vxlan0`` on the one switch, ``vxlan-<leaf>`` on a fabric's leaf)."""
         try:
             return self.ports[name]
         except KeyError:
-            raise LabError(f"lab {self.name}: no host or port {name}"
-                           + (" (no switch of this fabric holds a tunnel_ip)"
-                              if name == VXLAN_PORT_NAME else "")) from None
+            if name.startswith("vxlan"):
+                have = [self.vxlan_port_name(sw["name"]) for sw in self.tunnel_switches]
+                raise LabError(f"lab {self.name}: no port {name} (VXLAN ports: "
+                               f"{', '.join(have) or 'none, no switch holds a tunnel_ip'})"
+                               ) from None
+            raise LabError(f"lab {self.name}: no host or port {name}") from None
 
     def popen(self, name, cmd, description=None, **kwargs):
         """Start a background process in host ``name``; it is killed on stop()."""

@@ -5,7 +5,9 @@ several switches (a fabric such as ``leafspine``) adds to one switch: the
 ports of the links between switches (:meth:`~LabFabric.link_ports`), taking
 a link down and up again (:meth:`~LabFabric.link_down`,
 :meth:`~LabFabric.link_up`; any Mininet link: two switches, or a host and
-its switch), the switches' port descriptions (:meth:`~LabFabric.port_desc`,
+its switch), stopping a whole switch and starting it again
+(:meth:`~LabFabric.switch_down`, :meth:`~LabFabric.switch_up`), the
+switches' port descriptions (:meth:`~LabFabric.port_desc`,
 :meth:`~LabFabric.port_state`), and what the controller learned by LLDP
 (``GET /ipvs/fabric``: :meth:`~LabFabric.fabric`) against what the lab built
 (:meth:`~LabFabric.fabric_links`, :meth:`~LabFabric.wait_fabric`);
@@ -19,19 +21,22 @@ Mininet network, None when the lab is not running), ``controller`` (the
 controller's Popen), ``wait_rest``, ``start_timeout``, ``running``,
 ``ports`` (host name -> OpenFlow port on its switch), ``link_port_map``
 (``(a, b)`` of a link -> ``(port on a, port on b)``), ``_links_down`` (the
-``frozenset({a, b})`` of links :meth:`~LabFabric.link_down` took down) and
+``frozenset({a, b})`` of links :meth:`~LabFabric.link_down` took down),
+``_switches_down`` (the switches :meth:`~LabFabric.switch_down` stopped) and
 ``fabric_status`` (what start() learned of the fabric, in words; written
-here by ``_wait_fabric_known``), all four set up by the class and reset
-when its network starts; ``rest(method, path)`` (the controller's REST API)
-and ``ofctl(command, switch=)``; and :class:`lvslab_topology.AddressPlan`'s
-``switch_names``, ``switch_specs``, ``links``, ``dpid_of()`` and
-``switch_of()``.
+here by ``_wait_fabric_known``), all five set up by the class and reset
+when its network starts; ``rest(method, path)`` (the controller's REST API),
+``ofctl(command, switch=)``, ``controller_target``, ``_controller_backoff()``,
+``ready_flows`` and ``_pipeline_flow_count(switch)``; and :class:`lvslab_topology.AddressPlan`'s
+``switch_names``, ``switch_specs``, ``links``, ``clients``, ``servers``,
+``dpid_of()`` and ``switch_of()``.
 """
 
+import contextlib
 import json
+from pathlib import Path
 
-from lvslab_procs import LabError, wait_or_raise, wait_until
-from lvslab_topology import VXLAN_PORT_NAME
+from lvslab_procs import LabError, run, wait_or_raise, wait_until
 
 
 class FabricUnavailable(LabError):
@@ -69,7 +74,7 @@ class LabFabric:
         out until :meth:`link_up`)."""
         out = []
         for (a, b), (pa, pb) in self.link_port_map.items():
-            if frozenset((a, b)) in self._links_down:
+            if frozenset((a, b)) in self._links_down or {a, b} & self._switches_down:
                 continue
             out += [(self.dpid_of(a), pa, self.dpid_of(b), pb),
                     (self.dpid_of(b), pb, self.dpid_of(a), pa)]
@@ -83,7 +88,8 @@ class LabFabric:
         Raises :class:`FabricUnavailable` at once on 404, LabError with the
         last answer on timeout.
         """
-        want_switches = sorted(self.dpid_of(sw) for sw in self.switch_names)
+        want_switches = sorted(self.dpid_of(sw) for sw in self.switch_names
+                               if sw not in self._switches_down)
         want_links = self.fabric_links()
         last = {}
 
@@ -167,9 +173,51 @@ class LabFabric:
             pa, pb = self.link_ports(a, b)
             return [(a, pa), (b, pb)]
         for host, sw in ((a, b), (b, a)):
-            if host in self.ports and host != VXLAN_PORT_NAME and self.switch_of(host) == sw:
+            if host in self.clients + self.servers and self.switch_of(host) == sw:
                 return [(sw, self.ports[host])]
         raise LabError(f"lab {self.name}: no link between {a} and {b}")
+
+    # ---- a whole switch ------------------------------------------------
+
+    def switch_down(self, name):
+        """Stop switch ``name`` as if it died: its bridge is deleted (its flows
+        with it, and its connection to the controller); the veths of its links
+        stay, so its neighbours' ports stay up and what they send into them is
+        lost until :meth:`switch_up`.  Not for a switch with a VXLAN port."""
+        if self.net is None:
+            raise LabError(f"lab {self.name} is not running")
+        if self.switch_spec(name).get("tunnel_ip"):
+            raise LabError(f"lab {self.name}: switch {name} holds a tunnel endpoint; "
+                           "switch_down is for switches without one")
+        run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", name])
+        if Path(f"/sys/class/net/{name}").exists():      # a netdev bridge's tap
+            run(["ip", "link", "del", name], check=False)
+        self._switches_down.add(name)
+
+    def switch_up(self, name, timeout=30.0):
+        """Start switch ``name`` again after :meth:`switch_down`: an empty
+        bridge with the same dpid, options and ports (what Mininet gave it),
+        connected to the lab's controller; returns once it holds the
+        controller's initial flows and (when the controller has ``GET
+        /ipvs/fabric``) the controller knows every switch and link again."""
+        node = self.net.get(name)
+        command = ["ovs-vsctl", "--timeout=10", "add-br", name,
+                   "--", "set", "bridge", name, *node.bridgeOpts().split()]
+        for intf in node.intfList():
+            port = node.ports[intf]
+            if port:
+                command += ["--", "add-port", name, intf.name,
+                            "--", "set", "interface", intf.name, f"ofport_request={port}"]
+        run(command)
+        run(["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
+        run(["ovs-vsctl", "--timeout=10", "set-controller", name, self.controller_target])
+        self._controller_backoff()
+        self._switches_down.discard(name)
+        wait_or_raise(lambda: self._pipeline_flow_count(name) >= self.ready_flows, timeout,
+                      f"switch {name} to connect again and hold the controller's flows")
+        if self.wait_rest:
+            with contextlib.suppress(FabricUnavailable):
+                self.wait_fabric(timeout)
 
     def port_desc(self, switch=None):
         """``ovs-ofctl dump-ports-desc`` of ``switch`` parsed: ``{port: {"name",
@@ -202,7 +250,8 @@ class LabFabric:
                  for sw in self.switch_specs]
         for a, b in self.links:
             pa, pb = self.link_ports(a, b) if self.link_port_map else ("?", "?")
-            down = " (down: link_down)" if frozenset((a, b)) in self._links_down else ""
+            down = (" (down: link_down)" if frozenset((a, b)) in self._links_down
+                    else " (down: switch_down)" if {a, b} & self._switches_down else "")
             lines.append(f"link {a}:{pa} - {b}:{pb}{down}")
         lines.append(f"start: {self.fabric_status}")
         if self.running and self.wait_rest:

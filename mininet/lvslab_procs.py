@@ -20,6 +20,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -282,6 +283,18 @@ class Processes:
         return problems
 
 
+def remove_user_routes(bridges):
+    """Delete OVS's user routes (``ovs-appctl ovs/route/add``, e.g. a fabric's
+    tunnel leaves', see lvslab_topology.FABRIC_VXLAN_RECIPE) through any of
+    ``bridges``: they outlive the bridge."""
+    shown = run(["ovs-appctl", "ovs/route/show"], check=False).stdout
+    for line in shown.splitlines():
+        m = re.match(r"User: (\S+)(?: MARK (\d+))? dev (\S+)", line.strip())
+        if m and m.group(3) in bridges:
+            run(["ovs-appctl", "ovs/route/del", m.group(1)]
+                + ([f"pkt_mark={m.group(2)}"] if m.group(2) else []), check=False)
+
+
 def remove_leftovers(state_file, bridges, mn_cleanup=False):
     """Remove what a lab that died left behind (the caller holds the lock).
 
@@ -297,6 +310,7 @@ def remove_leftovers(state_file, bridges, mn_cleanup=False):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     bridges = set(old.get("bridges", [])) | set(bridges)
+    remove_user_routes(bridges)
     for bridge in sorted(bridges):
         run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", bridge], check=False)
         if Path(f"/sys/class/net/{bridge}").exists():    # netdev bridges leave a tap

@@ -70,6 +70,49 @@ Tunnel (-i) as the lab does it, proven by tests/e2e/test_lab_smoke.py:
         # forwarding that treats LOCAL like a host port does the same
 """
 
+FABRIC_VXLAN_RECIPE = """\
+Tunnel (-i) across a fabric, with a VXLAN port on every leaf that holds a
+tunnel_ip (proven by tests/e2e/test_fabric.py, clients on two leaves):
+
+  Every bridge of the lab runs in one ovs-vswitchd and its LOCAL port lives in
+  the root namespace, so the leaves share one routing table.  OVS's
+  userspace tunnelling (datapath_type=netdev) picks the bridge an outer
+  packet enters by a route lookup on (tun_dst, pkt_mark) in its own table
+  (ovs/route; the source address is that bridge's address in the route's
+  subnet) and addresses it with that bridge's neighbour entry (tnl/neigh).
+  Without marks every leaf's outer packets would leave by the one bridge
+  whose route for the subnet OVS cached last.  So each tunnel leaf gets
+  (done by Lab.start; <mark> = the leaf's dpid):
+
+    ovs-vsctl add-port <leaf> vxlan-<leaf> -- set interface vxlan-<leaf> \\
+        type=vxlan options:remote_ip=flow options:in_key=<mark> \\
+        options:out_key=flow options:egress_pkt_mark=<mark> ofport_request=100
+        # interface names are global in OVS: one name per leaf; the
+        # director finds "vxlan" in it.  OVS refuses a second tunnel port
+        # whose receive side (remote_ip, local_ip, in_key, UDP port) equals
+        # another's ("attempting to add tunnel port with same config"), so
+        # each leaf receives on a key of its own (nothing is received: the
+        # servers answer the clients directly); out_key=flow sends VNI 0 as
+        # key=flow did.  egress_pkt_mark marks the outer packet before OVS
+        # looks its route up (the datapath flow shows
+        # set(skb_mark(<mark>)),tnl_push(...ipv4(src=<tunnel_ip>,...)))
+    ip addr add <tunnel_ip>/<plen> dev <leaf> noprefixroute; ip link set <leaf> up
+        # the leaf's own source address; no kernel route for the subnet (the
+        # root namespace would otherwise hold one /24 route per leaf)
+    ovs-appctl ovs/route/add <subnet> <leaf> pkt_mark=<mark>
+        # "User: 10.0.0.0/24 MARK <mark> dev <leaf> SRC <tunnel_ip>": the outer
+        # packet re-enters <leaf> itself from LOCAL and the fabric carries it
+        # to the server's leaf by the server's MAC.  User routes outlive the
+        # bridge: the lab deletes them when it stops (remove_leftovers)
+    ovs-appctl tnl/neigh/set <leaf> <server ip> <server eth0 MAC>
+        # per leaf: an ARP from LOCAL would never be answered (the director
+        # floods at edge ports only, and LOCAL is none)
+
+  The real servers are set up as in VXLAN_RECIPE.  (Not tried here: a
+  kernel datapath routes the outer packets with the kernel's own table,
+  where the mark would need an ip rule per leaf.)
+"""
+
 DR_RECIPE = """\
 Direct routing (-g), proven by tests/e2e/test_lab_smoke.py:
 
@@ -164,8 +207,10 @@ def load_topology(source):
     A fabric (several switches) says ``switches`` instead of ``switch``:
     ``switches`` [{``name``, ``dpid``, ``role``, ``tunnel_ip``}] (``role``
     ``leaf`` or ``spine``, default ``leaf`` when hosts hang off it, else
-    ``spine``; ``tunnel_ip`` optional, on at most one switch, which then gets
-    the VXLAN port and the LOCAL address the one-switch labs give ``s1``),
+    ``spine``; ``tunnel_ip`` optional, on any leaf whose clients use tunnel
+    servers: it then gets a VXLAN port ``vxlan-<name>`` and that source
+    address on its LOCAL port, see :data:`FABRIC_VXLAN_RECIPE`; its dpid is
+    its outer packets' pkt_mark, so below 2^32),
     ``links`` [[switch, switch], ...] (each a Mininet veth link between two
     switches; the fabric must be connected, loops are allowed) and every
     host names its switch: ``{"name": "c1", "ip": ..., "switch": "l1"}``.
@@ -282,7 +327,6 @@ def _load_fabric_switches(topo, fail, address, claim):
     if not isinstance(switches, list) or not switches:
         fail("switches must be a non-empty list of {name, dpid, role, tunnel_ip}")
     names, dpids = [], {}
-    tunnel = None
     for sw in switches:
         if not isinstance(sw, dict):
             fail(f"switches: {sw!r} is not an object {{name, dpid, ...}}")
@@ -306,10 +350,11 @@ def _load_fabric_switches(topo, fail, address, claim):
         if "role" in sw and sw["role"] not in SWITCH_ROLES:
             fail(f"{what}: role {sw['role']!r} must be one of {', '.join(SWITCH_ROLES)}")
         if "tunnel_ip" in sw:
-            if tunnel is not None:
-                fail(f"{what}: tunnel_ip: switch {tunnel} is already the tunnel endpoint "
-                     "(one switch at most holds a tunnel_ip)")
-            tunnel = sname
+            # the switch's pkt_mark picks its own route for the outer packets
+            # (see FABRIC_VXLAN_RECIPE): a 32-bit mark
+            if dpid >= 2 ** 32:
+                fail(f"{what}: tunnel_ip: a tunnel endpoint's dpid {dpid} must be below 2^32 "
+                     "(it is the pkt_mark of its outer packets' route)")
             sw["tunnel_ip"] = address(sw["tunnel_ip"], f"{what} tunnel_ip")
             claim(sw["tunnel_ip"], what)
     links = topo.setdefault("links", [])
@@ -379,6 +424,12 @@ def _check_fabric_hosts(topo, fail):
              "(the VXLAN endpoint)")
     topo.setdefault("controller_args",
                     list(FABRIC_CONTROLLER_ARGS) if len(topo["switches"]) > 1 else [])
+
+
+def vxlan_port_name(topo, switch):
+    """The VXLAN port of ``switch``: :data:`VXLAN_PORT_NAME` in a one-switch
+    lab, ``vxlan-<switch>`` in a fabric (OVS's interface names are global)."""
+    return VXLAN_PORT_NAME if "switches" not in topo else f"vxlan-{switch}"
 
 
 def switch_specs(topo):
@@ -619,10 +670,20 @@ class AddressPlan:
         return [tuple(link) for link in self.topology.get("links", [])]
 
     @property
+    def tunnel_switches(self):
+        """The topology entries of the switches that hold a ``tunnel_ip`` and
+        a VXLAN port (``[s1]`` in a one-switch lab), in order."""
+        return [sw for sw in self.switch_specs if "tunnel_ip" in sw]
+
+    @property
     def tunnel_switch(self):
-        """The topology entry of the switch that holds ``tunnel_ip`` and the
-        VXLAN port (``s1`` in a one-switch lab), or None."""
-        return next((sw for sw in self.switch_specs if "tunnel_ip" in sw), None)
+        """The first of :attr:`tunnel_switches` (``s1`` in a one-switch lab), or None."""
+        return next(iter(self.tunnel_switches), None)
+
+    def vxlan_port_name(self, switch=None):
+        """The name of ``switch``'s VXLAN port (default :attr:`switch_name`):
+        ``vxlan0`` in a one-switch lab, ``vxlan-<switch>`` in a fabric."""
+        return vxlan_port_name(self.topology, self.switch_spec(switch)["name"])
 
     def switch_spec(self, name=None):
         """The topology entry of switch ``name`` (default: :attr:`switch_name`)."""

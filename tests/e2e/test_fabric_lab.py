@@ -71,6 +71,15 @@ def test_controller_arguments():
     assert "--observe-links" not in plain.controller_cmd
 
 
+def test_leafspine_tunnel_has_a_tunnel_endpoint_on_each_leaf_with_clients():
+    lab = lvslab.Lab("leafspine_tunnel")
+    assert {sw["name"]: sw["tunnel_ip"] for sw in lab.tunnel_switches} == {
+        "l1": "10.0.0.254", "l2": "10.0.0.253"}
+    assert {lab.switch_of(c) for c in lab.clients} == {"l1", "l2"}
+    assert [lab.vxlan_port_name(sw) for sw in ("l1", "l2")] == ["vxlan-l1", "vxlan-l2"]
+    assert lvslab.Lab("tunnel").vxlan_port_name() == lvslab.VXLAN_PORT_NAME
+
+
 def test_one_switch_topologies_are_loaded_as_before():
     topo = lvslab.load_topology("nat")
     assert "switches" not in topo and "links" not in topo
@@ -129,9 +138,11 @@ _SWITCHES = _fabric()["switches"]
     ({"switches": _SWITCHES[:4] + [dict(_SWITCHES[4], name="spine0002")]},
      "topology leafspine: switch spine0002: name must match ^[a-z][a-z0-9]{0,7}$"),
     ({"switches": [dict(_SWITCHES[0], tunnel_ip="10.0.0.254"),
-                   dict(_SWITCHES[1], tunnel_ip="10.0.0.253")] + _SWITCHES[2:]},
-     "topology leafspine: switch l2: tunnel_ip: switch l1 is already the tunnel endpoint "
-     "(one switch at most holds a tunnel_ip)"),
+                   dict(_SWITCHES[1], tunnel_ip="10.0.0.254")] + _SWITCHES[2:]},
+     "topology leafspine: switch l2: address 10.0.0.254 is already used by switch l1"),
+    ({"switches": [dict(_SWITCHES[0], dpid=2 ** 32, tunnel_ip="10.0.0.254")] + _SWITCHES[1:]},
+     "topology leafspine: switch l1: tunnel_ip: a tunnel endpoint's dpid 4294967296 must be "
+     "below 2^32 (it is the pkt_mark of its outer packets' route)"),
     ({"servers": [dict(s, method="tunnel") for s in _fabric()["servers"]], "lvsadm": []},
      "topology leafspine: server rs1: method tunnel needs a switch with a tunnel_ip "
      "(the VXLAN endpoint)"),
@@ -139,7 +150,8 @@ _SWITCHES = _fabric()["switches"]
      "topology leafspine: controller_args must be a list of strings (ryu-manager options)"),
 ], ids=["switch-and-switches", "host-without-switch", "host-unknown-switch",
         "host-on-spine", "link-unknown-switch", "link-twice", "not-connected", "dpid-twice",
-        "unknown-key", "role", "switch-name", "two-tunnel-endpoints", "tunnel-without-endpoint",
+        "unknown-key", "role", "switch-name", "tunnel-ip-twice", "tunnel-dpid",
+        "tunnel-without-endpoint",
         "controller-args"])
 def test_fabric_errors_name_the_rule(changes, message):
     with pytest.raises(lvslab.TopologyError) as err:
@@ -180,7 +192,7 @@ def test_lab_names_switches_hosts_and_ports(lab):
         lab.link_ports("l1", "l2")
     with pytest.raises(lvslab.LabError, match="no switch s1"):
         lab.dpid_of("s1")
-    with pytest.raises(lvslab.LabError, match="no switch of this fabric holds a tunnel_ip"):
+    with pytest.raises(lvslab.LabError, match="none, no switch holds a tunnel_ip"):
         lab.port_of(lvslab.VXLAN_PORT_NAME)
 
 
