@@ -105,6 +105,7 @@ def test_counters_never_go_backwards_over_a_poll_flowremoved_and_restart(tmp_pat
     before = stats(lab)
     seen.append(before["inpkts"])
     lab.restart_controller()                         # kill -9: the switch keeps its flows
+    assert stats(lab) == before                      # before its first poll too
     lab.advance(POLL)
     after = stats(lab)
     seen.append(after["inpkts"])
@@ -113,6 +114,50 @@ def test_counters_never_go_backwards_over_a_poll_flowremoved_and_restart(tmp_pat
     data(lab, C2, 42000, 20)
     lab.advance(POLL)
     assert stats(lab)["inpkts"] == 11
+
+
+def controller_down(lab, seconds, c2_packets=0):
+    """The controller is dead for ``seconds``: the switch expires flows (their
+    FlowRemoveds reach nobody: the restart drops them); ``c2_packets`` of
+    C2's connection cross the switch meanwhile, one every 10 s (its flow
+    carries them and lives on)."""
+    for second in range(1, seconds + 1):
+        lab.clock.advance(1)
+        lab.sw.expire()
+        if second % 10 == 0 and second // 10 <= c2_packets:
+            lab.sw.send(tcp(C2, "10.0.0.100", 43001, 80, flags="A", in_port=1,
+                            eth_src=mac_of(C2), eth_dst="02:1f:0a:00:00:64",
+                            payload=b"x" * 20), now=lab.now)
+
+
+def test_a_flow_that_ends_while_no_controller_listens_takes_nothing_away(tmp_path):
+    lab = nat_lab(str(tmp_path / "lvs.rules"))
+    lab.lvsadm("--set 30 30 30")
+    lab.syn(C1, 43000)
+    for _ in range(3):
+        data(lab, C1, 43000, 20)
+    lab.syn(C2, 43001)
+    data(lab, C2, 43001, 20)
+    lab.advance(POLL)                                # shown and saved
+    before = stats(lab)
+    assert before["inpkts"] == 6 and before["conns"] == 2
+    c1_flows = [f for f in lab.sw.flows() if f.match.get("tcp_src") == 43000]
+    assert c1_flows
+    controller_down(lab, 35, c2_packets=2)           # C1's flows idle out unheard
+    assert not [f for f in lab.sw.flows() if f.match.get("tcp_src") == 43000]
+    assert [f for f in lab.sw.flows() if f.match.get("tcp_src") == 43001]
+    lab.restart_controller()
+    assert stats(lab) == before                      # at once: what was shown
+    lab.advance(POLL)
+    # the switch's counts now: 2 SYNs + C2's 4 data packets = 6 - C1's 3 + C2's 2:
+    # 5 < 6, so the figures stay where they were
+    assert stats(lab) == before
+    for _ in range(3):
+        data(lab, C2, 43001, 20)
+    lab.advance(POLL)
+    after = stats(lab)
+    assert after["inpkts"] == 8 and after["inbytes"] == 2 * 40 + 6 * 60
+    assert after["conns"] == 2
 
 
 def test_rates_come_from_the_estimator():
