@@ -182,7 +182,7 @@ class Manager:
                 out.append((dpid, request))
             request = table_stats_request()
             request.on_reply = (lambda body, when, dpid=dpid: traffic.table_stats(
-                dpid, {t.table_id: t.active_count for t in body if t.active_count}))
+                dpid, {t.table_id: t.active_count for t in body}))
             out.append((dpid, request))
             if self.director.meters.pps:
                 out.append((dpid, meter_stats_request()))

@@ -313,8 +313,10 @@ def _controller_families(controller):
                  "switch's meter statistics.", ("dpid", "meter"), "rate_limited",
                  lambda k: (_dpid(k[0]), k[1])),
         labelled("lvs_app_flow_entries", "gauge",
-                 "Flow entries of the app in each switch table, as the controller counts "
-                 "them.", ("dpid", "table"), "flow_entries",
+                 "Flow entries in each switch table (all of them, the app's and any "
+                 "other's), from the switch's table statistics (active_count); a table "
+                 "that held entries once shows 0 when empty.", ("dpid", "table"),
+                 "flow_entries",
                  lambda k: (_dpid(k[0]), k[1])),
         labelled("lvs_app_connections", "gauge",
                  "Connection entries the director holds, by switch (ipvsadm -Lc).",

@@ -258,8 +258,14 @@ class TrafficCounters:
             self.dirty = True           # what is shown is saved: it must never go back
 
     def table_stats(self, dpid, counts):
-        """Flow entries per table (``{table id: active count}``), for /metrics."""
-        self.entries[dpid] = dict(counts)
+        """Flow entries per table (``{table id: active count}``, every table
+        the switch has), for /metrics: the tables that ever held an entry
+        (a table that falls empty shows 0; the switch's many unused tables
+        are left out)."""
+        tables = self.entries.setdefault(dpid, {})
+        for table_id, count in counts.items():
+            if count or table_id in tables:
+                tables[table_id] = count
 
     def flow_removed(self, cookie, packets, frame_bytes, dpid=None):
         """A flow of switch ``dpid`` ended with these final counts: they join

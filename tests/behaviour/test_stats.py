@@ -209,3 +209,21 @@ def test_metrics_agree_with_the_listing_and_count_the_controllers_work():
     assert values[("lvs_app_connections", (("dpid", "0000000000000001"),))] == 1
     assert values[("lvs_app_flow_entries", (("dpid", "0000000000000001"), ("table", "service")))] > 0
     assert values[("lvs_app_packet_in_duration_seconds_count", ())] >= 1
+
+
+def test_flow_entries_are_the_switchs_table_counts_and_an_emptied_table_shows_0():
+    from ryu.ofproto import ofproto_v1_3 as ofp
+    from ryu.ofproto import ofproto_v1_3_parser as parser
+
+    from lvs_app import pipeline as pl
+    lab = nat_lab()
+    lab.advance(POLL)
+    entries = ("lvs_app_flow_entries", (("dpid", "0000000000000001"), ("table", "forward")))
+    forward = [f for f in lab.sw.flows() if f.table_id == pl.FORWARD]
+    assert metrics(lab)[entries] == len(forward) > 0
+    # an operator empties the table (ovs-ofctl del-flows): 0, not a series gone
+    lab.sw.apply(parser.OFPFlowMod(None, table_id=pl.FORWARD, command=ofp.OFPFC_DELETE,
+                                   out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+                                   match=parser.OFPMatch()))
+    lab.advance(POLL)
+    assert metrics(lab)[entries] == 0

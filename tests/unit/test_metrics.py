@@ -280,6 +280,8 @@ def test_controller(families):
         (("dpid", "0000000000000002"), ("meter", "health")): 0}
     assert values(families, "lvs_app_flow_entries") == {
         (("dpid", dpid), ("table", "service")): 40, (("dpid", dpid), ("table", "forward")): 12}
+    # the switch's own count of every entry in the table, not the controller's
+    assert "table statistics (active_count)" in families["lvs_app_flow_entries"].documentation
     assert values(families, "lvs_app_connections") == {
         (("dpid", dpid),): 25, (("dpid", "0000000000000002"),): 0}
     assert values(families, "lvs_app_templates") == {(("dpid", dpid),): 3}

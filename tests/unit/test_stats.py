@@ -183,3 +183,13 @@ def test_a_restart_starts_from_what_was_shown(tmp_path):
                     % KEY.to_id())
     old = TrafficCounters(traffic.ids, str(path))
     assert old.server_counts(KEY.to_id(), "10.0.0.11-80") == ([6, 0, 60, 0], 2)
+
+
+def test_table_statistics_keep_a_table_that_falls_empty_at_0():
+    traffic, _, _ = counters()
+    traffic.table_stats(1, {0: 5, 1: 7, 2: 0, 3: 0})     # the switch's unused tables: 0
+    assert traffic.entries == {1: {0: 5, 1: 7}}
+    traffic.table_stats(1, {0: 5, 1: 0, 2: 0, 3: 2})
+    assert traffic.entries == {1: {0: 5, 1: 0, 3: 2}}
+    traffic.switch_gone(1)
+    assert traffic.entries == {}
