@@ -425,7 +425,7 @@ class Manager:
             self._refused("packet_in", err)
             return
         self.send(messages)
-        self.figures.packet_in(table_id, perf_counter() - started, 1 if messages else 0)
+        self.figures.packet_in(table_id, perf_counter() - started, self.director.outcome)
 
     def flow_removed(self, dpid, cookie, match, duration, reason, packet_count=0,
                      datapath=None, byte_count=0, table_id=None, hard_timeout=0):

@@ -297,7 +297,15 @@ def _controller_families(controller):
                "OpenFlow switches connected to the controller.", "switches"),
         labelled("lvs_app_packet_ins_total", "counter",
                  "Packet-ins the controller handled, by the table that sent them and "
-                 "what became of them.", ("table", "outcome"), "packet_ins", tuple),
+                 "what became of them (scheduled, forwarded, answered, switched, queued, "
+                 "consumed, dropped).", ("table", "outcome"), "packet_ins", tuple),
+        labelled("lvs_app_dropped_packets_total", "counter",
+                 "Packets the controller dropped, by reason (punts a switch's meter "
+                 "dropped are in lvs_app_punts_rate_limited_total).", ("reason",),
+                 "dropped", lambda k: (k,)),
+        scalar("lvs_app_connections_dropped_total", "counter",
+               "Half-open connection entries ended early to make room near "
+               "--lvs-max-connections (IPVS's drop_entry defence).", "connections_dropped"),
         _Histogram("lvs_app_packet_in_duration_seconds",
                    "Time the controller spent handling one packet-in.",
                    controller.get("packet_in_seconds")),
@@ -337,7 +345,8 @@ def render(snapshot, health, controller):
 
     Any of the three may be empty or None, and any key missing: a missing count
     is 0, a missing table has no samples.  ``controller`` has ``switches``,
-    ``packet_ins`` {(table, outcome): n}, ``packet_in_seconds`` {"count", "sum",
+    ``packet_ins`` {(table, outcome): n}, ``dropped`` {reason: packets},
+    ``connections_dropped``, ``packet_in_seconds`` {"count", "sum",
     "buckets": [(upper bound, cumulative count), ...] without +Inf},
     ``flow_mods``, ``packet_outs``, ``openflow_errors``, ``rate_limited``
     {(dpid, meter name): packets}, ``flow_entries`` {(dpid, table name): n},

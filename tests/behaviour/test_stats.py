@@ -204,7 +204,7 @@ def test_metrics_agree_with_the_listing_and_count_the_controllers_work():
     assert values[("lvs_ipvs_backend_outgoing_bytes_total", backend)] == shown["outbytes"] == 540
     assert values[("lvs_ipvs_backend_connections_active", backend)] == 1
     assert values[("lvs_ipvs_connections_total", ())] == 1
-    assert values[("lvs_app_packet_ins_total", (("outcome", "answered"), ("table", "service")))] >= 1
+    assert values[("lvs_app_packet_ins_total", (("outcome", "scheduled"), ("table", "service")))] == 1
     assert values[("lvs_app_flow_mods_total", ())] > 0
     assert values[("lvs_app_connections", (("dpid", "0000000000000001"),))] == 1
     assert values[("lvs_app_flow_entries", (("dpid", "0000000000000001"), ("table", "service")))] > 0
@@ -227,3 +227,67 @@ def test_flow_entries_are_the_switchs_table_counts_and_an_emptied_table_shows_0(
                                    match=parser.OFPMatch()))
     lab.advance(POLL)
     assert metrics(lab)[entries] == 0
+
+
+def test_packet_ins_count_what_became_of_them_and_drops_their_reasons():
+    from lvs_app.director import DROP_REASONS, OUTCOMES
+    from tests.fakeswitch import arp_request
+    lab = nat_lab()
+    lab.lvsadm("-A -t 10.0.0.100:81 -s rr")
+    lab.lvsadm("-a -t 10.0.0.100:81 -r 10.0.0.14:80 -m")     # a server that never answers ARP
+    lab.syn(C1, 40010)                                       # scheduled
+    lab.syn(C1, 40010, flags="R")                            # forwarded (its connection's)
+    lab.syn(C2, 40011, flags="A")                            # dropped: no connection
+    lab.syn("127.0.0.1", 40012)                              # dropped: martian
+    lab.syn(C1, 40013, dport=82)                             # dropped: no service
+    lab.syn(C1, 40014, dport=81)                             # queued: the server's MAC
+    lab.send(arp_request(C1, "10.0.0.100", sha=mac_of(C1), in_port=1))   # answered
+    lab.send(tcp(C1, C2, 1000, 2000, in_port=1, eth_src=mac_of(C1),
+                 eth_dst=mac_of(C2)))                        # switched
+    lab.manager.packet_in(1, 1, b"\x00" * 10, 0)            # dropped: malformed
+    values = metrics(lab)
+    packet_ins = {dict(labels)["outcome"] + "@" + dict(labels)["table"]: n
+                  for (name, labels), n in values.items() if name == "lvs_app_packet_ins_total"}
+    assert {key.split("@")[0] for key in packet_ins} <= set(OUTCOMES)
+    assert packet_ins["scheduled@service"] == 1
+    assert packet_ins["forwarded@service"] == 1
+    assert packet_ins["dropped@service"] == 3
+    assert packet_ins["queued@service"] == 1
+    assert packet_ins["answered@classify"] == 1
+    assert packet_ins["dropped@classify"] == 1
+    assert packet_ins["switched@forward"] >= 1
+    assert packet_ins["consumed@classify"] >= 1      # the servers' answers to ARP probes
+    dropped = {dict(labels)["reason"]: n for (name, labels), n in values.items()
+               if name == "lvs_app_dropped_packets_total"}
+    assert set(dropped) == set(DROP_REASONS)          # every reason, 0 until it happens
+    assert {r: n for r, n in dropped.items() if n} == {
+        "no_connection": 1, "martian": 1, "no_service": 1, "malformed": 1}
+    assert values[("lvs_app_connections_dropped_total", ())] == 0
+
+
+def test_drops_counted_elsewhere_are_exported_too():
+    """A later fragment without its first, a SYN refused at the table's cap and
+    the half-open entries drop_entry ended."""
+    from lvs_app.director import DROPPED
+    lab = DirectorLab(max_connections=10)
+    lab.lvsadm("-A -t 10.0.0.100:80 -s rr")
+    lab.lvsadm("-a -t 10.0.0.100:80 -r 10.0.0.11 -m")
+    for i in range(4):                                # half-open entries, old enough to go
+        lab.syn(C1, 44000 + i)
+    lab.advance(2)
+    for i in range(12):                               # a burst: drop_entry, then the cap
+        lab.syn(C1, 44100 + i)
+    frame = bytes.fromhex("021f0a000064" "02000a000001" "0800"
+                          "45000020000100104011" "0000" "0a000001" "0a000064") + b"x" * 12
+    lab.manager.packet_in(1, 1, frame, 1)              # offset 8 bytes: a later fragment
+    assert lab.director.outcome == DROPPED
+    values = metrics(lab)
+    dropped = {dict(labels)["reason"]: n for (name, labels), n in values.items()
+               if name == "lvs_app_dropped_packets_total"}
+    limits = lab.director.limits.counters
+    assert dropped["orphan_fragment"] == lab.director.fragments.dropped == 1
+    assert dropped["table_full"] == limits["refused"] > 0
+    assert values[("lvs_app_packet_ins_total", (("outcome", "dropped"), ("table", "service")))] \
+        == limits["refused"] + 1
+    assert values[("lvs_app_connections_dropped_total", ())] == limits["drop_entry"] > 0
+
