@@ -381,7 +381,7 @@ class Director:
         actions = self.flows.packet_actions(sw, dest, proto, dest.port or vport)
         if self.traffic is not None:
             self.traffic.count(self.ids.service(service.key), template.server_id, 0,
-                               len(data) - pkt.ETH_HEADER)
+                               pkt.ip_length(data))
         return [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
 
     def _reschedule(self, conn):
@@ -550,7 +550,7 @@ class Director:
                 out += self._enter(sw, data_conn, LISTEN_TIMEOUT)
         actions = self.flows.packet_actions(sw, conn.dest, conn.key[0], conn.dport)
         if self.traffic is not None:
-            self.traffic.count(conn.service_id, conn.server_id, 0, len(data) - pkt.ETH_HEADER)
+            self.traffic.count(conn.service_id, conn.server_id, 0, pkt.ip_length(data))
         return out + [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
 
     def _ftp_from_server(self, sw, in_port, data, p, now):
@@ -560,7 +560,7 @@ class Director:
             return self._drop("no_connection")
         actions = self.flows.reverse_packet_actions(conn)
         if self.traffic is not None:
-            self.traffic.count(conn.service_id, conn.server_id, 1, len(data) - pkt.ETH_HEADER)
+            self.traffic.count(conn.service_id, conn.server_id, 1, pkt.ip_length(data))
         return [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
 
     def _end_connection_now(self, sw, conn):

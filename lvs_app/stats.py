@@ -23,11 +23,15 @@ Which flow counts what, by its cookie (see ids.py):
   routing and tunnel replies bypass the director, so their *out* stays 0, as
   in IPVS;
 * packets the controller forwards itself (a connection's first SYN, FIN and
-  RST, FTP control packets) are counted as it forwards them.
+  RST, FTP control packets) are counted as it forwards them, with the
+  length their IP header gives.
 
 Bytes are counted as IPVS counts them, by IP length: the switch counts
 Ethernet frames, so 14 bytes per packet come off (a tunnel flow counts the
-frame before it is encapsulated, so the same holds).
+frame before it is encapsulated, so the same holds).  What the switch
+cannot tell apart stays in: the padding of a short frame (a 40-byte TCP ACK
+travels in a 60-byte minimum frame on a physical link, 6 bytes more) and a
+VLAN tag (4), so InBytes and OutBytes can read slightly high there.
 
 Never backwards.  Each service and server keeps ``base`` (the final counts of
 flows that ended, and what the controller forwarded), ``live`` (the

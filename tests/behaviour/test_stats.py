@@ -65,6 +65,22 @@ def test_final_counts_of_an_ended_connection_are_kept():
     assert stats(lab)["inbytes"] == 40 + 2 * 50 and stats(lab)["outbytes"] == 50
 
 
+def test_a_padded_frame_the_controller_forwards_counts_its_ip_length():
+    """A SYN in a 60-byte frame (6 bytes of Ethernet padding, as a physical
+    link delivers it): 40 IP bytes, as IPVS counts it."""
+    import struct
+
+    from lvs_app import pipeline as pl
+    eth = bytes.fromhex("021f0a000064") + bytes.fromhex(mac_of(C1).replace(":", "")) + b"\x08\x00"
+    ip = struct.pack("!BBHHHBBHII", 0x45, 0, 40, 0, 0, 64, 6, 0, 0x0A000001, 0x0A000064)
+    syn = struct.pack("!HHIIBBHHH", 40020, 80, 1, 0, 0x50, 0x02, 65535, 0, 0)
+    frame = eth + ip + syn + bytes(6)
+    lab = nat_lab()
+    lab.manager.packet_in(1, 1, frame, pl.SERVICE)
+    lab.advance(POLL)
+    assert stats(lab) == {"conns": 1, "inpkts": 1, "outpkts": 0, "inbytes": 40, "outbytes": 0}
+
+
 def test_direct_routing_counts_nothing_outbound():
     lab = DirectorLab()
     lab.lvsadm("-A -t 10.0.0.100:80 -s rr")

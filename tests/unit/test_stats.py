@@ -193,3 +193,16 @@ def test_table_statistics_keep_a_table_that_falls_empty_at_0():
     assert traffic.entries == {1: {0: 5, 1: 0, 3: 2}}
     traffic.switch_gone(1)
     assert traffic.entries == {}
+
+
+def test_the_ip_length_of_a_frame_ignores_padding_and_a_vlan_tag():
+    from lvs_app import packet as pkt
+    ip = bytes.fromhex("45000028000100004006" "0000" "0a000001" "0a000064") + bytes(20)
+    eth = bytes.fromhex("021f0a000064" "020000000001")
+    padded = eth + b"\x08\x00" + ip + bytes(6)                  # a 60-byte minimum frame
+    assert len(padded) == 60 and pkt.ip_length(padded) == 40
+    tagged = eth + b"\x81\x00\x00\x05\x08\x00" + ip + bytes(2)
+    assert pkt.ip_length(tagged) == 40
+    v6 = eth + b"\x86\xdd" + bytes.fromhex("60000000001406ff") + bytes(32) + bytes(20)
+    assert pkt.ip_length(v6) == 60
+    assert pkt.ip_length(eth + b"\x88\xcc" + bytes(46)) == 46      # not IP: past Ethernet
