@@ -220,7 +220,8 @@ def test_metrics_agree_with_the_listing_and_count_the_controllers_work():
     assert values[("lvs_ipvs_backend_outgoing_bytes_total", backend)] == shown["outbytes"] == 540
     assert values[("lvs_ipvs_backend_connections_active", backend)] == 1
     assert values[("lvs_ipvs_connections_total", ())] == 1
-    assert values[("lvs_app_packet_ins_total", (("outcome", "scheduled"), ("table", "service")))] == 1
+    scheduled = (("outcome", "scheduled"), ("table", "service"))
+    assert values[("lvs_app_packet_ins_total", scheduled)] == 1
     assert values[("lvs_app_flow_mods_total", ())] > 0
     assert values[("lvs_app_connections", (("dpid", "0000000000000001"),))] == 1
     assert values[("lvs_app_flow_entries", (("dpid", "0000000000000001"), ("table", "service")))] > 0
