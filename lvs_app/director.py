@@ -56,6 +56,39 @@ PROTO_NAMES = {pkt.PROTO_TCP: "tcp", pkt.PROTO_UDP: "udp"}
 STALE_SLACK = 0.02      # s: a FlowRemoved's flow older than this before its entry's newest is stale
 CLASSIFY, SERVICE = pl.TABLES[pl.CLASSIFY], pl.TABLES[pl.SERVICE]
 
+# What became of a PacketIn: ``Director.outcome`` after ``packet_in`` (an
+# index into OUTCOMES; /metrics counts them per table):
+# scheduled  a new connection (or a one-packet datagram) was given a real
+#            server: by the scheduler, a template, an FTP control connection
+#            or a NAT server's own connection under a template (conn_out);
+# forwarded  a packet of a connection or template the director holds, sent on;
+# answered   an ARP request or Neighbor Solicitation for a VIP (or for the
+#            health checks' address) answered by the controller;
+# switched   forwarded or flooded as a learning switch would (not for a VIP);
+# queued     held until a real server's MAC address is known;
+# consumed   for the controller itself: the answer to its own ARP/ND probe, a
+#            health-check reply, link discovery (LLDP);
+# dropped    refused; the reason is counted in Director.dropped (see
+#            DROP_REASONS).
+OUTCOMES = ("scheduled", "forwarded", "answered", "switched", "queued", "consumed", "dropped")
+SCHEDULED, FORWARDED, ANSWERED, SWITCHED, QUEUED, CONSUMED, DROPPED = range(len(OUTCOMES))
+# Why packets were dropped (Director.dropped, plus two counted where they
+# happen: Fragments.dropped and Limits.counters["refused"]):
+DROP_REASONS = (
+    "malformed",              # too short, lengths that lie, no switch or port
+    "martian",                # a source no connection is made for (loopback, multicast...)
+    "unsupported_protocol",   # to a VIP, neither TCP nor UDP
+    "no_service",             # to a VIP, no virtual service on that protocol and port
+    "no_destination",         # the scheduler found no server (all quiesced or overloaded)
+    "no_connection",          # not a SYN and no connection (IPVS drops it too)
+    "server_gone",            # a connection whose real server was deleted
+    "repeated_syn",           # a NAT server's SYN again before its conn_out flow is in
+    "no_tunnel_port",         # a tunnel server and no vxlan port on the switch
+    "flood_wait",             # --observe-links: no flooding before the links are known
+    "orphan_fragment",        # a later fragment whose first one was not seen
+    "table_full",             # --lvs-max-connections reached: the SYN is refused
+)
+
 
 class Director:
     """All switches' director state for one service table.
@@ -82,7 +115,8 @@ class Director:
         self.sweep = Sweep(self)
         self.templates = Templates(config, self.ids, self.conns, self.flows, lambda: self.index)
         self._index = None
-        self.dropped = collections.Counter()   # frames refused, by reason
+        self.dropped = collections.Counter()   # frames refused, by reason (DROP_REASONS)
+        self.outcome = FORWARDED     # what became of the last PacketIn (OUTCOMES)
         # the health checks (lvs_app.health.engine.HealthChecks) own this
         # address: ARP for it is answered, IPv4 to it is theirs
         self.health_source = None
@@ -170,12 +204,13 @@ class Director:
     # -- PacketIn ----------------------------------------------------------------------
     def packet_in(self, dpid, in_port, data, table_id, now):
         """Handle one PacketIn; returns messages."""
+        self.outcome = FORWARDED
         sw = self.switches.get(dpid)
         p = pkt.parse(data)
         if sw is None or p is None or in_port is None:
-            self.dropped["malformed"] += 1
-            return []
+            return self._drop("malformed")
         if p.eth_type == pkt.ETH_LLDP:
+            self.outcome = CONSUMED
             return []           # link discovery's, handled by ryu.topology
         out = self.hosts.learn_port(dpid, in_port, p.eth_src)
         if self.fabric.active:
@@ -197,8 +232,15 @@ class Director:
                 return out + self._ftp_from_server(sw, in_port, data, p, now)
             return out + self._conn_out(sw, in_port, data, p, now)
         if p.ip_dst == self.health_source and p.eth_type == pkt.ETH_IP:
+            self.outcome = CONSUMED
             return out + self.health.packet_in(sw.dpid, in_port, data, now)
         return out + self._l2_in(sw, in_port, data, p, now)
+
+    def _drop(self, reason):
+        """The PacketIn is dropped, for ``reason`` (one of DROP_REASONS)."""
+        self.dropped[reason] += 1
+        self.outcome = DROPPED
+        return []
 
     def _fragment_in(self, sw, in_port, data, p, now, first):
         """An IP fragment (see fragments.py): the first decides, the rest follow."""
@@ -208,6 +250,7 @@ class Director:
             return out
         later = self.fragments.later(sw.dpid, p, data, now)
         if later is None:
+            self.outcome = DROPPED          # counted in Fragments.dropped
             return []
         data, actions = later
         return [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
@@ -244,10 +287,13 @@ class Director:
     def _arp_in(self, sw, in_port, data, p, now):
         out = self._learn_host(sw, in_port, p.ip_src, p.arp_sha, now) if p.ip_src else []
         if p.proto == pkt.ARP_REQUEST and p.ip_dst in self.index.vips:
+            self.outcome = ANSWERED
             return out + [self.hosts.arp_answer(sw.dpid, in_port, p)]
         if p.proto == pkt.ARP_REQUEST and p.ip_dst == self.health_source:
+            self.outcome = ANSWERED
             return out + [self.hosts.arp_answer(sw.dpid, in_port, p, pkt.DIRECTOR_MAC)]
         if p.eth_dst == pkt.DIRECTOR_MAC:
+            self.outcome = CONSUMED
             return out     # a reply to our probe: learned above, nothing to forward
         return out + self._l2_in(sw, in_port, data, p, now)
 
@@ -257,18 +303,19 @@ class Director:
         answer to its own solicitation); the rest is forwarded as any frame."""
         fields = pkt.nd_fields(data, p)
         if fields is None:
-            self.dropped["malformed"] += 1
-            return []
+            return self._drop("malformed")
         target, lladdr = fields
         out = []
         if p.sport == pkt.ND_SOLICIT:
             if p.ip_src and lladdr is not None:
                 out += self._learn_host(sw, in_port, p.ip_src, lladdr, now)
             if target in self.index.vips:
+                self.outcome = ANSWERED
                 return out + [self.hosts.nd_answer(sw.dpid, in_port, p, target, lladdr)]
         else:
             out += self._learn_host(sw, in_port, target, lladdr or p.eth_src, now)
             if p.eth_dst == pkt.DIRECTOR_MAC:
+                self.outcome = CONSUMED
                 return out
         return out + self._l2_in(sw, in_port, data, p, now)
 
@@ -278,17 +325,19 @@ class Director:
         if (p.eth_type in pkt.IP_TYPES and p.ip_src and p.ip_src not in self.hosts.macs
                 and p.ip_src >> 64 != 0xFE80 << 48):     # not an IPv6 link-local
             out += self._learn_host(sw, in_port, p.ip_src, p.eth_src, now)
+        self.outcome = SWITCHED
         if self.fabric.active:
             return out + self.fabricfwd.forward(sw.dpid, in_port, data, p.eth_dst, now)
         if (not self.fabricfwd.may_flood(sw.dpid, now)
                 and p.eth_dst not in self.hosts.ports.get(sw.dpid, {})):
-            return out      # --observe-links: no flooding before links can be known
+            # --observe-links: no flooding before links can be known
+            return out + self._drop("flood_wait")
         return out + self.hosts.switch_forward(sw.dpid, in_port, data, p.eth_dst)
 
     def _service_in(self, sw, in_port, data, p, now):
         proto = PROTO_NAMES.get(p.proto)
         if proto is None:
-            return []
+            return self._drop("unsupported_protocol")
         key = (proto, p.ip_src, p.sport, p.ip_dst, p.dport)
         conn = sw.conns.get(key)
         if proto != "tcp":
@@ -310,6 +359,7 @@ class Director:
                                                   self.lifecycle.tcp_timeout("SYN_RECV"))
                 if data_conn is not None:
                     data_conn.isn = pkt.tcp_seq(data, p)
+                    self.outcome = SCHEDULED       # the control connection's server
                     return (self._enter(sw, data_conn, self.lifecycle.flow_idle("SYN_RECV"))
                             + self._forward_packet(sw, data_conn, in_port, data, now))
             return self._schedule(sw, in_port, data, p, key, now)
@@ -333,17 +383,17 @@ class Director:
         proto, client, _, vip, vport = key
         service, via_ftp = self.index.find(proto, vip, vport)
         if service is None or service.pe != "switch":
-            return []
+            return self._drop("no_connection")
         template = sw.templates.get(self.templates.key(service, proto, client, vip, vport,
                                                        via_ftp))
         if template is None or not template.hot or service.find_server(
                 template.dest.address, template.dest.port) is not template.dest.server:
-            return []
+            return self._drop("no_connection")
         dest = template.dest
         actions = self.flows.packet_actions(sw, dest, proto, dest.port or vport)
         if self.traffic is not None:
             self.traffic.count(self.ids.service(service.key), template.server_id, 0,
-                               len(data) - pkt.ETH_HEADER)
+                               pkt.ip_length(data))
         return [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
 
     def _reschedule(self, conn):
@@ -367,12 +417,12 @@ class Director:
                 else client >> 24 in (0, 127) or client >= 0xE0000000)):
             # a martian source (this network, loopback, multicast, broadcast,
             # a VIP; IPv6: ::/96, multicast): no connection is made for it
-            self.dropped["martian"] += 1
-            return []
+            return self._drop("martian")
         if self.limits.max_entries:
             admitted, out = self.limits.admit(sw, now, self._end_connection_now)
             self.lifecycle.pressure = self.limits.pressure
             if not admitted:
+                self.outcome = DROPPED      # counted in Limits.counters["refused"]
                 return out
         else:
             out = []
@@ -380,7 +430,7 @@ class Director:
         if service is None or via_ftp and not service.persistent:
             # IPVS schedules a packet that reached a port-21 service through
             # the FTP fallback only for a persistent service (vport != port)
-            return out
+            return out + self._drop("no_service")
         state = self.runtime.service(service)
         template = None
         if service.persistent:
@@ -394,7 +444,7 @@ class Director:
             dest = self._pick(state, p, now)
         if dest is None:
             LOG.warning("%s: %s - no destination available", service.scheduler, service.key)
-            return out
+            return out + self._drop("no_destination")
         unready = self._unready(sw, dest, in_port, data, now)
         if unready is not None:
             return out + unready
@@ -415,6 +465,7 @@ class Director:
             # connection lives for this datagram only, nothing stays behind
             state.stats.conns += 1
             dest.stats.conns += 1
+            self.outcome = SCHEDULED
             actions = self.flows.packet_actions(sw, dest, "udp", dport)
             return out + [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
         conn = self._new_connection(sw, service, state, dest, rid, key, dport, template, now)
@@ -438,8 +489,9 @@ class Director:
         if why is None:
             return None
         if why == "mac":
+            self.outcome = QUEUED
             return self.hosts.wait(sw.dpid, int(dest.address), in_port, data, now)
-        return []
+        return self._drop("no_tunnel_port")
 
     # -- connections -------------------------------------------------------------------
     def _new_connection(self, sw, service, state, dest, rid, key, dport, template, now):
@@ -453,6 +505,7 @@ class Director:
             self.ftp.watch(sw, conn)
         state.stats.conns += 1
         dest.stats.conns += 1
+        self.outcome = SCHEDULED
         return conn
 
     def _enter(self, sw, conn, timeout, replace=True):
@@ -474,7 +527,7 @@ class Director:
         proto = PROTO_NAMES.get(p.proto)
         if proto is None or proto == "tcp" and (
                 p.tcp_flags & (pkt.TCP_SYN | pkt.TCP_ACK)) != pkt.TCP_SYN:
-            return []
+            return self._drop("no_connection")
         for template in sw.templates.values():
             dest = template.dest
             tproto, snet, vip, vport = template.key
@@ -489,17 +542,19 @@ class Director:
                 continue
             key = (proto, p.ip_dst, p.dport, vip, vport or p.sport)
             if key in sw.conns:
-                return []
+                # the server's SYN again, before its new flow was in place:
+                # dropped, the server sends it again through the flow
+                return self._drop("repeated_syn")
             conn = self._new_connection(sw, service, self.runtime.service(service), dest,
                                         template.server_id, key, p.sport, template, now)
             out = self._enter(sw, conn, self.lifecycle.first_flow_idle(proto), False)
             actions = self.flows.reverse_packet_actions(conn)
             return out + [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
-        return []
+        return self._drop("no_connection")
 
     def _forward_packet(self, sw, conn, in_port, data, now):
         if conn.nodest:
-            return []
+            return self._drop("server_gone")
         out = []
         if conn.ftp is not None:
             data, data_conn = self.ftp.from_client(conn, data, now)
@@ -507,17 +562,17 @@ class Director:
                 out += self._enter(sw, data_conn, LISTEN_TIMEOUT)
         actions = self.flows.packet_actions(sw, conn.dest, conn.key[0], conn.dport)
         if self.traffic is not None:
-            self.traffic.count(conn.service_id, conn.server_id, 0, len(data) - pkt.ETH_HEADER)
+            self.traffic.count(conn.service_id, conn.server_id, 0, pkt.ip_length(data))
         return out + [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
 
     def _ftp_from_server(self, sw, in_port, data, p, now):
         """A server->client packet of an FTP control connection (from REVERSE)."""
         conn, data = self.ftp.from_server(sw, p, data, now)
         if conn is None:
-            return []
+            return self._drop("no_connection")
         actions = self.flows.reverse_packet_actions(conn)
         if self.traffic is not None:
-            self.traffic.count(conn.service_id, conn.server_id, 1, len(data) - pkt.ETH_HEADER)
+            self.traffic.count(conn.service_id, conn.server_id, 1, pkt.ip_length(data))
         return [(sw.dpid, ofmsg.packet_out(in_port, actions, data))]
 
     def _end_connection_now(self, sw, conn):

@@ -1,19 +1,20 @@
 """The controller's own figures for /metrics: what it was asked and what it did.
 
-Counted where it happens, cheaply (a dict increment, one clock read per
-PacketIn): PacketIns per table and outcome, the time each took, messages
-sent per OpenFlow type, OpenFlow errors, and the punts each switch's meters
-dropped (read with the flow counters).  :meth:`ControllerFigures.as_dict`
-adds what is read from the director when /metrics is asked for: switches,
-connections and templates per switch, flow entries per table.
-
-Stdlib only.
+Counted where it happens, cheaply (a list increment, one clock read per
+PacketIn): PacketIns per table and outcome (what the director says became of
+each: ``Director.outcome``, see :data:`lvs_app.director.OUTCOMES`), the time
+each took, messages sent per OpenFlow type, OpenFlow errors, and the punts
+each switch's meters dropped (read with the flow counters).
+:meth:`ControllerFigures.as_dict` adds what is read from the director when
+/metrics is asked for: switches, connections and templates per switch, flow
+entries per table, packets dropped by reason, entries ended by drop_entry.
 """
 
 import bisect
 import collections
 
 from lvs_app import pipeline as pl
+from lvs_app.director import DROP_REASONS, OUTCOMES
 
 # upper bounds (s) of the PacketIn duration histogram: ~20 µs is a repeated
 # SYN, ~50 µs a new NAT connection, milliseconds mean the controller is busy
@@ -28,9 +29,9 @@ class ControllerFigures:
     """Counters of one manager."""
 
     def __init__(self):
-        # table id -> [no action, answered]; the last bucket counts what is
-        # above every bound (only the cumulative +Inf shows it)
-        self.packet_ins = collections.defaultdict(lambda: [0, 0])
+        # table id -> a count per outcome (OUTCOMES); the last bucket counts
+        # what is above every bound (only the cumulative +Inf shows it)
+        self.packet_ins = collections.defaultdict(lambda: [0] * len(OUTCOMES))
         self.buckets = [0] * (len(PACKET_IN_BUCKETS) + 1)
         self.took_sum = 0.0
         self.took_count = 0
@@ -38,9 +39,10 @@ class ControllerFigures:
         self.errors = 0
         self.rate_limited = {}                       # (dpid, meter id) -> packets dropped
 
-    def packet_in(self, table_id, took, answered, _bisect=bisect.bisect_left):
-        """One PacketIn (the hot path: a few list increments)."""
-        self.packet_ins[table_id][answered] += 1
+    def packet_in(self, table_id, took, outcome, _bisect=bisect.bisect_left):
+        """One PacketIn and its ``outcome`` (an index into OUTCOMES; the hot
+        path: a few list increments)."""
+        self.packet_ins[table_id][outcome] += 1
         self.took_sum += took
         self.took_count += 1
         self.buckets[_bisect(PACKET_IN_BUCKETS, took)] += 1
@@ -62,7 +64,11 @@ class ControllerFigures:
             "switches": len(dpids),
             "packet_ins": {(TABLES.get(t, str(t)), outcome): n
                            for t, counts in self.packet_ins.items()
-                           for outcome, n in zip(("no-action", "answered"), counts) if n},
+                           for outcome, n in zip(OUTCOMES, counts) if n},
+            "dropped": dict({reason: director.dropped[reason] for reason in DROP_REASONS},
+                            orphan_fragment=director.fragments.dropped,
+                            table_full=director.limits.counters["refused"]),
+            "connections_dropped": director.limits.counters["drop_entry"],
             "packet_in_seconds": {"count": self.took_count, "sum": self.took_sum,
                                   "buckets": cumulative},
             "flow_mods": self.sent[FLOW_MOD], "packet_outs": self.sent[PACKET_OUT],

@@ -168,9 +168,9 @@ class Manager:
     def _poll_stats(self, now):
         """Timed job: every switch's counters, one aggregate query per real
         server and kind of flow (see stats.py); the counters file is written
-        when what it keeps changed."""
+        when what it keeps changed (here, and when a switch's poll is done)."""
         traffic = self.traffic
-        traffic.save(self.runtime.connection_counts())
+        self._save_counters()
         queries = traffic.queries(self.ids.numbers())
         out = []
         for dpid in self._serving_dpids():
@@ -178,16 +178,25 @@ class Manager:
             for kind, service, server in queries:
                 request = aggregate_request(kind, service, server)
                 request.on_reply = (lambda body, when, dpid=dpid, q=(kind, service, server):
-                                    traffic.aggregate(dpid, *q, body.packet_count,
-                                                      body.byte_count, when))
+                                    self._aggregate_reply(dpid, q, body, when))
                 out.append((dpid, request))
             request = table_stats_request()
             request.on_reply = (lambda body, when, dpid=dpid: traffic.table_stats(
-                dpid, {t.table_id: t.active_count for t in body if t.active_count}))
+                dpid, {t.table_id: t.active_count for t in body}))
             out.append((dpid, request))
             if self.director.meters.pps:
                 out.append((dpid, meter_stats_request()))
         return out
+
+    def _aggregate_reply(self, dpid, query, body, now):
+        if self.traffic.aggregate(dpid, *query, body.packet_count, body.byte_count, now):
+            self._save_counters()        # what is shown now is what a restart starts from
+
+    def _save_counters(self):
+        """Write the counters file (the serving controller only: an HA backup's
+        counters are the file's, as the master last wrote it)."""
+        if self.ha is None or self.ha.serving:
+            self.traffic.save(self.runtime.connection_counts())
 
     def stats_reply(self, dpid, xid, body):
         """An aggregate or table statistics reply for a request that named a handler."""
@@ -416,7 +425,7 @@ class Manager:
             self._refused("packet_in", err)
             return
         self.send(messages)
-        self.figures.packet_in(table_id, perf_counter() - started, 1 if messages else 0)
+        self.figures.packet_in(table_id, perf_counter() - started, self.director.outcome)
 
     def flow_removed(self, dpid, cookie, match, duration, reason, packet_count=0,
                      datapath=None, byte_count=0, table_id=None, hard_timeout=0):
@@ -427,7 +436,7 @@ class Manager:
                                                           table_id=table_id,
                                                           hard_timeout=hard_timeout)):
             return
-        self.traffic.flow_removed(cookie, packet_count, byte_count)
+        self.traffic.flow_removed(cookie, packet_count, byte_count, dpid)
         self._handle(self.director.flow_removed, dpid, cookie, match, duration, self.clock(),
                      reason, packet_count, hard_timeout)
 

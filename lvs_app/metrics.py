@@ -297,7 +297,15 @@ def _controller_families(controller):
                "OpenFlow switches connected to the controller.", "switches"),
         labelled("lvs_app_packet_ins_total", "counter",
                  "Packet-ins the controller handled, by the table that sent them and "
-                 "what became of them.", ("table", "outcome"), "packet_ins", tuple),
+                 "what became of them (scheduled, forwarded, answered, switched, queued, "
+                 "consumed, dropped).", ("table", "outcome"), "packet_ins", tuple),
+        labelled("lvs_app_dropped_packets_total", "counter",
+                 "Packets the controller dropped, by reason (punts a switch's meter "
+                 "dropped are in lvs_app_punts_rate_limited_total).", ("reason",),
+                 "dropped", lambda k: (k,)),
+        scalar("lvs_app_connections_dropped_total", "counter",
+               "Half-open connection entries ended early to make room near "
+               "--lvs-max-connections (IPVS's drop_entry defence).", "connections_dropped"),
         _Histogram("lvs_app_packet_in_duration_seconds",
                    "Time the controller spent handling one packet-in.",
                    controller.get("packet_in_seconds")),
@@ -313,8 +321,10 @@ def _controller_families(controller):
                  "switch's meter statistics.", ("dpid", "meter"), "rate_limited",
                  lambda k: (_dpid(k[0]), k[1])),
         labelled("lvs_app_flow_entries", "gauge",
-                 "Flow entries of the app in each switch table, as the controller counts "
-                 "them.", ("dpid", "table"), "flow_entries",
+                 "Flow entries in each switch table (all of them, the app's and any "
+                 "other's), from the switch's table statistics (active_count); a table "
+                 "that held entries once shows 0 when empty.", ("dpid", "table"),
+                 "flow_entries",
                  lambda k: (_dpid(k[0]), k[1])),
         labelled("lvs_app_connections", "gauge",
                  "Connection entries the director holds, by switch (ipvsadm -Lc).",
@@ -335,7 +345,8 @@ def render(snapshot, health, controller):
 
     Any of the three may be empty or None, and any key missing: a missing count
     is 0, a missing table has no samples.  ``controller`` has ``switches``,
-    ``packet_ins`` {(table, outcome): n}, ``packet_in_seconds`` {"count", "sum",
+    ``packet_ins`` {(table, outcome): n}, ``dropped`` {reason: packets},
+    ``connections_dropped``, ``packet_in_seconds`` {"count", "sum",
     "buckets": [(upper bound, cumulative count), ...] without +Inf},
     ``flow_mods``, ``packet_outs``, ``openflow_errors``, ``rate_limited``
     {(dpid, meter name): packets}, ``flow_entries`` {(dpid, table name): n},

@@ -94,6 +94,22 @@ def parse(data):
     return p
 
 
+def ip_length(data):
+    """The length of a frame's IP packet from its header (IPv4's total
+    length, IPv6's 40 + payload length): what IPVS counts, without the
+    Ethernet header, a VLAN tag or the padding of a short frame.  Anything
+    else counts its bytes past an untagged Ethernet header.  ``data`` is a
+    frame :func:`parse` accepted."""
+    eth_type, offset = (data[12] << 8) | data[13], 14
+    if eth_type == ETH_VLAN:
+        eth_type, offset = (data[16] << 8) | data[17], 18
+    if eth_type == ETH_IP:
+        return (data[offset + 2] << 8) | data[offset + 3]
+    if eth_type == ETH_IPV6:
+        return 40 + ((data[offset + 4] << 8) | data[offset + 5])
+    return len(data) - ETH_HEADER
+
+
 def _transport(data, end, eth_dst, eth_src, eth_type, src, dst, proto, l4):
     """The Packet of an IP packet whose transport header starts at ``l4``
     (``end``: where the IP packet ends): ports and flags for TCP and UDP."""

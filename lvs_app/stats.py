@@ -23,26 +23,43 @@ Which flow counts what, by its cookie (see ids.py):
   routing and tunnel replies bypass the director, so their *out* stays 0, as
   in IPVS;
 * packets the controller forwards itself (a connection's first SYN, FIN and
-  RST, FTP control packets) are counted as it forwards them.
+  RST, FTP control packets) are counted as it forwards them, with the
+  length their IP header gives.
 
 Bytes are counted as IPVS counts them, by IP length: the switch counts
 Ethernet frames, so 14 bytes per packet come off (a tunnel flow counts the
-frame before it is encapsulated, so the same holds).
+frame before it is encapsulated, so the same holds).  What the switch
+cannot tell apart stays in: the padding of a short frame (a 40-byte TCP ACK
+travels in a 60-byte minimum frame on a physical link, 6 bytes more) and a
+VLAN tag (4), so InBytes and OutBytes can read slightly high there.
 
 Never backwards.  Each service and server keeps ``base`` (the final counts of
 flows that ended, and what the controller forwarded), ``live`` (the
 aggregates of its flows now in the switches, per switch and kind) and
 ``offset`` (what ``ipvsadm -Z`` took away).  What is shown is
-``base + live - offset``, recomputed when every answer of a poll is in (a
-flow that ended is then in ``base`` and no longer in ``live``), and never
-lower than what was shown before: a flow that vanished without its
+``base + live - offset``, recomputed when every answer of a poll is in, and
+never lower than what was shown before: a flow that vanished without its
 FlowRemoved (a lost message) takes its counts out of ``live`` without
 putting them into ``base``, and what is shown then waits until the traffic
-catches up.  ``base`` and ``offset`` (with the connection counts) are saved
-beside the rules file (``FILE.stats``) after every poll that changed them,
-so a restarted controller starts from them, and the flows still in the
-switch bring their ``live`` counts back at its first poll.  What ended
-while no controller listened is lost.
+catches up.
+
+A FlowRemoved's final counts wait in ``pending`` while the last aggregate
+answer of its switch, kind and server (in ``live``) may still hold the
+flow's counts so far: they move to ``base`` when the next answer for that
+aggregate replaces it (an answer the switch sent after the FlowRemoved no
+longer has the flow).  So a flow is counted once, also when its FlowRemoved
+comes in the middle of a poll, after its kind's answer and before the
+poll's last one, and when several switches' polls overlap.
+
+``base`` (with ``pending``), ``offset``, the connection counts and what is
+shown are saved beside the rules file (``FILE.stats``) after every poll that
+changed them, so a restarted controller (or an HA backup that takes over)
+starts from what was shown last: the flows still in the switch bring their
+``live`` counts back at its first poll, and until then, or while the counts
+of flows that ended with no controller to hear their FlowRemoved are
+missing, what is shown stays where it was until the traffic catches up.
+Those counts are not in the totals; they are never taken away from what
+was shown either.
 
 Stdlib only, plus ids, packet and the atomic file writer.
 """
@@ -76,34 +93,81 @@ def _five(values):
     return (list(values or ()) + [0] * 5)[:5]
 
 
+def _add(values, kind, packets, octets):
+    """Add a flow kind's packets and IP bytes to five counts."""
+    direction = DIRECTION[kind]
+    values[direction] += packets
+    values[2 + direction] += octets
+    if kind == idmod.KIND_TEMPLATE_SYN:
+        values[SWITCH_CONNS] += packets
+
+
 class Totals:
     """One IPVS ``ip_vs_stats`` (a service's or a server's)."""
 
-    __slots__ = ("base", "live", "offset", "conns", "shown")
+    __slots__ = ("base", "live", "pending", "offset", "conns", "shown")
 
-    def __init__(self, base=None, offset=None, conns=0):
+    def __init__(self, base=None, offset=None, conns=0, shown=None):
         # inpkts, outpkts, inbytes, outbytes, and the connections the switch
         # carried (a --pe switch template's SYN flow counts them)
         self.base = _five(base)
         self.live = {}          # (dpid, kind, server number) -> (packets, IP bytes)
+        # (dpid, kind, server number) -> [packets, IP bytes]: final counts of
+        # flows that ended after that aggregate's last answer (see flow_ended)
+        self.pending = {}
         self.offset = _five(offset)
         self.conns = conns              # restored from the file (counted before a restart)
-        self.shown = [0] * 5
+        self.shown = _five(shown)       # restored: what was shown before a restart
 
     def true_value(self):
         value = list(self.base)
         for (_, kind, _), (packets, octets) in self.live.items():
-            direction = DIRECTION[kind]
-            value[direction] += packets
-            value[2 + direction] += octets
-            if kind == idmod.KIND_TEMPLATE_SYN:
-                value[SWITCH_CONNS] += packets
+            _add(value, kind, packets, octets)
         return value
 
+    def add_base(self, kind, packets, octets):
+        """Counts of flows of ``kind`` no longer in any aggregate."""
+        _add(self.base, kind, packets, octets)
+
+    def answer(self, key, value):
+        """A new aggregate answer for ``key``: the flows that ended before it
+        are no longer in it, so their final counts join ``base`` now."""
+        held = self.pending.pop(key, None)
+        if held is not None:
+            self.add_base(key[1], *held)
+        if value == (0, 0):
+            self.live.pop(key, None)
+        else:
+            self.live[key] = value
+
+    def flow_ended(self, key, packets, octets):
+        """A flow's final counts: into ``base`` at once when no answer for its
+        aggregate is live (none can hold it), else held until the next answer."""
+        if key not in self.live:
+            self.add_base(key[1], packets, octets)
+            return
+        held = self.pending.get(key)
+        if held is None:
+            self.pending[key] = [packets, octets]
+        else:
+            held[0] += packets
+            held[1] += octets
+
+    def drop_switch(self, dpid):
+        """A switch went away: its aggregates are no longer live, and what
+        waited for their next answer is final."""
+        for key in [k for k in self.pending if k[0] == dpid]:
+            self.add_base(key[1], *self.pending.pop(key))
+        for key in [k for k in self.live if k[0] == dpid]:
+            del self.live[key]
+
     def update(self):
-        """What is shown: base + live - offset, never lower than before."""
-        current = [v - o for v, o in zip(self.true_value(), self.offset)]
-        self.shown = [max(c, s) for c, s in zip(current, self.shown)]
+        """What is shown: base + live - offset, never lower than before.
+        True when it changed."""
+        current = [max(c - o, s) for c, o, s in zip(self.true_value(), self.offset, self.shown)]
+        changed = current != self.shown
+        self.shown = current
+        return changed
 
     def zero(self):
         self.offset = self.true_value()
@@ -111,7 +175,13 @@ class Totals:
         self.conns = 0
 
     def to_dict(self):
-        return {"base": self.base, "offset": self.offset, "conns": self.conns}
+        """What the file keeps: the held final counts are saved in ``base``
+        (a restarted controller's answers no longer have those flows)."""
+        base = list(self.base)
+        for (_, kind, _), (packets, octets) in self.pending.items():
+            _add(base, kind, packets, octets)
+        return {"base": base, "offset": self.offset, "conns": self.conns,
+                "shown": self.shown}
 
 
 class TrafficCounters:
@@ -152,13 +222,6 @@ class TrafficCounters:
             server = self.servers[(sid, rtext)] = Totals()
         return service, server
 
-    def _add_base(self, names, direction, packets, octets, conns=0):
-        for totals in self._totals(*names):
-            totals.base[direction] += packets
-            totals.base[2 + direction] += octets
-            totals.base[SWITCH_CONNS] += conns
-        self.dirty = True
-
     # -- what comes in -------------------------------------------------------------------
     def queries(self, numbers):
         """The aggregate queries of one poll: ``(kind, service number, server
@@ -171,43 +234,57 @@ class TrafficCounters:
 
     def aggregate(self, dpid, kind, service_number, server_number, packets, frame_bytes,
                   now=None):
-        """One aggregate answer: the counts of one server's flows of one kind."""
+        """One aggregate answer: the counts of one server's flows of one kind.
+        True when it was the last answer of the switch's poll (what is shown
+        was recomputed)."""
         names = self._name(service_number, server_number)
         if names is not None:
             value = (packets, ip_bytes(frame_bytes, packets))
+            key = (dpid, kind, server_number)
             for totals in self._totals(*names):
-                if value == (0, 0):
-                    totals.live.pop((dpid, kind, server_number), None)
-                else:
-                    totals.live[(dpid, kind, server_number)] = value
+                totals.answer(key, value)
         left = self.waiting.get(dpid, 0) - 1
         self.waiting[dpid] = left
         if left == 0:
             self._poll_done(now)
+            return True
+        return False
 
     def _poll_done(self, now):
         self.polls += 1
         self.last_poll = now
+        changed = False
         for totals in self.services.values():
-            totals.update()
+            changed = totals.update() or changed
         for totals in self.servers.values():
-            totals.update()
+            changed = totals.update() or changed
+        if changed:
+            self.dirty = True           # what is shown is saved: it must never go back
 
     def table_stats(self, dpid, counts):
-        """Flow entries per table (``{table id: active count}``), for /metrics."""
-        self.entries[dpid] = dict(counts)
+        """Flow entries per table (``{table id: active count}``, every table
+        the switch has), for /metrics: the tables that ever held an entry
+        (a table that falls empty shows 0; the switch's many unused tables
+        are left out)."""
+        tables = self.entries.setdefault(dpid, {})
+        for table_id, count in counts.items():
+            if count or table_id in tables:
+                tables[table_id] = count
 
-    def flow_removed(self, cookie, packets, frame_bytes):
-        """A flow ended with these final counts: they move to ``base`` (shown
-        at the next poll, when the flow is no longer in its aggregate)."""
+    def flow_removed(self, cookie, packets, frame_bytes, dpid=None):
+        """A flow of switch ``dpid`` ended with these final counts: they join
+        ``base`` once its aggregate's answers no longer hold the flow (see
+        Totals.flow_ended), and are shown from the poll after that."""
         parsed = idmod.Cookie.parse(cookie)
-        if parsed is None or parsed.kind not in DIRECTION:
+        if parsed is None or parsed.kind not in DIRECTION or not packets:
             return
         names = self._name(parsed.service, parsed.server)
-        if names is not None and packets:
-            self._add_base(names, DIRECTION[parsed.kind], packets,
-                           ip_bytes(frame_bytes, packets),
-                           packets if parsed.kind == idmod.KIND_TEMPLATE_SYN else 0)
+        if names is None:
+            return
+        key, octets = (dpid, parsed.kind, parsed.server), ip_bytes(frame_bytes, packets)
+        for totals in self._totals(*names):
+            totals.flow_ended(key, packets, octets)
+        self.dirty = True
 
     def count(self, service_number, server_number, direction, ip_length):
         """One packet the controller forwarded itself: no flow counted it (the
@@ -229,8 +306,7 @@ class TrafficCounters:
         comes back with them, its next answers bring them back (a switch that
         restarted has lost them, as IPVS loses a rebooted director's)."""
         for totals in list(self.services.values()) + list(self.servers.values()):
-            for key in [k for k in totals.live if k[0] == dpid]:
-                del totals.live[key]
+            totals.drop_switch(dpid)
         self.waiting.pop(dpid, None)
         self.entries.pop(dpid, None)
 
@@ -275,9 +351,9 @@ class TrafficCounters:
 
     # -- the file -------------------------------------------------------------------------
     def save(self, conns):
-        """Write ``base``, ``offset`` and the connection counts (``conns``:
-        {(sid, rtext or None): count} as the director holds them now) if
-        anything changed since the last save."""
+        """Write ``base``, ``offset``, what is shown and the connection counts
+        (``conns``: {(sid, rtext or None): count} as the director holds them
+        now) if anything changed since the last save."""
         if not self.path or not self.dirty:
             return
         doc = {"services": {sid: dict(t.to_dict(), conns=t.conns + conns.get((sid, None), 0))
@@ -307,10 +383,13 @@ class TrafficCounters:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 doc = json.load(handle)
+            # "shown": files written before it was kept start from base - offset
             for sid, t in doc.get("services", {}).items():
-                self.services[sid] = Totals(t["base"], t["offset"], t["conns"])
+                self.services[sid] = Totals(t["base"], t["offset"], t["conns"],
+                                            t.get("shown"))
             for sid, rtext, t in doc.get("servers", []):
-                self.servers[(sid, rtext)] = Totals(t["base"], t["offset"], t["conns"])
+                self.servers[(sid, rtext)] = Totals(t["base"], t["offset"], t["conns"],
+                                                    t.get("shown"))
         except (OSError, ValueError, KeyError, TypeError) as err:
             # counters are not worth refusing to start over: say so, start from 0
             LOG.error("lvs_app: counters file %s is unreadable (%s): counters start from 0",

@@ -6,9 +6,13 @@ ryu-manager lvs_app.
   shows the 401 and a token field, with ``#token=`` it draws every service:
   IPv4, IPv6, fwmark (IPv4 and IPv6), one without servers, and the
   keepalived health checks matched to their servers.
-* In the NAT lab: real connections through Open vSwitch, then the page's
-  Conns, ActiveConn, InActConn and weights are those ``lvsadm -L -n`` shows.
-  The screenshot is kept as ``status.png`` in the lab's log directory.
+* In the NAT lab: real connections and downloads through Open vSwitch; once
+  the switch's counters were polled after the traffic (and the rate
+  estimator has sampled them), the page's Conns, ActiveConn, InActConn and
+  weights are those ``lvsadm -L -n`` shows, its InPkts and OutBytes those of
+  ``lvsadm -L -n --stats --exact`` (within what a poll can add), and its
+  rates are not 0.  The screenshot, taken then, is kept as ``status.png`` in
+  the lab's log directory.
 
 Chromium is Debian's ``chromium`` (scripts/install.sh installs it).  Without
 it these tests are skipped with the reason; with ``CI=true`` they fail.
@@ -16,6 +20,7 @@ The DOM is read with the stdlib's html.parser.
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -28,6 +33,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+
+from lvslab import wait_until
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BIN = Path(sys.executable).parent
@@ -305,10 +312,15 @@ def test_with_the_token_in_the_fragment_the_page_shows_every_service(
 
 # -- the NAT lab: real connections ----------------------------------------------------------
 
+DOWNLOAD = 200_000          # bytes per download: counters and rates worth reading
+TRAFFIC = ("inpkts", "outbytes")    # compared with --stats --exact, within a poll's worth
+
+
 def lvsadm_view(lab):
     """{"conns": service Conns, "servers": {addr:port: {...}}} for VIP:80, from
-    ``lvsadm -L -n`` and ``lvsadm -L -n --stats --exact``."""
-    servers, conns = {}, None
+    ``lvsadm -L -n`` and ``lvsadm -L -n --stats --exact``; ``traffic``:
+    {row (the service "", or addr:port): {"inpkts", "outbytes"}}."""
+    servers, conns, traffic = {}, None, {}
     for line in lab.lvsadm("-L -n").stdout.splitlines():
         parts = line.split()
         if line.startswith("  -> ") and parts[1][0].isdigit():
@@ -318,20 +330,63 @@ def lvsadm_view(lab):
         parts = line.split()
         if line.startswith(f"TCP  {VIP}:80 "):
             conns = parts[2]
+            traffic[""] = {"inpkts": int(parts[3]), "outbytes": int(parts[6])}
         elif line.startswith("  -> ") and parts[1] in servers:
             servers[parts[1]]["conns"] = parts[2]
-    return {"conns": conns, "servers": servers}
+            traffic[parts[1]] = {"inpkts": int(parts[3]), "outbytes": int(parts[6])}
+    return {"conns": conns, "servers": servers, "traffic": traffic}
 
 
 def page_view(page):
     service = page["services"].get(f"tcp-{VIP}-80")
     if service is None:
         return None
+    rows = dict(service["servers"], **{"": service["service"]})
     return {"conns": service["service"]["conns"],
             "servers": {server: {"forward": row["forward"], "weight": row["weight"],
                                  "activeconns": row["activeconns"],
                                  "inactconns": row["inactconns"], "conns": row["conns"]}
-                        for server, row in service["servers"].items()}}
+                        for server, row in service["servers"].items()},
+            "traffic": {name: {field: int(row[field]) for field in TRAFFIC}
+                        for name, row in rows.items()}}
+
+
+def stats_interval(lab):
+    """The controller's --lvs-stats-interval (its default: 2 s)."""
+    argv = [str(a) for a in lab.controller_cmd]
+    for i, arg in enumerate(argv):
+        if arg == "--lvs-stats-interval":
+            return float(argv[i + 1])
+        if arg.startswith("--lvs-stats-interval="):
+            return float(arg.split("=", 1)[1])
+    return 2.0
+
+
+def polls(lab):
+    """lvs_app_stats_polls_total from /metrics: the polls the switches answered."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://127.0.0.1:{lab.rest_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return int(float(re.search(r"^lvs_app_stats_polls_total (\S+)$", text, re.M).group(1)))
+
+
+def service_rates(lab):
+    """(CPS, InBPS, OutBPS) of VIP:80 from ``lvsadm -L -n --rate --exact``."""
+    for line in lab.lvsadm("-L -n --rate --exact").stdout.splitlines():
+        if line.startswith(f"TCP  {VIP}:80 "):
+            parts = line.split()
+            return int(parts[2]), int(parts[5]), int(parts[6])
+    return None
+
+
+def within_a_poll(seen, listed):
+    """The page's and lvsadm's InPkts/OutBytes, read at two moments: equal
+    but for what one more poll may add (the connections' last segments)."""
+    if set(seen) != set(listed):
+        return False
+    return all(abs(seen[row]["inpkts"] - listed[row]["inpkts"]) <= 10
+               and abs(seen[row]["outbytes"] - listed[row]["outbytes"])
+               <= max(10 * 1500, 0.01 * listed[row]["outbytes"]) for row in listed)
 
 
 @pytest.mark.lab("nat")
@@ -341,12 +396,20 @@ def test_the_page_shows_what_lvsadm_shows_after_real_connections(lab, chromium):
     answers = [lab.curl(client, f"http://{VIP}/").strip()
                for _ in range(3) for client in ("c1", "c2", "c3")]
     assert sorted(answers) == ["rs1"] * 3 + ["rs2"] * 3 + ["rs3"] * 3
+    for client in ("c1", "c2", "c3"):              # rr: one download from each server
+        assert len(lab.curl(client, f"http://{VIP}/bytes/{DOWNLOAD}", timeout=20)) == DOWNLOAD
+
+    # The counters come from the switch's flows at the next poll, the rates
+    # from the estimator's next 2-second sample after it: wait for a whole
+    # poll after the traffic, then for the rates.
+    interval = stats_interval(lab)
+    after = polls(lab) + 2                 # the one under way may have begun before the end
+    wait_until(lambda: polls(lab) >= after, 3 * interval + 10, 0.2,
+               "a poll of the switch's counters after the traffic")
+    wait_until(lambda: (service_rates(lab) or (0, 0, 0))[2] > 0, 2 * interval + 10, 0.2,
+               "a rate estimator sample with the traffic")
 
     url = f"http://127.0.0.1:{lab.rest_port}/status"
-    screenshot = lab.log_dir / "status.png"
-    browse(chromium, url, screenshot=screenshot)
-    print(f"status page screenshot: {screenshot}")
-
     # The page and lvsadm read at slightly different moments (a connection
     # may go from active to inactive in between): ask both again until they agree.
     for _ in range(4):
@@ -360,6 +423,11 @@ def test_the_page_shows_what_lvsadm_shows_after_real_connections(lab, chromium):
         time.sleep(0.5)
     assert page["error"] is None, page["error"]
     assert page["refreshes"] >= 1
+    print(f"\npage traffic {seen['traffic']}\nlvsadm --stats {listed['traffic']}")
+    assert within_a_poll(seen["traffic"], listed["traffic"]), \
+        f"page {seen['traffic']}\nlvsadm {listed['traffic']}"
+    seen.pop("traffic")
+    listed.pop("traffic")
     assert seen == listed, f"page {seen}\nlvsadm {listed}"
     assert set(seen["servers"]) == {"10.0.0.11:80", "10.0.0.12:80", "10.0.0.13:8080"}
     assert int(seen["conns"]) >= len(answers)
@@ -372,3 +440,13 @@ def test_the_page_shows_what_lvsadm_shows_after_real_connections(lab, chromium):
         for field in ("persistconns", "inpkts", "outpkts", "inbytes", "outbytes", "cps",
                       "inbps", "outbps"):
             assert row[field].isdigit(), (field, row[field])
+        # each server sent one download back (NAT: through the switch's reverse flows)
+        assert int(row["inpkts"]) > 0 and int(row["outbytes"]) > DOWNLOAD, row
+    line = service["service"]
+    assert int(line["inpkts"]) > 0 and int(line["outbytes"]) > 3 * DOWNLOAD, line
+    assert int(line["outbps"]) > 0 and int(line["inbps"]) > 0, line   # the rate cells
+
+    # the artefact, now that it has something to show
+    screenshot = lab.log_dir / "status.png"
+    browse(chromium, url, screenshot=screenshot)
+    print(f"status page screenshot: {screenshot}")

@@ -6,6 +6,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lvs_app import metrics
+from lvs_app.director import DROP_REASONS, OUTCOMES
+from lvs_app.figures import METER_NAMES, TABLES
 from lvs_app.manager import Manager
 
 SERVICE_LABELS = ("local_address", "local_port", "local_mark", "proto")
@@ -44,6 +46,8 @@ TYPES = {
     "lvs_app_health_probes_total": "counter",
     "lvs_app_switches_connected": "gauge",
     "lvs_app_packet_ins_total": "counter",
+    "lvs_app_dropped_packets_total": "counter",
+    "lvs_app_connections_dropped_total": "counter",
     "lvs_app_packet_in_duration_seconds": "histogram",
     "lvs_app_flow_mods_total": "counter",
     "lvs_app_packet_outs_total": "counter",
@@ -127,8 +131,11 @@ HEALTH = {"source": "10.0.0.250", "counts": {"probes": 40, "ok": 31, "failed": 8
 DPID = 0xA1
 CONTROLLER = {
     "switches": 2,
-    "packet_ins": {("service", "handled"): 120, ("classify", "dropped"): 4,
-                   ("reverse", "handled"): 9},
+    "packet_ins": {("service", "scheduled"): 100, ("service", "forwarded"): 20,
+                   ("classify", "answered"): 3, ("classify", "dropped"): 4,
+                   ("reverse-nat", "forwarded"): 9},
+    "dropped": {"malformed": 4, "no_connection": 0, "table_full": 2},
+    "connections_dropped": 5,
     "packet_in_seconds": {"count": 133, "sum": 0.412,
                           "buckets": [(0.001, 50), (0.005, 120), (0.025, 131)]},
     "flow_mods": 800, "packet_outs": 260, "openflow_errors": 1,
@@ -269,9 +276,15 @@ def test_controller(families):
     dpid = "00000000000000a1"
     assert values(families, "lvs_app_switches_connected") == {(): 2}
     assert values(families, "lvs_app_packet_ins_total") == {
-        (("outcome", "handled"), ("table", "service")): 120,
+        (("outcome", "scheduled"), ("table", "service")): 100,
+        (("outcome", "forwarded"), ("table", "service")): 20,
+        (("outcome", "answered"), ("table", "classify")): 3,
         (("outcome", "dropped"), ("table", "classify")): 4,
-        (("outcome", "handled"), ("table", "reverse")): 9}
+        (("outcome", "forwarded"), ("table", "reverse-nat")): 9}
+    assert values(families, "lvs_app_dropped_packets_total") == {
+        (("reason", "malformed"),): 4, (("reason", "no_connection"),): 0,
+        (("reason", "table_full"),): 2}
+    assert values(families, "lvs_app_connections_dropped_total") == {(): 5}
     for name, want in [("flow_mods", 800), ("packet_outs", 260), ("openflow_errors", 1),
                        ("stats_polls", 57)]:
         assert values(families, f"lvs_app_{name}_total") == {(): want}
@@ -280,10 +293,21 @@ def test_controller(families):
         (("dpid", "0000000000000002"), ("meter", "health")): 0}
     assert values(families, "lvs_app_flow_entries") == {
         (("dpid", dpid), ("table", "service")): 40, (("dpid", dpid), ("table", "forward")): 12}
+    # the switch's own count of every entry in the table, not the controller's
+    assert "table statistics (active_count)" in families["lvs_app_flow_entries"].documentation
     assert values(families, "lvs_app_connections") == {
         (("dpid", dpid),): 25, (("dpid", "0000000000000002"),): 0}
     assert values(families, "lvs_app_templates") == {(("dpid", dpid),): 3}
     assert values(families, "lvs_app_stats_poll_age_seconds") == {(): 1.25}
+
+
+def test_the_fixture_speaks_the_controllers_words():
+    """The fixture's outcomes, reasons and tables are ones the code emits."""
+    assert {outcome for _, outcome in CONTROLLER["packet_ins"]} <= set(OUTCOMES)
+    assert set(CONTROLLER["dropped"]) <= set(DROP_REASONS)
+    assert {table for table, _ in CONTROLLER["packet_ins"]} <= set(TABLES.values())
+    assert {table for _, table in CONTROLLER["flow_entries"]} <= set(TABLES.values())
+    assert {meter for _, meter in CONTROLLER["rate_limited"]} <= set(METER_NAMES.values())
 
 
 def test_histogram_buckets_are_cumulative_and_end_with_inf(families):

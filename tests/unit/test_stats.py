@@ -119,3 +119,90 @@ def test_zero_and_the_file(tmp_path):
     path.write_text("{not json")
     broken = TrafficCounters(traffic.ids, str(path))        # logged, from 0
     assert broken.server_counts(KEY.to_id(), "10.0.0.11-80") == ([0, 0, 0, 0], 0)
+
+
+def test_a_flowremoved_in_the_middle_of_a_poll_is_counted_once():
+    """The switch answered the poll's CONN aggregate (the flow's 5 packets so
+    far in it), then the flow ended (FlowRemoved: 6), then the poll's other
+    answers came: 5 is shown, then 6 once the flow has left its aggregate."""
+    traffic, sid, rid = counters()
+    cookie = ids.Cookie(CONN, sid, rid).value
+    poll(traffic, sid, rid, {CONN: (4, 4 * 64)})
+    queries = traffic.queries([(sid, rid)])
+    assert queries[0][0] == CONN
+    traffic.poll_started(1, len(queries))
+    for kind, s, r in queries:
+        traffic.aggregate(1, kind, s, r, *{CONN: (5, 5 * 64)}.get(kind, (0, 0)))
+        if kind == CONN:
+            traffic.flow_removed(cookie, 6, 6 * 64, dpid=1)
+    assert shown(traffic) == [5, 0, 250, 0]          # not 5 + 6
+    poll(traffic, sid, rid, {})                      # the flow is gone from its aggregate
+    assert shown(traffic) == [6, 0, 300, 0]
+    poll(traffic, sid, rid, {})
+    assert shown(traffic) == [6, 0, 300, 0]
+
+
+def test_overlapping_polls_of_two_switches_count_an_ended_flow_once():
+    """Switch 2's flow ends between polls; switch 1's poll is done before
+    switch 2 answers again: its last answer still holds the flow."""
+    traffic, sid, rid = counters()
+    cookie = ids.Cookie(CONN, sid, rid).value
+    poll(traffic, sid, rid, {CONN: (3, 3 * 64)}, dpid=1)
+    poll(traffic, sid, rid, {CONN: (4, 4 * 64)}, dpid=2)
+    traffic.flow_removed(cookie, 5, 5 * 64, dpid=2)
+    poll(traffic, sid, rid, {CONN: (3, 3 * 64)}, dpid=1)
+    assert shown(traffic) == [7, 0, 350, 0]          # not 3 + 4 + 5
+    poll(traffic, sid, rid, {}, dpid=2)
+    assert shown(traffic) == [8, 0, 400, 0]
+    # switch 1's flow ends likewise, then the switch goes: its final count stays
+    traffic.flow_removed(cookie, 4, 4 * 64, dpid=1)
+    traffic.switch_gone(1)
+    poll(traffic, sid, rid, {}, dpid=2)
+    assert shown(traffic) == [9, 0, 450, 0]
+
+
+def test_a_restart_starts_from_what_was_shown(tmp_path):
+    """The file keeps what was shown (never less after a restart, even before
+    the first poll, or with flows gone that nobody heard end) and the final
+    counts still waiting for their aggregate's next answer."""
+    path = tmp_path / "lvs.rules.stats"
+    traffic, sid, rid = counters(str(path))
+    cookie = ids.Cookie(CONN, sid, rid).value
+    poll(traffic, sid, rid, {CONN: (4, 4 * 64), REVERSE: (2, 2 * 64)})
+    traffic.flow_removed(cookie, 5, 5 * 64, dpid=1)  # waits for the next CONN answer
+    traffic.save({})
+    again = TrafficCounters(traffic.ids, str(path))
+    assert shown(again) == [5, 2, 250, 100]          # before any poll: the ended flow's 5
+    poll(again, sid, rid, {})                        # the reverse flow ended unheard
+    assert shown(again) == [5, 2, 250, 100]          # not less
+    poll(again, sid, rid, {REVERSE: (3, 3 * 64)})
+    assert shown(again) == [5, 3, 250, 150]
+    # a file from before "shown" was kept: base - offset
+    path.write_text('{"services": {}, "servers": [["%s", "10.0.0.11-80", '
+                    '{"base": [7, 0, 70, 0], "offset": [1, 0, 10, 0], "conns": 2}]]}\n'
+                    % KEY.to_id())
+    old = TrafficCounters(traffic.ids, str(path))
+    assert old.server_counts(KEY.to_id(), "10.0.0.11-80") == ([6, 0, 60, 0], 2)
+
+
+def test_table_statistics_keep_a_table_that_falls_empty_at_0():
+    traffic, _, _ = counters()
+    traffic.table_stats(1, {0: 5, 1: 7, 2: 0, 3: 0})     # the switch's unused tables: 0
+    assert traffic.entries == {1: {0: 5, 1: 7}}
+    traffic.table_stats(1, {0: 5, 1: 0, 2: 0, 3: 2})
+    assert traffic.entries == {1: {0: 5, 1: 0, 3: 2}}
+    traffic.switch_gone(1)
+    assert traffic.entries == {}
+
+
+def test_the_ip_length_of_a_frame_ignores_padding_and_a_vlan_tag():
+    from lvs_app import packet as pkt
+    ip = bytes.fromhex("45000028000100004006" "0000" "0a000001" "0a000064") + bytes(20)
+    eth = bytes.fromhex("021f0a000064" "020000000001")
+    padded = eth + b"\x08\x00" + ip + bytes(6)                  # a 60-byte minimum frame
+    assert len(padded) == 60 and pkt.ip_length(padded) == 40
+    tagged = eth + b"\x81\x00\x00\x05\x08\x00" + ip + bytes(2)
+    assert pkt.ip_length(tagged) == 40
+    v6 = eth + b"\x86\xdd" + bytes.fromhex("60000000001406ff") + bytes(32) + bytes(20)
+    assert pkt.ip_length(v6) == 60
+    assert pkt.ip_length(eth + b"\x88\xcc" + bytes(46)) == 46      # not IP: past Ethernet
