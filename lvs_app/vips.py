@@ -60,11 +60,13 @@ class VipFlows:
     def _sync_fragments(self, sw, transit=False):
         """Fragments to each VIP and from each NAT real server go to the
         controller (see fragments.py), above every flow that matches ports."""
-        wanted = set() if transit else {(pl.SERVICE, vip) for vip in self.services().vips}
-        wanted |= set() if transit else {(pl.REVERSE, int(server.address))
-                                         for service in self.config.table.services.values()
-                                         for server in service.servers
-                                         if method_of(server).reverse_nat}
+        wanted = set()
+        if not transit:
+            wanted = {(pl.SERVICE, vip) for vip in self.services().vips}
+            wanted |= {(pl.REVERSE, int(server.address))
+                       for service in self.config.table.services.values()
+                       for server in service.servers
+                       if method_of(server).reverse_nat}
         out = []
         cookie = idmod.Cookie(idmod.KIND_FRAG).value
         for table_id, ip in sw.fragment_flows - wanted:
