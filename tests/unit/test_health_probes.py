@@ -86,6 +86,44 @@ def test_built_frames_have_valid_checksums(size):
     verify_frame(wire.build_icmp_echo(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 7, 1, payload))
 
 
+def test_tcp_frames_are_the_bytes_build_tcp_makes():
+    """The pre-built path patches only ports, numbers, flags, lengths and checksums."""
+    rng = random.Random(11)
+    for i in range(3000):
+        src_mac, dst_mac = rng.randbytes(6), rng.randbytes(6)
+        src_ip, dst_ip = rng.getrandbits(32), rng.getrandbits(32)
+        sport, dport = rng.getrandbits(16), rng.getrandbits(16)
+        seq, ack = rng.getrandbits(33), rng.getrandbits(33)       # masked to 32 bits
+        flags = rng.choice([SYN, RST | ACK, RST, ACK, PSH | ACK, FIN | ACK, SYN | ACK,
+                            rng.getrandbits(8)])
+        window = rng.choice([0, 65535, 70000, rng.getrandbits(16)])
+        payload = rng.randbytes(rng.choice([0, 1, 2, 3, 64, 1459]))
+        ident = rng.getrandbits(17)
+        frames = wire.TcpFrames(src_mac, dst_mac, src_ip, dst_ip, dport)
+        frame = frames.build(sport, seq, ack, flags, window, payload, ip_ident=ident)
+        assert frame == wire.build_tcp(src_mac, dst_mac, src_ip, dst_ip, sport, dport, seq,
+                                       ack, flags, window, payload, ip_ident=ident), i
+        verify_frame(frame)
+
+
+def test_tcp_frames_follow_the_ip_identification_counter():
+    frames = wire.TcpFrames(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 80)
+    first, second = frames.build(40000, 1, 0, SYN), frames.build(40000, 1, 0, SYN)
+    ident = struct.unpack_from("!H", first, 18)[0]
+    assert struct.unpack_from("!H", second, 18)[0] == (ident + 1) & 0xFFFF
+    assert second == wire.build_tcp(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 40000, 80, 1, 0, SYN,
+                                    ip_ident=ident + 1)
+    verify_frame(first)
+    verify_frame(second)
+
+
+def test_tcp_frames_are_kept_per_path():
+    frames = wire.tcp_frames(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 80)
+    assert wire.tcp_frames(DIR_MAC, bytearray(RS_MAC), DIR_IP, RS_ADDR, 80) is frames
+    assert wire.tcp_frames(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 81) is not frames
+    assert wire.tcp_frames(DIR_MAC, DIR_MAC, DIR_IP, RS_IP, 80) is not frames
+
+
 def test_udp_checksum_zero_is_sent_as_ffff():
     # the checksum field c of a 2-byte zero payload, put in as the payload, makes the sum 0
     first = wire.build_udp(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 1000, 2000, b"\0\0")
