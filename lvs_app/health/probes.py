@@ -22,7 +22,7 @@ half-closed connection behind.  Stdlib only.
 import random
 
 from lvs_app.health import wire
-from lvs_app.health.tcpclient import TcpClient
+from lvs_app.health.tcpclient import INITIAL_RTO, MASK, MAX_RTO, WINDOW, TcpClient
 
 DEFAULT_TIMEOUT = 5.0
 UDP_DEFAULT_PAYLOAD = 32        # keepalived sends 32 bytes when no payload is configured
@@ -114,6 +114,7 @@ class StreamProbe(Probe):
         sport = self.local_port()
         self.tcp = TcpClient(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
                              sport, self.dport, random.getrandbits(32))
+        self.tcp.ack_handshake = self.ack_handshake
         self.keys = {("tcp", self.dst_ip, self.dport, sport)}
         self.phase = "connecting"
         self.deadline = now + self.timeout
@@ -172,20 +173,85 @@ class StreamProbe(Probe):
         return []
 
 
-class TcpProbe(StreamProbe):
+class TcpProbe(Probe):
     """TCP_CHECK (check_tcp.c): the connection opens, and is closed again.
 
     The server's SYN/ACK proves what keepalived's connect() proves (its
     kernel accepts connections on the port), so it is answered with the RST
     alone, as OVN's service monitor does: one frame less per check, and no
     connection reaches the server's application (nor its log).
+
+    A TCP_CHECK never gets past the handshake, so it is the SYN-SENT state
+    of :class:`TcpClient` alone, written out (thousands of checks a second
+    each cost a SYN and an RST from the path's pre-built
+    :class:`wire.TcpFrames`, not a connection object): the same SYN,
+    retransmitted on the same timer (``INITIAL_RTO``, doubling); an ACK of
+    something else is answered with TcpClient's RST and ignored; an RST that
+    acknowledges the SYN refuses the connection, any other is ignored; an
+    ICMP destination unreachable fails it (as Linux fails a connect); the
+    SYN/ACK gets the RST that :meth:`TcpClient.abort` sends.  The unit tests
+    hold it to a StreamProbe built on TcpClient, frame for frame.
     """
 
-    ack_handshake = False
+    frames = None               # the path's wire.TcpFrames, once started
+    timer = None                # when the SYN is sent again, None: not waiting
 
-    def connected(self, now):
+    def start(self, now):
+        sport = self.sport = self.local_port()
+        self.iss = random.getrandbits(32)
+        self.rto = INITIAL_RTO
+        self.timer = now + INITIAL_RTO
+        self.frames = wire.tcp_frames(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
+                                      self.dport)
+        self.keys = {("tcp", self.dst_ip, self.dport, sport)}
+        self.phase = "connecting"
+        self.deadline = now + self.timeout
+        return [self.frames.build(sport, self.iss, 0, wire.SYN, WINDOW)]
+
+    @property
+    def next_poll(self):
+        if self.done:
+            return None
+        timer = self.timer
+        return self.deadline if timer is None else min(timer, self.deadline)
+
+    def receive(self, segment, now):
+        if self.done or self.frames is None:
+            return []
+        if segment.proto != wire.PROTO_TCP:
+            if segment.proto == wire.PROTO_ICMP and segment.icmp_type == wire.ICMP_UNREACH:
+                self._end(False, icmp_detail(segment))
+            return []
+        flags, snd_nxt = segment.flags, (self.iss + 1) & MASK
+        if flags & wire.RST:
+            if flags & wire.ACK and segment.ack == snd_nxt:
+                self._end(False, "connection refused")
+            return []
+        if flags & wire.ACK and segment.ack != snd_nxt:
+            return [self.frames.build(self.sport, segment.ack, 0, wire.RST, 0)]
+        if not (flags & wire.SYN and flags & wire.ACK):
+            return []                          # no simultaneous open
+        self.deadline = now + self.timeout      # progress (as StreamProbe counts it)
         self._end(True, "connected")
-        return []
+        return [self.frames.build(self.sport, snd_nxt, (segment.seq + 1) & MASK,
+                                  wire.RST | wire.ACK, WINDOW)]
+
+    def poll(self, now):
+        if self.done:
+            return []
+        if now >= self.deadline:
+            self._timed_out()
+            return []
+        timer = self.timer
+        if timer is None or now < timer:
+            return []
+        self.rto = min(self.rto * 2, MAX_RTO)
+        self.timer = now + self.rto
+        return [self.frames.build(self.sport, self.iss, 0, wire.SYN, WINDOW)]
+
+    def _end(self, ok, detail):
+        super()._end(ok, detail)
+        self.timer = None
 
 
 class SmtpProbe(StreamProbe):

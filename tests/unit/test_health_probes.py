@@ -626,6 +626,83 @@ def test_tcp_check_uses_bind_port_and_default_timeout():
     assert probe.deadline == 10.0
 
 
+class StreamTcpProbe(probes.StreamProbe):
+    """TCP_CHECK as a StreamProbe over TcpClient: what TcpProbe writes out."""
+
+    ack_handshake = False
+
+    def connected(self, now):
+        self._end(True, "connected")
+        return []
+
+
+def _tcp_check_script(rng, iss):
+    """A random run: (time, "poll" or a frame from the server) steps, knowing our ISN."""
+    good = (iss + 1) & 0xFFFFFFFF
+    bad = (iss + rng.choice([0, 2, 1 << 31])) & 0xFFFFFFFF
+    rs_seq = rng.getrandbits(32)
+
+    def tcp(seq, ack, flags, payload=b""):
+        return wire.build_tcp(RS_MAC, DIR_MAC, RS_IP, DIR_IP, 80, 40000, seq, ack, flags,
+                              payload=payload)
+
+    def icmp(icmp_type, code):
+        syn = wire.build_tcp(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 40000, 80, iss, 0, SYN)
+        return wire.build_icmp_error(RS_MAC, DIR_MAC, 0x0A0000FE, DIR_IP, icmp_type, code, syn)
+
+    choices = [tcp(rs_seq, good, SYN | ACK), tcp(rs_seq, bad, SYN | ACK),
+               tcp(rs_seq, good, SYN | ACK, b"early data"), tcp(rs_seq, good, SYN | ACK | FIN),
+               tcp(rs_seq, bad, ACK), tcp(rs_seq, good, ACK), tcp(rs_seq, 0, SYN),
+               tcp(rs_seq, 0, FIN), tcp(0, good, RST | ACK), tcp(0, bad, RST | ACK),
+               tcp(0, 0, RST), icmp(3, 3), icmp(3, 1), icmp(11, 0),
+               wire.build_udp(RS_MAC, DIR_MAC, RS_IP, DIR_IP, 80, 40000, b"u"), "poll"]
+    now, steps = 0.0, []
+    for _ in range(rng.randrange(1, 8)):
+        now += rng.choice([0.0, 0.05, 0.2, 0.4, 0.9, 1.5])
+        steps.append((now, rng.choice(choices)))
+    return steps
+
+
+def _play(cls, seed, steps):
+    random.seed(seed)                           # the same ISN for both
+    wire._ip_ident = iter(range(1000, 2000))    # the same IPv4 identifications
+    checker = check(TcpCheck, "TCP_CHECK")
+    probe = cls(checker, DIR_IP, DIR_MAC, RS_MAC, iter(range(40000, 40100)).__next__, 0.0)
+    frames = probe.start(0.0)
+    record = [frames]
+    for now, step in steps:
+        if step == "poll":
+            out = probe.poll(now)
+        else:
+            seg = wire.parse(step)
+            out = probe.receive(seg, now) if wire.reply_key(seg) in probe.keys else "not ours"
+        record.append((now, out, probe.done, probe.ok, probe.detail, set(probe.keys),
+                       probe.next_poll))
+    record.append(probe.finish())
+    return record
+
+
+def test_tcp_check_is_tcp_client_s_syn_sent_state_frame_for_frame(monkeypatch):
+    """TcpProbe writes out TcpClient's SYN-SENT state: on random runs it sends the
+    same frames (SYN, retransmissions, RSTs), reaches the same results, keys and
+    poll times as a StreamProbe over TcpClient."""
+    monkeypatch.setattr(wire, "_ip_ident", wire._ip_ident)
+    outcomes = set()
+    for seed in range(400):
+        iss = random.Random(seed).getrandbits(32)      # what start() will draw
+        steps = _tcp_check_script(random.Random(-seed), iss)
+        lean = _play(probes.TcpProbe, seed, steps)
+        assert wire.parse(lean[0][0]).seq == iss
+        assert lean == _play(StreamTcpProbe, seed, steps), seed
+        for step in lean[1:-1]:
+            for frame in (step[1] if isinstance(step[1], list) else []):
+                verify_frame(frame)
+        outcomes.add(lean[-2][4] if len(lean) > 2 else "")
+    # the runs reach every ending
+    assert {"connected", "connection refused", "ICMP port unreachable",
+            "no answer within 2 s (connecting)"} <= outcomes
+
+
 # ----------------------------------------------------------------------------
 # HTTP_GET
 
