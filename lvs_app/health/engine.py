@@ -54,6 +54,8 @@ from lvs_app.health import probes as probemod
 from lvs_app.health import wire
 
 LOG = logging.getLogger(__name__)
+_NO_PORTS = {}                  # read only
+_NO_MESSAGES = ()
 
 PORT_RANGE = (40000, 60000)     # local ports of TCP/UDP probes, used in turn
 NOTIFY_TIMEOUT = 10.0           # s: a notify or quorum script is killed after this
@@ -76,6 +78,7 @@ class Check:
         self.next_run = now + rng.uniform(0, spec.warmup or 0)
         self.generation = 0             # tells a stale script answer from the current one
         self.keys = ()                  # the reply keys indexed for its running probe
+        self.poll_at = None             # when its running probe is next polled (engine's heap)
         self.retired = False            # a reload dropped it
 
     @property
@@ -177,9 +180,12 @@ class HealthChecks:
         self.blocks = []                # VirtualServerHealth
         self.by_reply = {}              # wire.reply_key -> Check with a running probe
         self._ports_used = set()        # local ports of the running probes
-        self.probing = set()            # the Checks with a running probe
         self._ports = itertools.cycle(range(*PORT_RANGE))
         self._due = []                  # heap of (next_run, seq, Check)
+        # heap of (when, seq, Check): the running probes by their next_poll, so that
+        # a tick polls only the probes with a timeout or retransmission due; an
+        # entry is stale unless its Check has a probe and still waits for ``when``
+        self._polls = []
         self._seq = itertools.count()
         self.counts = {"probes": 0, "ok": 0, "failed": 0, "replies": 0, "strays": 0}
 
@@ -230,7 +236,7 @@ class HealthChecks:
                 self._omega(vs)
         for check in old_checks.values():
             check.retired = True            # unless the new file has it too (below)
-        self.checks, self.blocks, self._due = {}, [], []
+        self.checks, self.blocks, self._due, self._polls = {}, [], [], []
         self.ssl = config.ssl if config is not None else None
         for block in (config.health if config is not None else []):
             vs = VirtualServerHealth(block)
@@ -286,23 +292,44 @@ class HealthChecks:
     def tick(self, now):
         """Start the checks that are due; time out the probes that are late."""
         out = []
-        for check in list(self.probing):
-            out += self._frames(check, check.probe.poll(now))
+        polls, due_polls = self._polls, []
+        while polls and polls[0][0] <= now:
+            when, _, check = heapq.heappop(polls)
+            if check.probe is not None and check.poll_at == when:   # else: stale
+                check.poll_at = None
+                due_polls.append(check)
+        for check in due_polls:
+            if check.probe is None:         # finished by an earlier one's consequences
+                continue
+            frames = check.probe.poll(now)
             if check.probe.done:
-                out += self._finished(check, now)
-        due = self._due
+                out += self._finished(check, now, frames)
+            else:
+                self._arm(check)
+                out += self._frames(check, frames)
+        due, dpids = self._due, None
         while due and due[0][0] <= now:
             _, _, check = heapq.heappop(due)
             if check.running or check.retired:
                 continue
-            out += self._start(check, now)
+            if dpids is None:
+                dpids = list(self.dpids())      # once a tick, for every probe it starts
+            out += self._start(check, now, dpids)
         return out
+
+    def _arm(self, check):
+        """Poll the running probe of ``check`` by its ``next_poll`` (an earlier
+        entry already in the heap stands; a later one is redone when it fires)."""
+        when = check.probe.next_poll
+        if when is not None and (check.poll_at is None or when < check.poll_at):
+            check.poll_at = when
+            heapq.heappush(self._polls, (when, next(self._seq), check))
 
     def _schedule(self, check, delay, now):
         check.next_run = now + delay
         heapq.heappush(self._due, (check.next_run, next(self._seq), check))
 
-    def _start(self, check, now):
+    def _start(self, check, now, dpids):
         spec = check.spec
         check.running = True
         self.counts["probes"] += 1
@@ -314,7 +341,7 @@ class HealthChecks:
             self._run(spec.script, spec.timeout,
                       lambda rc, detail, now: self.script_done(check, generation, rc, detail, now))
             return []
-        route = self.route(int(spec.connect_ip), now)
+        route = self.route(int(spec.connect_ip), now, dpids)
         if route is None:
             # no switch to probe through (none connected yet, or a backup):
             # nothing is known, nothing changes
@@ -330,11 +357,12 @@ class HealthChecks:
         check.probe = probemod.make_probe(
             spec, src_ip=self.source, src_mac=pkt.DIRECTOR_MAC, dst_mac=route[2],
             next_port=self._next_port, now=now, ssl=self.ssl)
-        self.probing.add(check)
-        out = self._frames(check, check.probe.start(now))
+        check.poll_at = None
+        frames = check.probe.start(now)
         if check.probe.done:
-            out += self._finished(check, now)
-        return out
+            return self._finished(check, now, frames)
+        self._arm(check)
+        return self._frames(check, frames)
 
     def _next_port(self):
         for _ in range(PORT_RANGE[1] - PORT_RANGE[0]):
@@ -343,8 +371,9 @@ class HealthChecks:
                 return port
         return next(self._ports)
 
-    def route(self, ip, now):
-        """Where a probe to ``ip`` leaves: ``(dpid, port, MAC, messages)``.
+    def route(self, ip, now, dpids=None):
+        """Where a probe to ``ip`` leaves: ``(dpid, port, MAC, messages)``
+        (``dpids``: the switches it may leave through, when the caller has them).
 
         The MAC is the director's knowledge of the address (learned from any
         packet or ARP answer); the port is where the switch saw that MAC
@@ -353,16 +382,18 @@ class HealthChecks:
         the retry finds it.
         """
         mac = self.hosts.macs.get(ip)
-        dpids = list(self.dpids())
+        if dpids is None:
+            dpids = list(self.dpids())
         if not dpids:
             return None
         if mac is None:
             return (None, None, None, self.hosts.probe_unknown(dpids, {ip}, now))
+        ports = self.hosts.ports
         for dpid in dpids:
-            port = self.hosts.ports.get(dpid, {}).get(mac)
+            port = ports.get(dpid, _NO_PORTS).get(mac)
             if port is not None:
-                return (dpid, port, mac, [])
-        return (dpids[0], None, mac, [])
+                return (dpid, port, mac, _NO_MESSAGES)
+        return (dpids[0], None, mac, _NO_MESSAGES)
 
     def _frames(self, check, frames):
         """PacketOuts for a probe's frames; its reply keys are (re)indexed."""
@@ -377,22 +408,21 @@ class HealthChecks:
         if not frames or check.route is None:
             return []
         dpid, port, _ = check.route
-        action = ofmsg.output(port if port is not None else ofmsg.FLOOD)
-        return [(dpid, ofmsg.packet_out(ofmsg.CONTROLLER, [action], frame)) for frame in frames]
+        if port is None:
+            port = ofmsg.FLOOD
+        return [(dpid, ofmsg.packet_out_to(ofmsg.CONTROLLER, port, frame)) for frame in frames]
 
-    def _finished(self, check, now):
+    def _finished(self, check, now, frames=()):
+        """The probe is done: its last ``frames`` and what ends it are sent, its result counts."""
         probe = check.probe
-        out = self._frames(check, probe.finish())
-        check.probe = None
-        self.probing.discard(check)
-        self._unindex(check)
+        out = self._frames(check, [*frames, *probe.finish()])     # unindexes it: it is done
+        check.probe = check.poll_at = None
         return out + self._result(check, probe.ok, probe.detail, now)
 
     def _stop(self, check):
         if check.probe is not None:
             check.probe.finish()
-            check.probe = None
-        self.probing.discard(check)
+            check.probe = check.poll_at = None
         self._unindex(check)
         check.running = False
 
@@ -420,12 +450,13 @@ class HealthChecks:
             reset = wire.reset_for(segment, pkt.DIRECTOR_MAC) if segment.proto == 6 else None
             if reset is None:
                 return []
-            return [(dpid, ofmsg.packet_out(ofmsg.CONTROLLER, [ofmsg.output(in_port)], reset))]
+            return [(dpid, ofmsg.packet_out_to(ofmsg.CONTROLLER, in_port, reset))]
         self.counts["replies"] += 1
-        out = self._frames(check, check.probe.receive(segment, now))
+        frames = check.probe.receive(segment, now)
         if check.probe.done:
-            out += self._finished(check, now)
-        return out
+            return self._finished(check, now, frames)
+        self._arm(check)
+        return self._frames(check, frames)
 
     # -- scripts ------------------------------------------------------------------------
     def _run(self, script, timeout, done=None):
@@ -479,7 +510,10 @@ class HealthChecks:
                 check.since = now
                 LOG.warning("lvs_app: health: %s (%s) failed: %s", check.name, spec.origin,
                             detail)
-        self._servers_changed(check, now)
+        if changed or check.weight is not None:
+            # a server's state follows its checkers' (and a dynamic weight): nothing
+            # else moves it, so a result that changes neither leaves them as they are
+            self._servers_changed(check, now)
         return []
 
     def _servers_changed(self, check, now):

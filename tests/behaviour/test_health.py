@@ -12,6 +12,7 @@ import pytest
 
 from lvs_app import ids
 from lvs_app import pipeline as pl
+from lvs_app.health import probes
 from tests.behaviour.conftest import SERVERS, VIP, DirectorLab, mac_of
 
 HC = "10.0.0.250"                 # the health-check address
@@ -159,6 +160,31 @@ def test_a_dead_server_fails_by_timeout(lab):
     assert "10.0.0.13" not in in_table(lab)
     rs = health(lab)["virtual_servers"][0]["real_servers"][2]
     assert "no answer" in rs["checkers"][0]["last_result"]
+
+
+def test_a_probe_is_looked_at_only_when_its_retransmission_or_timeout_is_due(lab, monkeypatch):
+    """The running probes wait in one heap by their next timer, so thousands of
+    unanswered probes cost nothing between their timers: a dead server's probe
+    is polled for its two SYN retransmissions (0.2 s, then 0.4 s later) and its
+    timeout (connect_timeout 1), not at every tick of the health job."""
+    polls = []
+    poll = probes.TcpProbe.poll
+
+    def counted(probe, now):
+        frames = poll(probe, now)
+        polls.append((round(now - probe.deadline + 1, 2), len(frames), probe.done))
+        return frames
+    monkeypatch.setattr(probes.TcpProbe, "poll", counted)
+    servers = FakeServers(lab)
+    for ip in SERVERS:
+        servers.mode[ip] = "dead"
+    load(lab, config())
+    servers.run(1.2, step=0.01)
+    # (time since the probe started, SYNs sent again, done), for each probe
+    assert sorted(polls) == sorted([(0.2, 1, False), (0.6, 1, False), (1.0, 0, True)]
+                                   * len(SERVERS))
+    rs = health(lab)["virtual_servers"][0]["real_servers"][0]
+    assert rs["checkers"][0]["last_result"] == "failed: no answer within 1 s (connecting)"
 
 
 def test_inhibit_on_failure_keeps_the_server_with_weight_0(lab):
