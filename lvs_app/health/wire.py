@@ -265,6 +265,27 @@ def parse(frame):
 
 
 def _parse(data):
+    size = len(data)
+    if (size >= 54 and data[12] == 0x08 and data[13] == 0 and data[14] == 0x45
+            and data[23] == PROTO_TCP):
+        # the usual reply, an untagged IPv4 TCP segment without IP options: read at
+        # once; anything this does not return is left to the general way below
+        total = (data[16] << 8) | data[17]
+        end = 14 + total
+        if size >= end and not ((data[20] << 8) | data[21]) & 0x3FFF:
+            src, dst, sport, dport, seq, ack, off, flags, window = _IPV4_TCP.unpack_from(
+                data, 26)
+            hlen = (off >> 4) * 4
+            if 20 <= hlen <= end - 34:
+                return Segment(data[6:12], data[0:6], src, dst, PROTO_TCP, sport, dport, seq,
+                               ack, flags, window,
+                               _mss_option(data[54:34 + hlen]) if hlen > 20 else 0,
+                               data[34 + hlen:end])
+    return _parse_any(data)
+
+
+def _parse_any(data):
+    """:func:`_parse` for every frame (tagged, with IP options, UDP, ICMP, broken)."""
     if len(data) < 34:                          # Ethernet + the smallest IPv4 header
         return None
     eth_type, offset = (data[12] << 8) | data[13], 14
@@ -307,6 +328,7 @@ def _parse(data):
 
 
 _TCP_HEADER = struct.Struct("!HHIIBBH")
+_IPV4_TCP = struct.Struct("!IIHHIIBBH")        # IPv4 addresses, then the TCP header
 
 
 def _parse_icmp(l4, base):
