@@ -186,6 +186,10 @@ class HealthChecks:
         # a tick polls only the probes with a timeout or retransmission due; an
         # entry is stale unless its Check has a probe and still waits for ``when``
         self._polls = []
+        # the Checks whose probe started since the last tick: they join the heap at
+        # the next tick if still running (most are answered before, and then never
+        # make an entry that would outlive them)
+        self._started = []
         self._seq = itertools.count()
         self.counts = {"probes": 0, "ok": 0, "failed": 0, "replies": 0, "strays": 0}
 
@@ -236,7 +240,7 @@ class HealthChecks:
                 self._omega(vs)
         for check in old_checks.values():
             check.retired = True            # unless the new file has it too (below)
-        self.checks, self.blocks, self._due, self._polls = {}, [], [], []
+        self.checks, self.blocks, self._due, self._polls, self._started = {}, [], [], [], []
         self.ssl = config.ssl if config is not None else None
         for block in (config.health if config is not None else []):
             vs = VirtualServerHealth(block)
@@ -292,6 +296,10 @@ class HealthChecks:
     def tick(self, now):
         """Start the checks that are due; time out the probes that are late."""
         out = []
+        started, self._started = self._started, []
+        for check in started:
+            if check.probe is not None:
+                self._arm(check)
         polls, due_polls = self._polls, []
         while polls and polls[0][0] <= now:
             when, _, check = heapq.heappop(polls)
@@ -353,7 +361,10 @@ class HealthChecks:
         if self.source is None:
             return self._result(check, False, "no health-check address (--lvs-health-address)",
                                 now)
-        check.route = route[:3]
+        dpid, port, mac, _ = route
+        known = check.route
+        if known is None or known[0] != dpid or known[1] != port or known[2] != mac:
+            check.route = (dpid, port, mac)     # (kept while it holds: no new object a probe)
         check.probe = probemod.make_probe(
             spec, src_ip=self.source, src_mac=pkt.DIRECTOR_MAC, dst_mac=route[2],
             next_port=self._next_port, now=now, ssl=self.ssl)
@@ -361,7 +372,7 @@ class HealthChecks:
         frames = check.probe.start(now)
         if check.probe.done:
             return self._finished(check, now, frames)
-        self._arm(check)
+        self._started.append(check)         # armed at the next tick, if still running
         return self._frames(check, frames)
 
     def _next_port(self):
