@@ -44,6 +44,7 @@ import dataclasses
 import heapq
 import itertools
 import logging
+import operator
 import random
 
 from lvs_app import ofmsg
@@ -160,6 +161,62 @@ class VirtualServerHealth:
         return not self.quorum_up and self.config.sorry_server is not None
 
 
+_NEXT_RUN = operator.attrgetter("next_run")
+
+
+class DueChecks:
+    """The checks waiting for their next run, by time slot (a timing wheel).
+
+    A heap of thousands of checks costs every start and every result a walk
+    along its levels, through memory the PacketIns have long pushed out of
+    the caches; here a check is appended to the list of its ``SLOT``-wide
+    slot and only the slots (a few hundred at most) are kept in order.
+    Checks leave in the heap's order: by ``next_run``, then in the order
+    they were added.  An entry left behind by a check added again since to
+    another slot (its ``next_run`` is no longer in that slot) is dropped.
+    """
+
+    SLOT = 0.01                 # s
+
+    def __init__(self):
+        self.slots = {}         # slot number -> [Check], in the order they were added
+        self.order = []         # heap of the numbers in self.slots
+
+    def __len__(self):
+        return sum(map(len, self.slots.values()))
+
+    def add(self, check):
+        slot = int(check.next_run // self.SLOT)
+        bucket = self.slots.get(slot)
+        if bucket is None:
+            self.slots[slot] = bucket = []
+            heapq.heappush(self.order, slot)
+        bucket.append(check)
+
+    def pop_due(self, now):
+        """The checks whose ``next_run`` is ``now`` or earlier, earliest first."""
+        due, order, slots = [], self.order, self.slots
+        last = int(now // self.SLOT)
+        while order and order[0] <= last:
+            slot = heapq.heappop(order)
+            ready, waiting = [], []
+            for check in slots.pop(slot):
+                if int(check.next_run // self.SLOT) != slot:
+                    continue                        # added again since, to another slot
+                if check.next_run <= now:
+                    ready.append(check)
+                else:
+                    waiting.append(check)           # later in the current slot
+            if waiting:
+                slots[slot] = waiting
+                heapq.heappush(order, slot)
+            ready.sort(key=_NEXT_RUN)               # stable: the order they were added
+            due += ready
+            if waiting:
+                break
+        return due
+
+
 def _shared_key(spec):
     """What makes two checkers the same probe: everything but where they were written."""
     return dataclasses.replace(spec, origin="")
@@ -181,7 +238,7 @@ class HealthChecks:
         self.by_reply = {}              # wire.reply_key -> Check with a running probe
         self._ports_used = set()        # local ports of the running probes
         self._ports = itertools.cycle(range(*PORT_RANGE))
-        self._due = []                  # heap of (next_run, seq, Check)
+        self._due = DueChecks()         # the Checks by next_run
         # heap of (when, seq, Check): the running probes by their next_poll, so that
         # a tick polls only the probes with a timeout or retransmission due; an
         # entry is stale unless its Check has a probe and still waits for ``when``
@@ -240,7 +297,8 @@ class HealthChecks:
                 self._omega(vs)
         for check in old_checks.values():
             check.retired = True            # unless the new file has it too (below)
-        self.checks, self.blocks, self._due, self._polls, self._started = {}, [], [], [], []
+        self.checks, self.blocks, self._polls, self._started = {}, [], [], []
+        self._due = DueChecks()
         self.ssl = config.ssl if config is not None else None
         for block in (config.health if config is not None else []):
             vs = VirtualServerHealth(block)
@@ -260,7 +318,7 @@ class HealthChecks:
                         check.users, check.retired = [], False
                         self.checks[key] = check
                         check.running, check.probe = False, None
-                        heapq.heappush(self._due, (check.next_run, next(self._seq), check))
+                        self._due.add(check)
                     check.users.append(server)
                     server.checks.append(check)
                 server.up = server.alive
@@ -315,14 +373,15 @@ class HealthChecks:
             else:
                 self._arm(check)
                 out += self._frames(check, frames)
-        due, dpids = self._due, None
-        while due and due[0][0] <= now:
-            _, _, check = heapq.heappop(due)
-            if check.running or check.retired:
-                continue
-            if dpids is None:
-                dpids = list(self.dpids())      # once a tick, for every probe it starts
-            out += self._start(check, now, dpids)
+        dpids, due = None, self._due.pop_due(now)
+        while due:
+            for check in due:
+                if check.running or check.retired:
+                    continue
+                if dpids is None:
+                    dpids = list(self.dpids())      # once a tick, for every probe it starts
+                out += self._start(check, now, dpids)
+            due = self._due.pop_due(now)    # those a start that ended at once made due again
         return out
 
     def _arm(self, check):
@@ -335,7 +394,7 @@ class HealthChecks:
 
     def _schedule(self, check, delay, now):
         check.next_run = now + delay
-        heapq.heappush(self._due, (check.next_run, next(self._seq), check))
+        self._due.add(check)
 
     def _start(self, check, now, dpids):
         spec = check.spec
@@ -366,7 +425,7 @@ class HealthChecks:
         if known is None or known[0] != dpid or known[1] != port or known[2] != mac:
             check.route = (dpid, port, mac)     # (kept while it holds: no new object a probe)
         check.probe = probemod.make_probe(
-            spec, src_ip=self.source, src_mac=pkt.DIRECTOR_MAC, dst_mac=route[2],
+            spec, src_ip=self.source, src_mac=pkt.DIRECTOR_MAC, dst_mac=mac,
             next_port=self._next_port, now=now, ssl=self.ssl)
         check.poll_at = None
         frames = check.probe.start(now)
