@@ -81,6 +81,9 @@ class Check:
         self.keys = ()                  # the reply keys indexed for its running probe
         self.poll_at = None             # when its running probe is next polled (engine's heap)
         self.retired = False            # a reload dropped it
+        # what every probe of it needs, worked out once
+        self.ip = None if spec.connect_ip is None else int(spec.connect_ip)
+        self.probe_class = None         # the lvs_app.health.probes class, at its first probe
 
     @property
     def name(self):
@@ -238,6 +241,7 @@ class HealthChecks:
         self.by_reply = {}              # wire.reply_key -> Check with a running probe
         self._ports_used = set()        # local ports of the running probes
         self._ports = itertools.cycle(range(*PORT_RANGE))
+        self._next_port_of = self._next_port    # (one bound method, not one a probe)
         self._due = DueChecks()         # the Checks by next_run
         # heap of (when, seq, Check): the running probes by their next_poll, so that
         # a tick polls only the probes with a timeout or retransmission due; an
@@ -408,7 +412,7 @@ class HealthChecks:
             self._run(spec.script, spec.timeout,
                       lambda rc, detail, now: self.script_done(check, generation, rc, detail, now))
             return []
-        route = self.route(int(spec.connect_ip), now, dpids)
+        route = self.route(check.ip, now, dpids)
         if route is None:
             # no switch to probe through (none connected yet, or a backup):
             # nothing is known, nothing changes
@@ -424,9 +428,12 @@ class HealthChecks:
         known = check.route
         if known is None or known[0] != dpid or known[1] != port or known[2] != mac:
             check.route = (dpid, port, mac)     # (kept while it holds: no new object a probe)
-        check.probe = probemod.make_probe(
-            spec, src_ip=self.source, src_mac=pkt.DIRECTOR_MAC, dst_mac=mac,
-            next_port=self._next_port, now=now, ssl=self.ssl)
+        cls = check.probe_class
+        if cls is None:
+            cls = check.probe_class = probemod.probe_class(spec)
+        # (make_probe's call, without its keywords: thousands a second)
+        check.probe = cls(spec, self.source, pkt.DIRECTOR_MAC, mac, self._next_port_of, now,
+                          ssl=self.ssl)
         check.poll_at = None
         frames = check.probe.start(now)
         if check.probe.done:
@@ -511,6 +518,20 @@ class HealthChecks:
     def packet_in(self, dpid, in_port, data, now):
         """A frame to the health-check address: a probe's reply, or a stray
         (a TCP segment for no probe gets the RST a host would send)."""
+        fields = wire.tcp_fields(data)
+        if fields is not None:
+            # a plain TCP segment (most replies): a TCP_CHECK takes its fields as
+            # they are, no Segment is built
+            ip, sport, dport, flags, seq, ack = fields
+            check = self.by_reply.get(("tcp", ip, sport, dport))
+            probe = check.probe if check is not None else None
+            if probe is not None and type(probe) is probemod.TcpProbe:
+                self.counts["replies"] += 1
+                frames = probe.receive_tcp(flags, seq, ack, now)
+                if probe.done:
+                    return self._finished(check, now, frames)
+                self._arm(check)
+                return self._frames(check, frames)
         segment = wire.parse(data)
         if segment is None:
             return []

@@ -203,7 +203,7 @@ class TcpProbe(Probe):
         self.timer = now + INITIAL_RTO
         self.frames = wire.tcp_frames(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
                                       self.dport)
-        self.keys = {("tcp", self.dst_ip, self.dport, sport)}
+        self.keys = frozenset((("tcp", self.dst_ip, self.dport, sport),))
         self.phase = "connecting"
         self.deadline = now + self.timeout
         return [self.frames.build(sport, self.iss, 0, wire.SYN, WINDOW)]
@@ -216,25 +216,31 @@ class TcpProbe(Probe):
         return self.deadline if timer is None else min(timer, self.deadline)
 
     def receive(self, segment, now):
+        if segment.proto == wire.PROTO_TCP:
+            return self.receive_tcp(segment.flags, segment.seq, segment.ack, now)
+        if (not self.done and self.frames is not None and segment.proto == wire.PROTO_ICMP
+                and segment.icmp_type == wire.ICMP_UNREACH):
+            self._end(False, icmp_detail(segment))
+        return []
+
+    def receive_tcp(self, flags, seq, ack, now):
+        """:meth:`receive` of a TCP segment, from its fields (the engine reads
+        them from the frame: :func:`wire.tcp_fields`)."""
         if self.done or self.frames is None:
             return []
-        if segment.proto != wire.PROTO_TCP:
-            if segment.proto == wire.PROTO_ICMP and segment.icmp_type == wire.ICMP_UNREACH:
-                self._end(False, icmp_detail(segment))
-            return []
-        flags, snd_nxt = segment.flags, (self.iss + 1) & MASK
+        snd_nxt = (self.iss + 1) & MASK
         if flags & wire.RST:
-            if flags & wire.ACK and segment.ack == snd_nxt:
+            if flags & wire.ACK and ack == snd_nxt:
                 self._end(False, "connection refused")
             return []
-        if flags & wire.ACK and segment.ack != snd_nxt:
-            return [self.frames.build(self.sport, segment.ack, 0, wire.RST, 0)]
+        if flags & wire.ACK and ack != snd_nxt:
+            return [self.frames.build(self.sport, ack, 0, wire.RST, 0)]
         if not (flags & wire.SYN and flags & wire.ACK):
             return []                          # no simultaneous open
         self.deadline = now + self.timeout      # progress (as StreamProbe counts it)
         self._end(True, "connected")
-        return [self.frames.build(self.sport, snd_nxt, (segment.seq + 1) & MASK,
-                                  wire.RST | wire.ACK, WINDOW)]
+        return [self.frames.build(self.sport, snd_nxt, (seq + 1) & MASK, wire.RST | wire.ACK,
+                                  WINDOW)]
 
     def poll(self, now):
         if self.done:
@@ -463,14 +469,17 @@ def make_probe(checker, *, src_ip, src_mac, dst_mac, next_port, now, ssl=None):
     ``next_port()`` gives a fresh local port for each connection or socket;
     ``ssl`` is the :class:`SslContext` SSL_GET uses (None: a default one).
     """
+    return probe_class(checker)(checker, src_ip, src_mac, dst_mac, next_port, now, ssl=ssl)
+
+
+def probe_class(checker):
+    """The :class:`Probe` subclass that runs ``checker`` (ValueError: not in-band)."""
     if checker.kind in HTTP_KINDS:
         # imported here: httpprobe builds on StreamProbe, so imports this module
         from lvs_app.health.httpprobe import HttpProbe
-        cls = HttpProbe
-    else:
-        try:
-            cls = PROBES[checker.kind]
-        except KeyError:
-            raise ValueError(f"{checker.kind} is not probed in-band") from None
-    return cls(checker, src_ip, src_mac, dst_mac, next_port, now, ssl=ssl)
+        return HttpProbe
+    try:
+        return PROBES[checker.kind]
+    except KeyError:
+        raise ValueError(f"{checker.kind} is not probed in-band") from None
 

@@ -284,6 +284,22 @@ def _parse(data):
     return _parse_any(data)
 
 
+def tcp_fields(data):
+    """``(server ip, server port, our port, flags, seq, ack)`` of the frames that
+    :func:`parse` reads the short way (untagged IPv4 TCP without IP options, not
+    a fragment, lengths that hold), else None: what a TCP_CHECK reply needs,
+    without building a :class:`Segment`."""
+    size = len(data)
+    if (size >= 54 and data[12] == 0x08 and data[13] == 0 and data[14] == 0x45
+            and data[23] == PROTO_TCP):
+        end = 14 + ((data[16] << 8) | data[17])
+        if size >= end and not ((data[20] << 8) | data[21]) & 0x3FFF:
+            src, _, sport, dport, seq, ack, off, flags, _ = _IPV4_TCP.unpack_from(data, 26)
+            if 20 <= (off >> 4) * 4 <= end - 34:
+                return src, sport, dport, flags, seq, ack
+    return None
+
+
 def _parse_any(data):
     """:func:`_parse` for every frame (tagged, with IP options, UDP, ICMP, broken)."""
     if len(data) < 34:                          # Ethernet + the smallest IPv4 header

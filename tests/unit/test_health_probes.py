@@ -1261,3 +1261,24 @@ def test_ping_check_unreachable():
 def test_make_probe_refuses_misc_check():
     with pytest.raises(ValueError):
         make(MiscCheck("MISC_CHECK", "t:1"))
+
+
+def test_tcp_fields_are_those_of_the_segment_parse_reads_the_short_way():
+    """Every byte of a SYN/ACK set to every value: the fields a TCP_CHECK takes
+    from the frame are the parsed Segment's, for exactly the frames parse
+    reads the short way (the rest go the general way)."""
+    frame = wire.build_tcp(RS_MAC, DIR_MAC, RS_IP, DIR_IP, 80, 40000, 5, 6, SYN | ACK) + b"\0" * 4
+    seen = 0
+    for at in range(len(frame)):
+        for value in range(256):
+            data = frame[:at] + bytes([value]) + frame[at + 1:]
+            fields = wire.tcp_fields(data)
+            seg = wire.parse(data)
+            short = (seg is not None and data[12:14] == b"\x08\x00" and data[14] == 0x45
+                     and seg.proto == 6)
+            if not short:
+                assert fields is None, (at, value)
+                continue
+            seen += 1
+            assert fields == (seg.ip_src, seg.sport, seg.dport, seg.flags, seg.seq, seg.ack)
+    assert seen > 10000
