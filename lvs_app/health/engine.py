@@ -487,7 +487,10 @@ class HealthChecks:
         dpid, port, _ = check.route
         if port is None:
             port = ofmsg.FLOOD
-        return [(dpid, ofmsg.packet_out_to(ofmsg.CONTROLLER, port, frame)) for frame in frames]
+        out = []
+        for frame in frames:
+            out.append((dpid, ofmsg.PackedPacketOut(ofmsg.CONTROLLER, port, frame)))
+        return out
 
     def _finished(self, check, now, frames=()):
         """The probe is done: its last ``frames`` and what ends it are sent, its result counts."""

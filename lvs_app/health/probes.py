@@ -197,7 +197,7 @@ class TcpProbe(Probe):
     timer = None                # when the SYN is sent again, None: not waiting
 
     def start(self, now):
-        sport = self.sport = self.local_port()
+        sport = self.sport = self.checker.bind_port or self.next_port()   # local_port()
         self.iss = random.getrandbits(32)
         self.rto = INITIAL_RTO
         self.timer = now + INITIAL_RTO
@@ -256,7 +256,9 @@ class TcpProbe(Probe):
         return [self.frames.build(self.sport, self.iss, 0, wire.SYN, WINDOW)]
 
     def _end(self, ok, detail):
-        super()._end(ok, detail)
+        if not self.done:                       # Probe._end, and no timer
+            self.done, self.ok, self.detail = True, ok, detail
+            self.keys = frozenset()
         self.timer = None
 
 
