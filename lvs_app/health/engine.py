@@ -442,7 +442,10 @@ class HealthChecks:
         return self._frames(check, frames)
 
     def _next_port(self):
-        for _ in range(PORT_RANGE[1] - PORT_RANGE[0]):
+        port = next(self._ports)
+        if port not in self._ports_used:
+            return port                 # (the usual case, without the loop below)
+        for _ in range(PORT_RANGE[1] - PORT_RANGE[0] - 1):
             port = next(self._ports)
             if port not in self._ports_used:
                 return port

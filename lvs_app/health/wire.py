@@ -177,6 +177,12 @@ def _sum16(data):
 
 def tcp_frames(src_mac, dst_mac, src_ip, dst_ip, dport):
     """The :class:`TcpFrames` of this path, built once and kept."""
+    try:
+        frames = _TCP_FRAMES.get((src_mac, dst_mac, src_ip, dst_ip, dport))
+    except TypeError:                   # a bytearray MAC: looked up as bytes below
+        frames = None
+    if frames is not None:
+        return frames                   # (the usual call: bytes and ints already)
     key = (bytes(src_mac), bytes(dst_mac), int(src_ip), int(dst_ip), dport)
     frames = _TCP_FRAMES.get(key)
     if frames is None:

@@ -4,7 +4,7 @@ import heapq
 import itertools
 import random
 
-from lvs_app.health.engine import DueChecks
+from lvs_app.health.engine import PORT_RANGE, DueChecks, HealthChecks
 
 
 class Check:
@@ -50,3 +50,13 @@ def test_a_check_added_again_to_another_slot_leaves_once():
     assert wheel.pop_due(5.2) == [other]
     assert wheel.pop_due(6.0) == [check]
     assert wheel.pop_due(100.0) == [] and len(wheel) == 0
+
+
+def test_local_ports_go_round_and_skip_those_in_use():
+    checks = HealthChecks(api=None, hosts=None, dpids=list)
+    low, high = PORT_RANGE
+    assert [checks._next_port() for _ in range(3)] == [low, low + 1, low + 2]
+    checks._ports_used.update({low + 3, low + 4})
+    assert checks._next_port() == low + 5
+    checks._ports_used.update(range(low, high))
+    assert checks._next_port() == low + 6     # every one in use: a round, then the next
