@@ -153,11 +153,12 @@ class PackedPacketOut(parser.OFPPacketOut):
     (the fake switch, log lines), Datapath.send_msg serialises it as usual.
     """
 
+    version, msg_type = ofp.OFP_VERSION, ofp.OFPT_PACKET_OUT     # what serialize() sets
+    buffer_id, actions_len = NO_BUFFER, ofp.OFP_ACTION_OUTPUT_SIZE
+
     def __init__(self, in_port, port, data):  # noqa: super().__init__ is Ryu's slow path
-        self.datapath = self.version = self.msg_type = self.msg_len = None
-        self.xid = self.buf = None
-        self.buffer_id, self.in_port, self.actions_len = NO_BUFFER, in_port, _OUTPUT_LEN
-        self.port, self.data = port, data
+        self.datapath = self.msg_len = self.xid = self.buf = None
+        self.in_port, self.port, self.data = in_port, port, data
 
     @property
     def actions(self):
@@ -165,7 +166,6 @@ class PackedPacketOut(parser.OFPPacketOut):
 
     def serialize(self):
         data = self.data
-        self.version, self.msg_type = ofp.OFP_VERSION, ofp.OFPT_PACKET_OUT
         self.msg_len = length = _PACKET_OUT_LEN + len(data)
         if self.xid is None:
             self.xid = 0

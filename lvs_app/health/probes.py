@@ -30,6 +30,7 @@ PING_PAYLOAD = 128              # keepalived's ICMP_BUFSIZE
 SMTP_DEFAULT_HELO = "localhost"  # keepalived's own is "smtpchecker.keepalived.org"
 DNS_TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28,
              "RRSIG": 46, "DNSKEY": 48}
+NO_KEYS = frozenset()           # a probe's reply keys before it starts and once it is done
 UNREACHABLE = {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
                3: "port unreachable", 4: "fragmentation needed", 9: "net prohibited",
                10: "host prohibited", 13: "administratively prohibited"}
@@ -55,7 +56,7 @@ class Probe:
         self.ssl = ssl
         timeout = checker.connect_timeout
         self.timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
-        self.keys = set()
+        self.keys = NO_KEYS
         self.done = self.ok = False
         self.detail = ""
         self.deadline = now + self.timeout
@@ -92,7 +93,7 @@ class Probe:
     def _end(self, ok, detail):
         if not self.done:
             self.done, self.ok, self.detail = True, ok, detail
-            self.keys = set()
+            self.keys = NO_KEYS
 
     def _timed_out(self):
         phase = f" ({self.phase})" if self.phase else ""
@@ -258,7 +259,7 @@ class TcpProbe(Probe):
     def _end(self, ok, detail):
         if not self.done:                       # Probe._end, and no timer
             self.done, self.ok, self.detail = True, ok, detail
-            self.keys = frozenset()
+            self.keys = NO_KEYS
         self.timer = None
 
 
