@@ -498,9 +498,11 @@ class HealthChecks:
     def _finished(self, check, now, frames=()):
         """The probe is done: its last ``frames`` and what ends it are sent, its result counts."""
         probe = check.probe
-        out = self._frames(check, [*frames, *probe.finish()])     # unindexes it: it is done
+        last = probe.finish()
+        out = self._frames(check, [*frames, *last] if last else frames)   # (unindexed: done)
         check.probe = check.poll_at = None
-        return out + self._result(check, probe.ok, probe.detail, now)
+        out += self._result(check, probe.ok, probe.detail, now)
+        return out
 
     def _stop(self, check):
         if check.probe is not None:
