@@ -90,6 +90,9 @@ DROP_REASONS = (
 )
 
 
+_ETH_IP_BYTES = pkt.ETH_IP.to_bytes(2, "big")
+
+
 class Director:
     """All switches' director state for one service table.
 
@@ -119,12 +122,21 @@ class Director:
         self.outcome = FORWARDED     # what became of the last PacketIn (OUTCOMES)
         # the health checks (lvs_app.health.engine.HealthChecks) own this
         # address: ARP for it is answered, IPv4 to it is theirs
-        self.health_source = None
+        self.health_source = None   # (an int; its bytes are kept for the replies' early way)
         self.health = None
         self.traffic = None      # lvs_app.stats.TrafficCounters: packets it forwards itself
         self.fabric = Fabric()   # the switches and their links (topology.py)
         self.fabricfwd = FabricForwarding(self.fabric, self.switches)
         self.vips.is_transit = self.fabricfwd.is_transit
+
+    @property
+    def health_source(self):
+        return self._health_source
+
+    @health_source.setter
+    def health_source(self, address):
+        self._health_source = address
+        self._health_bytes = None if address is None else int(address).to_bytes(4, "big")
 
     @property
     def index(self):
@@ -204,6 +216,16 @@ class Director:
     # -- PacketIn ----------------------------------------------------------------------
     def packet_in(self, dpid, in_port, data, table_id, now):
         """Handle one PacketIn; returns messages."""
+        if data[30:34] == self._health_bytes and self._health_reply(data, table_id):
+            # a reply to a health probe: thousands a second with many checks, so
+            # straight to the health checks, with what the way below does first
+            if dpid in self.switches and in_port is not None:
+                self.outcome = CONSUMED
+                eth_src = data[6:12]
+                out = self.hosts.learn_port(dpid, in_port, eth_src)
+                if self.fabric.active:
+                    out += self.fabricfwd.learn(dpid, in_port, eth_src)
+                return out + self.health.packet_in(dpid, in_port, data, now)
         self.outcome = FORWARDED
         sw = self.switches.get(dpid)
         p = pkt.parse(data)
@@ -241,6 +263,17 @@ class Director:
         self.dropped[reason] += 1
         self.outcome = DROPPED
         return []
+
+    @staticmethod
+    def _health_reply(data, table_id):
+        """An untagged IPv4 frame that :func:`pkt.parse` reads (its header
+        lengths hold) and the pipeline punted for the health address (the
+        way below sends it to the health checks too); ``data[30:34]`` is
+        its destination."""
+        if table_id in (pl.SERVICE, pl.REVERSE) or data[12:14] != _ETH_IP_BYTES:
+            return False
+        ihl, total = (data[14] & 0x0F) * 4, (data[16] << 8) | data[17]
+        return 20 <= ihl <= total and 14 + total <= len(data)
 
     def _fragment_in(self, sw, in_port, data, p, now, first):
         """An IP fragment (see fragments.py): the first decides, the rest follow."""

@@ -44,6 +44,7 @@ import dataclasses
 import heapq
 import itertools
 import logging
+import operator
 import random
 
 from lvs_app import ofmsg
@@ -54,6 +55,8 @@ from lvs_app.health import probes as probemod
 from lvs_app.health import wire
 
 LOG = logging.getLogger(__name__)
+_NO_PORTS = {}                  # read only
+_NO_MESSAGES = ()
 
 PORT_RANGE = (40000, 60000)     # local ports of TCP/UDP probes, used in turn
 NOTIFY_TIMEOUT = 10.0           # s: a notify or quorum script is killed after this
@@ -76,7 +79,11 @@ class Check:
         self.next_run = now + rng.uniform(0, spec.warmup or 0)
         self.generation = 0             # tells a stale script answer from the current one
         self.keys = ()                  # the reply keys indexed for its running probe
+        self.poll_at = None             # when its running probe is next polled (engine's heap)
         self.retired = False            # a reload dropped it
+        # what every probe of it needs, worked out once
+        self.ip = None if spec.connect_ip is None else int(spec.connect_ip)
+        self.probe_class = None         # the lvs_app.health.probes class, at its first probe
 
     @property
     def name(self):
@@ -157,6 +164,62 @@ class VirtualServerHealth:
         return not self.quorum_up and self.config.sorry_server is not None
 
 
+_NEXT_RUN = operator.attrgetter("next_run")
+
+
+class DueChecks:
+    """The checks waiting for their next run, by time slot (a timing wheel).
+
+    A heap of thousands of checks costs every start and every result a walk
+    along its levels, through memory the PacketIns have long pushed out of
+    the caches; here a check is appended to the list of its ``SLOT``-wide
+    slot and only the slots (a few hundred at most) are kept in order.
+    Checks leave in the heap's order: by ``next_run``, then in the order
+    they were added.  An entry left behind by a check added again since to
+    another slot (its ``next_run`` is no longer in that slot) is dropped.
+    """
+
+    SLOT = 0.01                 # s
+
+    def __init__(self):
+        self.slots = {}         # slot number -> [Check], in the order they were added
+        self.order = []         # heap of the numbers in self.slots
+
+    def __len__(self):
+        return sum(map(len, self.slots.values()))
+
+    def add(self, check):
+        slot = int(check.next_run // self.SLOT)
+        bucket = self.slots.get(slot)
+        if bucket is None:
+            self.slots[slot] = bucket = []
+            heapq.heappush(self.order, slot)
+        bucket.append(check)
+
+    def pop_due(self, now):
+        """The checks whose ``next_run`` is ``now`` or earlier, earliest first."""
+        due, order, slots = [], self.order, self.slots
+        last = int(now // self.SLOT)
+        while order and order[0] <= last:
+            slot = heapq.heappop(order)
+            ready, waiting = [], []
+            for check in slots.pop(slot):
+                if int(check.next_run // self.SLOT) != slot:
+                    continue                        # added again since, to another slot
+                if check.next_run <= now:
+                    ready.append(check)
+                else:
+                    waiting.append(check)           # later in the current slot
+            if waiting:
+                slots[slot] = waiting
+                heapq.heappush(order, slot)
+            ready.sort(key=_NEXT_RUN)               # stable: the order they were added
+            due += ready
+            if waiting:
+                break
+        return due
+
+
 def _shared_key(spec):
     """What makes two checkers the same probe: everything but where they were written."""
     return dataclasses.replace(spec, origin="")
@@ -177,9 +240,17 @@ class HealthChecks:
         self.blocks = []                # VirtualServerHealth
         self.by_reply = {}              # wire.reply_key -> Check with a running probe
         self._ports_used = set()        # local ports of the running probes
-        self.probing = set()            # the Checks with a running probe
         self._ports = itertools.cycle(range(*PORT_RANGE))
-        self._due = []                  # heap of (next_run, seq, Check)
+        self._next_port_of = self._next_port    # (one bound method, not one a probe)
+        self._due = DueChecks()         # the Checks by next_run
+        # heap of (when, seq, Check): the running probes by their next_poll, so that
+        # a tick polls only the probes with a timeout or retransmission due; an
+        # entry is stale unless its Check has a probe and still waits for ``when``
+        self._polls = []
+        # the Checks whose probe started since the last tick: they join the heap at
+        # the next tick if still running (most are answered before, and then never
+        # make an entry that would outlive them)
+        self._started = []
         self._seq = itertools.count()
         self.counts = {"probes": 0, "ok": 0, "failed": 0, "replies": 0, "strays": 0}
 
@@ -230,7 +301,8 @@ class HealthChecks:
                 self._omega(vs)
         for check in old_checks.values():
             check.retired = True            # unless the new file has it too (below)
-        self.checks, self.blocks, self._due = {}, [], []
+        self.checks, self.blocks, self._polls, self._started = {}, [], [], []
+        self._due = DueChecks()
         self.ssl = config.ssl if config is not None else None
         for block in (config.health if config is not None else []):
             vs = VirtualServerHealth(block)
@@ -250,7 +322,7 @@ class HealthChecks:
                         check.users, check.retired = [], False
                         self.checks[key] = check
                         check.running, check.probe = False, None
-                        heapq.heappush(self._due, (check.next_run, next(self._seq), check))
+                        self._due.add(check)
                     check.users.append(server)
                     server.checks.append(check)
                 server.up = server.alive
@@ -286,23 +358,49 @@ class HealthChecks:
     def tick(self, now):
         """Start the checks that are due; time out the probes that are late."""
         out = []
-        for check in list(self.probing):
-            out += self._frames(check, check.probe.poll(now))
-            if check.probe.done:
-                out += self._finished(check, now)
-        due = self._due
-        while due and due[0][0] <= now:
-            _, _, check = heapq.heappop(due)
-            if check.running or check.retired:
+        started, self._started = self._started, []
+        for check in started:
+            if check.probe is not None:
+                self._arm(check)
+        polls, due_polls = self._polls, []
+        while polls and polls[0][0] <= now:
+            when, _, check = heapq.heappop(polls)
+            if check.probe is not None and check.poll_at == when:   # else: stale
+                check.poll_at = None
+                due_polls.append(check)
+        for check in due_polls:
+            if check.probe is None:         # finished by an earlier one's consequences
                 continue
-            out += self._start(check, now)
+            frames = check.probe.poll(now)
+            if check.probe.done:
+                out += self._finished(check, now, frames)
+            else:
+                self._arm(check)
+                out += self._frames(check, frames)
+        dpids, due = None, self._due.pop_due(now)
+        while due:
+            for check in due:
+                if check.running or check.retired:
+                    continue
+                if dpids is None:
+                    dpids = list(self.dpids())      # once a tick, for every probe it starts
+                out += self._start(check, now, dpids)
+            due = self._due.pop_due(now)    # those a start that ended at once made due again
         return out
+
+    def _arm(self, check):
+        """Poll the running probe of ``check`` by its ``next_poll`` (an earlier
+        entry already in the heap stands; a later one is redone when it fires)."""
+        when = check.probe.next_poll
+        if when is not None and (check.poll_at is None or when < check.poll_at):
+            check.poll_at = when
+            heapq.heappush(self._polls, (when, next(self._seq), check))
 
     def _schedule(self, check, delay, now):
         check.next_run = now + delay
-        heapq.heappush(self._due, (check.next_run, next(self._seq), check))
+        self._due.add(check)
 
-    def _start(self, check, now):
+    def _start(self, check, now, dpids):
         spec = check.spec
         check.running = True
         self.counts["probes"] += 1
@@ -314,7 +412,7 @@ class HealthChecks:
             self._run(spec.script, spec.timeout,
                       lambda rc, detail, now: self.script_done(check, generation, rc, detail, now))
             return []
-        route = self.route(int(spec.connect_ip), now)
+        route = self.route(check.ip, now, dpids)
         if route is None:
             # no switch to probe through (none connected yet, or a backup):
             # nothing is known, nothing changes
@@ -326,25 +424,36 @@ class HealthChecks:
         if self.source is None:
             return self._result(check, False, "no health-check address (--lvs-health-address)",
                                 now)
-        check.route = route[:3]
-        check.probe = probemod.make_probe(
-            spec, src_ip=self.source, src_mac=pkt.DIRECTOR_MAC, dst_mac=route[2],
-            next_port=self._next_port, now=now, ssl=self.ssl)
-        self.probing.add(check)
-        out = self._frames(check, check.probe.start(now))
+        dpid, port, mac, _ = route
+        known = check.route
+        if known is None or known[0] != dpid or known[1] != port or known[2] != mac:
+            check.route = (dpid, port, mac)     # (kept while it holds: no new object a probe)
+        cls = check.probe_class
+        if cls is None:
+            cls = check.probe_class = probemod.probe_class(spec)
+        # (make_probe's call, without its keywords: thousands a second)
+        check.probe = cls(spec, self.source, pkt.DIRECTOR_MAC, mac, self._next_port_of, now,
+                          ssl=self.ssl)
+        check.poll_at = None
+        frames = check.probe.start(now)
         if check.probe.done:
-            out += self._finished(check, now)
-        return out
+            return self._finished(check, now, frames)
+        self._started.append(check)         # armed at the next tick, if still running
+        return self._frames(check, frames)
 
     def _next_port(self):
-        for _ in range(PORT_RANGE[1] - PORT_RANGE[0]):
+        port = next(self._ports)
+        if port not in self._ports_used:
+            return port                 # (the usual case, without the loop below)
+        for _ in range(PORT_RANGE[1] - PORT_RANGE[0] - 1):
             port = next(self._ports)
             if port not in self._ports_used:
                 return port
         return next(self._ports)
 
-    def route(self, ip, now):
-        """Where a probe to ``ip`` leaves: ``(dpid, port, MAC, messages)``.
+    def route(self, ip, now, dpids=None):
+        """Where a probe to ``ip`` leaves: ``(dpid, port, MAC, messages)``
+        (``dpids``: the switches it may leave through, when the caller has them).
 
         The MAC is the director's knowledge of the address (learned from any
         packet or ARP answer); the port is where the switch saw that MAC
@@ -353,16 +462,18 @@ class HealthChecks:
         the retry finds it.
         """
         mac = self.hosts.macs.get(ip)
-        dpids = list(self.dpids())
+        if dpids is None:
+            dpids = list(self.dpids())
         if not dpids:
             return None
         if mac is None:
             return (None, None, None, self.hosts.probe_unknown(dpids, {ip}, now))
+        ports = self.hosts.ports
         for dpid in dpids:
-            port = self.hosts.ports.get(dpid, {}).get(mac)
+            port = ports.get(dpid, _NO_PORTS).get(mac)
             if port is not None:
-                return (dpid, port, mac, [])
-        return (dpids[0], None, mac, [])
+                return (dpid, port, mac, _NO_MESSAGES)
+        return (dpids[0], None, mac, _NO_MESSAGES)
 
     def _frames(self, check, frames):
         """PacketOuts for a probe's frames; its reply keys are (re)indexed."""
@@ -377,22 +488,26 @@ class HealthChecks:
         if not frames or check.route is None:
             return []
         dpid, port, _ = check.route
-        action = ofmsg.output(port if port is not None else ofmsg.FLOOD)
-        return [(dpid, ofmsg.packet_out(ofmsg.CONTROLLER, [action], frame)) for frame in frames]
+        if port is None:
+            port = ofmsg.FLOOD
+        out = []
+        for frame in frames:
+            out.append((dpid, ofmsg.PackedPacketOut(ofmsg.CONTROLLER, port, frame)))
+        return out
 
-    def _finished(self, check, now):
+    def _finished(self, check, now, frames=()):
+        """The probe is done: its last ``frames`` and what ends it are sent, its result counts."""
         probe = check.probe
-        out = self._frames(check, probe.finish())
-        check.probe = None
-        self.probing.discard(check)
-        self._unindex(check)
-        return out + self._result(check, probe.ok, probe.detail, now)
+        last = probe.finish()
+        out = self._frames(check, [*frames, *last] if last else frames)   # (unindexed: done)
+        check.probe = check.poll_at = None
+        out += self._result(check, probe.ok, probe.detail, now)
+        return out
 
     def _stop(self, check):
         if check.probe is not None:
             check.probe.finish()
-            check.probe = None
-        self.probing.discard(check)
+            check.probe = check.poll_at = None
         self._unindex(check)
         check.running = False
 
@@ -411,6 +526,20 @@ class HealthChecks:
     def packet_in(self, dpid, in_port, data, now):
         """A frame to the health-check address: a probe's reply, or a stray
         (a TCP segment for no probe gets the RST a host would send)."""
+        fields = wire.tcp_fields(data)
+        if fields is not None:
+            # a plain TCP segment (most replies): a TCP_CHECK takes its fields as
+            # they are, no Segment is built
+            ip, sport, dport, flags, seq, ack = fields
+            check = self.by_reply.get(("tcp", ip, sport, dport))
+            probe = check.probe if check is not None else None
+            if probe is not None and type(probe) is probemod.TcpProbe:
+                self.counts["replies"] += 1
+                frames = probe.receive_tcp(flags, seq, ack, now)
+                if probe.done:
+                    return self._finished(check, now, frames)
+                self._arm(check)
+                return self._frames(check, frames)
         segment = wire.parse(data)
         if segment is None:
             return []
@@ -420,12 +549,13 @@ class HealthChecks:
             reset = wire.reset_for(segment, pkt.DIRECTOR_MAC) if segment.proto == 6 else None
             if reset is None:
                 return []
-            return [(dpid, ofmsg.packet_out(ofmsg.CONTROLLER, [ofmsg.output(in_port)], reset))]
+            return [(dpid, ofmsg.packet_out_to(ofmsg.CONTROLLER, in_port, reset))]
         self.counts["replies"] += 1
-        out = self._frames(check, check.probe.receive(segment, now))
+        frames = check.probe.receive(segment, now)
         if check.probe.done:
-            out += self._finished(check, now)
-        return out
+            return self._finished(check, now, frames)
+        self._arm(check)
+        return self._frames(check, frames)
 
     # -- scripts ------------------------------------------------------------------------
     def _run(self, script, timeout, done=None):
@@ -479,7 +609,10 @@ class HealthChecks:
                 check.since = now
                 LOG.warning("lvs_app: health: %s (%s) failed: %s", check.name, spec.origin,
                             detail)
-        self._servers_changed(check, now)
+        if changed or check.weight is not None:
+            # a server's state follows its checkers' (and a dynamic weight): nothing
+            # else moves it, so a result that changes neither leaves them as they are
+            self._servers_changed(check, now)
         return []
 
     def _servers_changed(self, check, now):

@@ -22,7 +22,7 @@ half-closed connection behind.  Stdlib only.
 import random
 
 from lvs_app.health import wire
-from lvs_app.health.tcpclient import TcpClient
+from lvs_app.health.tcpclient import INITIAL_RTO, MASK, MAX_RTO, WINDOW, TcpClient
 
 DEFAULT_TIMEOUT = 5.0
 UDP_DEFAULT_PAYLOAD = 32        # keepalived sends 32 bytes when no payload is configured
@@ -30,6 +30,7 @@ PING_PAYLOAD = 128              # keepalived's ICMP_BUFSIZE
 SMTP_DEFAULT_HELO = "localhost"  # keepalived's own is "smtpchecker.keepalived.org"
 DNS_TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28,
              "RRSIG": 46, "DNSKEY": 48}
+NO_KEYS = frozenset()           # a probe's reply keys before it starts and once it is done
 UNREACHABLE = {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
                3: "port unreachable", 4: "fragmentation needed", 9: "net prohibited",
                10: "host prohibited", 13: "administratively prohibited"}
@@ -55,7 +56,7 @@ class Probe:
         self.ssl = ssl
         timeout = checker.connect_timeout
         self.timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
-        self.keys = set()
+        self.keys = NO_KEYS
         self.done = self.ok = False
         self.detail = ""
         self.deadline = now + self.timeout
@@ -92,7 +93,7 @@ class Probe:
     def _end(self, ok, detail):
         if not self.done:
             self.done, self.ok, self.detail = True, ok, detail
-            self.keys = set()
+            self.keys = NO_KEYS
 
     def _timed_out(self):
         phase = f" ({self.phase})" if self.phase else ""
@@ -114,6 +115,7 @@ class StreamProbe(Probe):
         sport = self.local_port()
         self.tcp = TcpClient(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
                              sport, self.dport, random.getrandbits(32))
+        self.tcp.ack_handshake = self.ack_handshake
         self.keys = {("tcp", self.dst_ip, self.dport, sport)}
         self.phase = "connecting"
         self.deadline = now + self.timeout
@@ -172,20 +174,93 @@ class StreamProbe(Probe):
         return []
 
 
-class TcpProbe(StreamProbe):
+class TcpProbe(Probe):
     """TCP_CHECK (check_tcp.c): the connection opens, and is closed again.
 
     The server's SYN/ACK proves what keepalived's connect() proves (its
     kernel accepts connections on the port), so it is answered with the RST
     alone, as OVN's service monitor does: one frame less per check, and no
     connection reaches the server's application (nor its log).
+
+    A TCP_CHECK never gets past the handshake, so it is the SYN-SENT state
+    of :class:`TcpClient` alone, written out (thousands of checks a second
+    each cost a SYN and an RST from the path's pre-built
+    :class:`wire.TcpFrames`, not a connection object): the same SYN,
+    retransmitted on the same timer (``INITIAL_RTO``, doubling); an ACK of
+    something else is answered with TcpClient's RST and ignored; an RST that
+    acknowledges the SYN refuses the connection, any other is ignored; an
+    ICMP destination unreachable fails it (as Linux fails a connect); the
+    SYN/ACK gets the RST that :meth:`TcpClient.abort` sends.  The unit tests
+    hold it to a StreamProbe built on TcpClient, frame for frame.
     """
 
-    ack_handshake = False
+    frames = None               # the path's wire.TcpFrames, once started
+    timer = None                # when the SYN is sent again, None: not waiting
 
-    def connected(self, now):
-        self._end(True, "connected")
+    def start(self, now):
+        sport = self.sport = self.checker.bind_port or self.next_port()   # local_port()
+        self.iss = random.getrandbits(32)
+        self.rto = INITIAL_RTO
+        self.timer = now + INITIAL_RTO
+        self.frames = wire.tcp_frames(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
+                                      self.dport)
+        self.keys = frozenset((("tcp", self.dst_ip, self.dport, sport),))
+        self.phase = "connecting"
+        self.deadline = now + self.timeout
+        return [self.frames.build(sport, self.iss, 0, wire.SYN, WINDOW)]
+
+    @property
+    def next_poll(self):
+        if self.done:
+            return None
+        timer = self.timer
+        return self.deadline if timer is None else min(timer, self.deadline)
+
+    def receive(self, segment, now):
+        if segment.proto == wire.PROTO_TCP:
+            return self.receive_tcp(segment.flags, segment.seq, segment.ack, now)
+        if (not self.done and self.frames is not None and segment.proto == wire.PROTO_ICMP
+                and segment.icmp_type == wire.ICMP_UNREACH):
+            self._end(False, icmp_detail(segment))
         return []
+
+    def receive_tcp(self, flags, seq, ack, now):
+        """:meth:`receive` of a TCP segment, from its fields (the engine reads
+        them from the frame: :func:`wire.tcp_fields`)."""
+        if self.done or self.frames is None:
+            return []
+        snd_nxt = (self.iss + 1) & MASK
+        if flags & wire.RST:
+            if flags & wire.ACK and ack == snd_nxt:
+                self._end(False, "connection refused")
+            return []
+        if flags & wire.ACK and ack != snd_nxt:
+            return [self.frames.build(self.sport, ack, 0, wire.RST, 0)]
+        if not (flags & wire.SYN and flags & wire.ACK):
+            return []                          # no simultaneous open
+        self.deadline = now + self.timeout      # progress (as StreamProbe counts it)
+        self._end(True, "connected")
+        return [self.frames.build(self.sport, snd_nxt, (seq + 1) & MASK, wire.RST | wire.ACK,
+                                  WINDOW)]
+
+    def poll(self, now):
+        if self.done:
+            return []
+        if now >= self.deadline:
+            self._timed_out()
+            return []
+        timer = self.timer
+        if timer is None or now < timer:
+            return []
+        self.rto = min(self.rto * 2, MAX_RTO)
+        self.timer = now + self.rto
+        return [self.frames.build(self.sport, self.iss, 0, wire.SYN, WINDOW)]
+
+    def _end(self, ok, detail):
+        if not self.done:                       # Probe._end, and no timer
+            self.done, self.ok, self.detail = True, ok, detail
+            self.keys = NO_KEYS
+        self.timer = None
 
 
 class SmtpProbe(StreamProbe):
@@ -397,14 +472,17 @@ def make_probe(checker, *, src_ip, src_mac, dst_mac, next_port, now, ssl=None):
     ``next_port()`` gives a fresh local port for each connection or socket;
     ``ssl`` is the :class:`SslContext` SSL_GET uses (None: a default one).
     """
+    return probe_class(checker)(checker, src_ip, src_mac, dst_mac, next_port, now, ssl=ssl)
+
+
+def probe_class(checker):
+    """The :class:`Probe` subclass that runs ``checker`` (ValueError: not in-band)."""
     if checker.kind in HTTP_KINDS:
         # imported here: httpprobe builds on StreamProbe, so imports this module
         from lvs_app.health.httpprobe import HttpProbe
-        cls = HttpProbe
-    else:
-        try:
-            cls = PROBES[checker.kind]
-        except KeyError:
-            raise ValueError(f"{checker.kind} is not probed in-band") from None
-    return cls(checker, src_ip, src_mac, dst_mac, next_port, now, ssl=ssl)
+        return HttpProbe
+    try:
+        return PROBES[checker.kind]
+    except KeyError:
+        raise ValueError(f"{checker.kind} is not probed in-band") from None
 

@@ -40,10 +40,16 @@ class TcpClient:
     closing states: see ``peer_closed``, ``fin_sent`` and ``fin_acked``).
     """
 
+    #: answer the SYN/ACK with an ACK; False: the owner answers it itself
+    #: (TCP_CHECK's RST), so no ACK is built for nothing
+    ack_handshake = True
+
     def __init__(self, src_mac, dst_mac, src_ip, dst_ip, sport, dport, isn):
         self.src_mac, self.dst_mac = src_mac, dst_mac
         self.src_ip, self.dst_ip = int(src_ip), int(dst_ip)
         self.sport, self.dport = sport, dport
+        # the path's frames, pre-built (shared with every probe of this server port)
+        self._frames = wire.tcp_frames(src_mac, dst_mac, self.src_ip, self.dst_ip, dport)
         self.iss = isn & MASK
         self.snd_una = self.snd_nxt = self.iss
         self.snd_wnd = 0
@@ -85,9 +91,8 @@ class TcpClient:
     # ------------------------------------------------------------------ frames
 
     def _segment(self, flags, seq, payload=b""):
-        return wire.build_tcp(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
-                              self.sport, self.dport, seq,
-                              self.rcv_nxt if flags & ACK else 0, flags, WINDOW, payload)
+        return self._frames.build(self.sport, seq, self.rcv_nxt if flags & ACK else 0, flags,
+                                  WINDOW, payload)
 
     def _ack(self):
         return self._segment(ACK, self.snd_nxt)
@@ -177,8 +182,7 @@ class TcpClient:
 
     def _on_syn_sent(self, seg, now):
         if seg.flags & ACK and seg.ack != self.snd_nxt:
-            return [wire.build_tcp(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
-                                   self.sport, self.dport, seg.ack, 0, RST, window=0)]
+            return [self._frames.build(self.sport, seg.ack, 0, RST, window=0)]
         if not (seg.flags & SYN and seg.flags & ACK):
             return []                          # no simultaneous open
         self.rcv_nxt = (seg.seq + 1) & MASK
@@ -186,7 +190,10 @@ class TcpClient:
         self.snd_wnd = seg.window
         self.peer_mss = min(seg.mss or DEFAULT_MSS, wire.MSS)
         self.state, self.timer, self.rto = "established", None, INITIAL_RTO
-        return self._flush(now) or [self._ack()]
+        frames = self._flush(now)
+        if frames or not self.ack_handshake:
+            return frames
+        return [self._ack()]
 
     def _on_ack(self, seg, now):
         ack = seg.ack

@@ -102,6 +102,96 @@ def build_tcp(src_mac, dst_mac, src_ip, dst_ip, sport, dport, seq, ack, flags,
     return _frame(src_mac, dst_mac, src_ip, dst_ip, PROTO_TCP, segment, df=True, ident=ip_ident)
 
 
+class TcpFrames:
+    """The TCP frames of one path (addresses, MACs, server port), pre-built.
+
+    :func:`build_tcp` packs and checksums every header from scratch; a probe
+    sends a SYN and an RST to the same server every ``delay_loop``, so what
+    never changes (the Ethernet header, the addresses, their checksum sums)
+    is packed once here and each frame only patches its ports, numbers,
+    flags and lengths, its checksums summed from the precomputed parts.
+    :meth:`build` returns the bytes :func:`build_tcp` returns for the same
+    arguments (without ``options``: a SYN carries the MSS option), so the
+    two are interchangeable.  Get one with :func:`tcp_frames`.
+    """
+
+    __slots__ = ("_eth", "_addrs", "_ip_sum", "_pseudo_sum", "dport")
+
+    def __init__(self, src_mac, dst_mac, src_ip, dst_ip, dport):
+        src_ip, dst_ip = int(src_ip), int(dst_ip)
+        self._eth = bytes(dst_mac) + bytes(src_mac) + _ETH_IP
+        self._addrs = src_ip.to_bytes(4, "big") + dst_ip.to_bytes(4, "big")
+        addrs = (src_ip >> 16) + (src_ip & 0xFFFF) + (dst_ip >> 16) + (dst_ip & 0xFFFF)
+        # IPv4 header words but total length and identification: version/IHL,
+        # DF, TTL/protocol, the addresses
+        self._ip_sum = 0x4500 + 0x4000 + ((TTL << 8) | PROTO_TCP) + addrs
+        # pseudo-header but its length, and the destination port
+        self._pseudo_sum = addrs + PROTO_TCP + dport
+        self.dport = dport
+
+    def build(self, sport, seq, ack, flags, window=65535, payload=b"", ip_ident=None):
+        """The frame ``build_tcp(..., sport, dport, seq, ack, flags, window, payload)``."""
+        seq &= 0xFFFFFFFF
+        ack &= 0xFFFFFFFF
+        window = min(window, 0xFFFF)
+        if flags & SYN:
+            options, offset_flags, hlen = _SYN_OPTIONS, 0x6000 | (flags & 0xFF), 24
+            total = self._pseudo_sum + _SYN_OPTIONS_SUM
+        else:
+            options, offset_flags, hlen = b"", 0x5000 | (flags & 0xFF), 20
+            total = self._pseudo_sum
+        length = hlen + len(payload)
+        if payload:
+            total += _sum16(payload)
+        total += (length + sport + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16) + (ack & 0xFFFF)
+                  + offset_flags + window)
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        if ip_ident is None:
+            ip_ident = next(_ip_ident)
+        ip_ident &= 0xFFFF
+        ip_total = 20 + length
+        ip_sum = self._ip_sum + ip_total + ip_ident
+        while ip_sum >> 16:
+            ip_sum = (ip_sum & 0xFFFF) + (ip_sum >> 16)
+        return b"".join((self._eth, _IP_TCP.pack(
+            0x45, 0, ip_total, ip_ident, 0x4000, TTL, PROTO_TCP, ~ip_sum & 0xFFFF,
+            self._addrs, sport, self.dport, seq, ack, offset_flags, window,
+            ~total & 0xFFFF, 0), options, payload))
+
+
+_ETH_IP = struct.pack("!H", ETH_IP)
+_IP_TCP = struct.Struct("!BBHHHBBH8sHHIIHHHH")      # IPv4 header, then TCP's
+_SYN_OPTIONS = struct.pack("!BBH", 2, 4, MSS)        # what build_tcp gives a SYN
+_SYN_OPTIONS_SUM = 0x0204 + MSS
+_TCP_FRAMES = {}
+TCP_FRAMES_LIMIT = 8192         # paths kept (a few per checked server)
+
+
+def _sum16(data):
+    """The 16-bit one's complement sum of ``data`` before folding (odd: zero-padded)."""
+    if len(data) % 2:
+        data = bytes(data) + b"\x00"
+    return sum(struct.unpack(f"!{len(data) // 2}H", data))
+
+
+def tcp_frames(src_mac, dst_mac, src_ip, dst_ip, dport):
+    """The :class:`TcpFrames` of this path, built once and kept."""
+    try:
+        frames = _TCP_FRAMES.get((src_mac, dst_mac, src_ip, dst_ip, dport))
+    except TypeError:                   # a bytearray MAC: looked up as bytes below
+        frames = None
+    if frames is not None:
+        return frames                   # (the usual call: bytes and ints already)
+    key = (bytes(src_mac), bytes(dst_mac), int(src_ip), int(dst_ip), dport)
+    frames = _TCP_FRAMES.get(key)
+    if frames is None:
+        if len(_TCP_FRAMES) >= TCP_FRAMES_LIMIT:
+            _TCP_FRAMES.clear()
+        frames = _TCP_FRAMES[key] = TcpFrames(src_mac, dst_mac, src_ip, dst_ip, dport)
+    return frames
+
+
 def build_udp(src_mac, dst_mac, src_ip, dst_ip, sport, dport, payload=b"", ip_ident=None):
     """A UDP datagram in a frame (a computed checksum of 0 is sent as 0xFFFF, RFC 768)."""
     src_ip, dst_ip = int(src_ip), int(dst_ip)
@@ -181,12 +271,47 @@ def parse(frame):
 
 
 def _parse(data):
-    if len(data) < 14:
+    size = len(data)
+    if (size >= 54 and data[12] == 0x08 and data[13] == 0 and data[14] == 0x45
+            and data[23] == PROTO_TCP):
+        # the usual reply, an untagged IPv4 TCP segment without IP options: read at
+        # once; anything this does not return is left to the general way below
+        total = (data[16] << 8) | data[17]
+        end = 14 + total
+        if size >= end and not ((data[20] << 8) | data[21]) & 0x3FFF:
+            src, dst, sport, dport, seq, ack, off, flags, window = _IPV4_TCP.unpack_from(
+                data, 26)
+            hlen = (off >> 4) * 4
+            if 20 <= hlen <= end - 34:
+                return Segment(data[6:12], data[0:6], src, dst, PROTO_TCP, sport, dport, seq,
+                               ack, flags, window,
+                               _mss_option(data[54:34 + hlen]) if hlen > 20 else 0,
+                               data[34 + hlen:end])
+    return _parse_any(data)
+
+
+def tcp_fields(data):
+    """``(server ip, server port, our port, flags, seq, ack)`` of the frames that
+    :func:`parse` reads the short way (untagged IPv4 TCP without IP options, not
+    a fragment, lengths that hold), else None: what a TCP_CHECK reply needs,
+    without building a :class:`Segment`."""
+    size = len(data)
+    if (size >= 54 and data[12] == 0x08 and data[13] == 0 and data[14] == 0x45
+            and data[23] == PROTO_TCP):
+        end = 14 + ((data[16] << 8) | data[17])
+        if size >= end and not ((data[20] << 8) | data[21]) & 0x3FFF:
+            src, _, sport, dport, seq, ack, off, flags, _ = _IPV4_TCP.unpack_from(data, 26)
+            if 20 <= (off >> 4) * 4 <= end - 34:
+                return src, sport, dport, flags, seq, ack
+    return None
+
+
+def _parse_any(data):
+    """:func:`_parse` for every frame (tagged, with IP options, UDP, ICMP, broken)."""
+    if len(data) < 34:                          # Ethernet + the smallest IPv4 header
         return None
     eth_type, offset = (data[12] << 8) | data[13], 14
     if eth_type == ETH_VLAN:
-        if len(data) < 18:
-            return None
         eth_type, offset = (data[16] << 8) | data[17], 18
     if eth_type != ETH_IP:
         return None
@@ -194,31 +319,38 @@ def _parse(data):
     if ip is None:
         return None
     ihl, total, proto, src, dst = ip
-    if total < ihl or len(data) < offset + total:
+    end = offset + total
+    if total < ihl or len(data) < end:
         return None
-    if struct.unpack_from("!H", data, offset + 6)[0] & 0x3FFF:
+    if ((data[offset + 6] << 8) | data[offset + 7]) & 0x3FFF:
         return None                             # a fragment: probes never cause them
-    l4 = data[offset + ihl:offset + total]
-    base = dict(eth_dst=data[0:6], eth_src=data[6:12], ip_src=src, ip_dst=dst, proto=proto)
+    l4 = offset + ihl
+    # positional: the Segment's fields in their order (a hot path: every reply)
     if proto == PROTO_TCP:
-        if len(l4) < 20:
+        if end - l4 < 20:
             return None
-        sport, dport, seq, ack, off, flags, window = struct.unpack_from("!HHIIBBH", l4)
+        sport, dport, seq, ack, off, flags, window = _TCP_HEADER.unpack_from(data, l4)
         hlen = (off >> 4) * 4
-        if hlen < 20 or hlen > len(l4):
+        if hlen < 20 or hlen > end - l4:
             return None
-        return Segment(**base, sport=sport, dport=dport, seq=seq, ack=ack, flags=flags,
-                       window=window, mss=_mss_option(l4[20:hlen]), payload=l4[hlen:])
+        return Segment(data[6:12], data[0:6], src, dst, proto, sport, dport, seq, ack, flags,
+                       window, _mss_option(data[l4 + 20:l4 + hlen]) if hlen > 20 else 0,
+                       data[l4 + hlen:end])
+    base = dict(eth_dst=data[0:6], eth_src=data[6:12], ip_src=src, ip_dst=dst, proto=proto)
     if proto == PROTO_UDP:
-        if len(l4) < 8:
+        if end - l4 < 8:
             return None
-        sport, dport, length = struct.unpack_from("!HHH", l4)
-        if length < 8 or length > len(l4):
+        sport, dport, length = struct.unpack_from("!HHH", data, l4)
+        if length < 8 or length > end - l4:
             return None
-        return Segment(**base, sport=sport, dport=dport, payload=l4[8:length])
+        return Segment(**base, sport=sport, dport=dport, payload=data[l4 + 8:l4 + length])
     if proto == PROTO_ICMP:
-        return _parse_icmp(l4, base)
-    return Segment(**base, payload=l4)
+        return _parse_icmp(data[l4:end], base)
+    return Segment(**base, payload=data[l4:end])
+
+
+_TCP_HEADER = struct.Struct("!HHIIBBH")
+_IPV4_TCP = struct.Struct("!IIHHIIBBH")        # IPv4 addresses, then the TCP header
 
 
 def _parse_icmp(l4, base):

@@ -10,8 +10,13 @@ import ipaddress
 
 import pytest
 
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from lvs_app import director as director_module
 from lvs_app import ids
 from lvs_app import pipeline as pl
+from lvs_app.health import probes, wire
 from tests.behaviour.conftest import SERVERS, VIP, DirectorLab, mac_of
 
 HC = "10.0.0.250"                 # the health-check address
@@ -161,6 +166,31 @@ def test_a_dead_server_fails_by_timeout(lab):
     assert "no answer" in rs["checkers"][0]["last_result"]
 
 
+def test_a_probe_is_looked_at_only_when_its_retransmission_or_timeout_is_due(lab, monkeypatch):
+    """The running probes wait in one heap by their next timer, so thousands of
+    unanswered probes cost nothing between their timers: a dead server's probe
+    is polled for its two SYN retransmissions (0.2 s, then 0.4 s later) and its
+    timeout (connect_timeout 1), not at every tick of the health job."""
+    polls = []
+    poll = probes.TcpProbe.poll
+
+    def counted(probe, now):
+        frames = poll(probe, now)
+        polls.append((round(now - probe.deadline + 1, 2), len(frames), probe.done))
+        return frames
+    monkeypatch.setattr(probes.TcpProbe, "poll", counted)
+    servers = FakeServers(lab)
+    for ip in SERVERS:
+        servers.mode[ip] = "dead"
+    load(lab, config())
+    servers.run(1.2, step=0.01)
+    # (time since the probe started, SYNs sent again, done), for each probe
+    assert sorted(polls) == sorted([(0.2, 1, False), (0.6, 1, False), (1.0, 0, True)]
+                                   * len(SERVERS))
+    rs = health(lab)["virtual_servers"][0]["real_servers"][0]
+    assert rs["checkers"][0]["last_result"] == "failed: no answer within 1 s (connecting)"
+
+
 def test_inhibit_on_failure_keeps_the_server_with_weight_0(lab):
     servers = FakeServers(lab)
     load(lab, config(extra="inhibit_on_failure"))
@@ -292,6 +322,64 @@ def test_a_stray_segment_to_the_health_address_gets_a_reset(lab):
                     "ip_proto": 6, "tcp_src": 80, "tcp_dst": 45678, "tcp_flags": 0x12,
                     "tcp_seq": 5, "tcp_ack": 77})
     assert [(port, p["tcp_flags"] & 0x04, p.get("tcp_seq")) for port, p in out] == [(11, 4, 77)]
+
+
+def _encoded(messages):
+    class Datapath:
+        ofproto, ofproto_parser = ofp, parser
+    out = []
+    for dpid, msg in messages:
+        msg.datapath, msg.xid = Datapath(), 0
+        msg.serialize()
+        out.append((dpid, bytes(msg.buf)))
+    return out
+
+
+def test_frames_to_the_health_address_take_a_short_way_with_the_same_outcome(lab, monkeypatch):
+    """Replies to probes skip the director's general parse: for every kind of frame
+    to the health address (a reply, a tagged one, UDP, ICMP, broken lengths, not
+    IPv4) and every table it may come from, the messages, the learned ports and the
+    drop counters are those of the general way, which the short one only skips."""
+    director, hc = lab.director, int(ipaddress.IPv4Address(HC))
+    server, mac = int(ipaddress.IPv4Address("10.0.0.11")), bytes.fromhex("02000a00000b")
+    me = bytes.fromhex(DIRECTOR_MAC.replace(":", ""))
+    reply = wire.build_tcp(mac, me, server, hc, 80, 41000, 5, 6, wire.SYN | wire.ACK,
+                           ip_ident=1)
+    long_total = bytearray(reply)
+    long_total[16:18] = (len(reply) - 13).to_bytes(2, "big")       # longer than the frame
+    short_ihl = bytearray(reply)
+    short_ihl[14] = 0x44
+    frames = {
+        "reply": reply,
+        "tagged": reply[:12] + b"\x81\x00\x00\x0a" + reply[12:],
+        "udp": wire.build_udp(mac, me, server, hc, 53, 41001, b"x", ip_ident=2),
+        "icmp": wire.build_icmp_echo(mac, me, server, hc, 7, 1, b"p", reply=True, ip_ident=3),
+        "long total": bytes(long_total), "short ihl": bytes(short_ihl),
+        "not ipv4": reply[:12] + b"\x86\xdd" + reply[14:],
+        "elsewhere": wire.build_tcp(mac, me, server, hc + 1, 80, 41000, 5, 6, wire.ACK),
+    }
+    parsed = []
+    monkeypatch.setattr(wire, "_ip_ident", wire._ip_ident)
+    parse = director_module.pkt.parse
+    monkeypatch.setattr(director_module.pkt, "parse", lambda data: parsed.append(1) or
+                        parse(data))
+    for name, frame in frames.items():
+        for table in (pl.CLASSIFY, pl.SERVICE, pl.REVERSE):
+            outcomes = []
+            for short_way in (True, False):
+                director.health_source = hc
+                if not short_way:
+                    director._health_bytes = None          # the general way only
+                lab.director.hosts.ports.setdefault(1, {}).pop(mac, None)
+                dropped, parsed[:] = dict(director.dropped), []
+                wire._ip_ident = iter(range(100, 200))     # the same RST both ways
+                out = _encoded(director.packet_in(1, 7, frame, table, 5.0))
+                outcomes.append((out, lab.director.hosts.ports[1].get(mac),
+                                 dict(director.dropped) == dropped))
+                if short_way and name == "reply" and table == pl.CLASSIFY:
+                    assert not parsed and out       # the short way, answered (an RST)
+            assert outcomes[0] == outcomes[1], (name, table)
+    director.health_source = hc
 
 
 def test_arp_for_the_health_address_is_answered_with_the_director_mac(lab):

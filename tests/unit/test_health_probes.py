@@ -86,6 +86,44 @@ def test_built_frames_have_valid_checksums(size):
     verify_frame(wire.build_icmp_echo(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 7, 1, payload))
 
 
+def test_tcp_frames_are_the_bytes_build_tcp_makes():
+    """The pre-built path patches only ports, numbers, flags, lengths and checksums."""
+    rng = random.Random(11)
+    for i in range(3000):
+        src_mac, dst_mac = rng.randbytes(6), rng.randbytes(6)
+        src_ip, dst_ip = rng.getrandbits(32), rng.getrandbits(32)
+        sport, dport = rng.getrandbits(16), rng.getrandbits(16)
+        seq, ack = rng.getrandbits(33), rng.getrandbits(33)       # masked to 32 bits
+        flags = rng.choice([SYN, RST | ACK, RST, ACK, PSH | ACK, FIN | ACK, SYN | ACK,
+                            rng.getrandbits(8)])
+        window = rng.choice([0, 65535, 70000, rng.getrandbits(16)])
+        payload = rng.randbytes(rng.choice([0, 1, 2, 3, 64, 1459]))
+        ident = rng.getrandbits(17)
+        frames = wire.TcpFrames(src_mac, dst_mac, src_ip, dst_ip, dport)
+        frame = frames.build(sport, seq, ack, flags, window, payload, ip_ident=ident)
+        assert frame == wire.build_tcp(src_mac, dst_mac, src_ip, dst_ip, sport, dport, seq,
+                                       ack, flags, window, payload, ip_ident=ident), i
+        verify_frame(frame)
+
+
+def test_tcp_frames_follow_the_ip_identification_counter():
+    frames = wire.TcpFrames(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 80)
+    first, second = frames.build(40000, 1, 0, SYN), frames.build(40000, 1, 0, SYN)
+    ident = struct.unpack_from("!H", first, 18)[0]
+    assert struct.unpack_from("!H", second, 18)[0] == (ident + 1) & 0xFFFF
+    assert second == wire.build_tcp(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 40000, 80, 1, 0, SYN,
+                                    ip_ident=ident + 1)
+    verify_frame(first)
+    verify_frame(second)
+
+
+def test_tcp_frames_are_kept_per_path():
+    frames = wire.tcp_frames(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 80)
+    assert wire.tcp_frames(DIR_MAC, bytearray(RS_MAC), DIR_IP, RS_ADDR, 80) is frames
+    assert wire.tcp_frames(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 81) is not frames
+    assert wire.tcp_frames(DIR_MAC, DIR_MAC, DIR_IP, RS_IP, 80) is not frames
+
+
 def test_udp_checksum_zero_is_sent_as_ffff():
     # the checksum field c of a 2-byte zero payload, put in as the payload, makes the sum 0
     first = wire.build_udp(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 1000, 2000, b"\0\0")
@@ -181,11 +219,26 @@ def test_parse_fuzz_never_raises():
         # the checks themselves, without parse()'s safety net, must not raise
         seg = wire._parse(data)
         assert wire.parse(data) == seg
+        assert wire._parse_any(data) == seg        # the short way for plain TCP agrees
         if seg is not None:
             parsed += 1
             wire.reply_key(seg)
             wire.reset_for(seg, DIR_MAC)
     assert parsed > 1000          # the mutations do reach the deeper parsers
+
+
+def test_the_short_way_for_plain_tcp_reads_what_the_general_one_reads():
+    """Every byte of a SYN/ACK (with its MSS option, and padded), set to every value:
+    the short way for untagged IPv4 TCP gives the general parse's answer."""
+    frame = wire.build_tcp(RS_MAC, DIR_MAC, RS_IP, DIR_IP, 80, 40000, 5, 6, SYN | ACK) + b"\0" * 4
+    short = 0
+    for at in range(len(frame)):
+        for value in range(256):
+            data = frame[:at] + bytes([value]) + frame[at + 1:]
+            seg = wire._parse(data)
+            assert seg == wire._parse_any(data), (at, value)
+            short += seg is not None
+    assert short > 10000
 
 
 # ----------------------------------------------------------------------------
@@ -586,6 +639,83 @@ def test_tcp_check_uses_bind_port_and_default_timeout():
     [syn] = segs(probe.start(5.0))
     assert syn.sport == 999 and probe.keys == {("tcp", RS_IP, 80, 999)}
     assert probe.deadline == 10.0
+
+
+class StreamTcpProbe(probes.StreamProbe):
+    """TCP_CHECK as a StreamProbe over TcpClient: what TcpProbe writes out."""
+
+    ack_handshake = False
+
+    def connected(self, now):
+        self._end(True, "connected")
+        return []
+
+
+def _tcp_check_script(rng, iss):
+    """A random run: (time, "poll" or a frame from the server) steps, knowing our ISN."""
+    good = (iss + 1) & 0xFFFFFFFF
+    bad = (iss + rng.choice([0, 2, 1 << 31])) & 0xFFFFFFFF
+    rs_seq = rng.getrandbits(32)
+
+    def tcp(seq, ack, flags, payload=b""):
+        return wire.build_tcp(RS_MAC, DIR_MAC, RS_IP, DIR_IP, 80, 40000, seq, ack, flags,
+                              payload=payload)
+
+    def icmp(icmp_type, code):
+        syn = wire.build_tcp(DIR_MAC, RS_MAC, DIR_IP, RS_IP, 40000, 80, iss, 0, SYN)
+        return wire.build_icmp_error(RS_MAC, DIR_MAC, 0x0A0000FE, DIR_IP, icmp_type, code, syn)
+
+    choices = [tcp(rs_seq, good, SYN | ACK), tcp(rs_seq, bad, SYN | ACK),
+               tcp(rs_seq, good, SYN | ACK, b"early data"), tcp(rs_seq, good, SYN | ACK | FIN),
+               tcp(rs_seq, bad, ACK), tcp(rs_seq, good, ACK), tcp(rs_seq, 0, SYN),
+               tcp(rs_seq, 0, FIN), tcp(0, good, RST | ACK), tcp(0, bad, RST | ACK),
+               tcp(0, 0, RST), icmp(3, 3), icmp(3, 1), icmp(11, 0),
+               wire.build_udp(RS_MAC, DIR_MAC, RS_IP, DIR_IP, 80, 40000, b"u"), "poll"]
+    now, steps = 0.0, []
+    for _ in range(rng.randrange(1, 8)):
+        now += rng.choice([0.0, 0.05, 0.2, 0.4, 0.9, 1.5])
+        steps.append((now, rng.choice(choices)))
+    return steps
+
+
+def _play(cls, seed, steps):
+    random.seed(seed)                           # the same ISN for both
+    wire._ip_ident = iter(range(1000, 2000))    # the same IPv4 identifications
+    checker = check(TcpCheck, "TCP_CHECK")
+    probe = cls(checker, DIR_IP, DIR_MAC, RS_MAC, iter(range(40000, 40100)).__next__, 0.0)
+    frames = probe.start(0.0)
+    record = [frames]
+    for now, step in steps:
+        if step == "poll":
+            out = probe.poll(now)
+        else:
+            seg = wire.parse(step)
+            out = probe.receive(seg, now) if wire.reply_key(seg) in probe.keys else "not ours"
+        record.append((now, out, probe.done, probe.ok, probe.detail, set(probe.keys),
+                       probe.next_poll))
+    record.append(probe.finish())
+    return record
+
+
+def test_tcp_check_is_tcp_client_s_syn_sent_state_frame_for_frame(monkeypatch):
+    """TcpProbe writes out TcpClient's SYN-SENT state: on random runs it sends the
+    same frames (SYN, retransmissions, RSTs), reaches the same results, keys and
+    poll times as a StreamProbe over TcpClient."""
+    monkeypatch.setattr(wire, "_ip_ident", wire._ip_ident)
+    outcomes = set()
+    for seed in range(400):
+        iss = random.Random(seed).getrandbits(32)      # what start() will draw
+        steps = _tcp_check_script(random.Random(-seed), iss)
+        lean = _play(probes.TcpProbe, seed, steps)
+        assert wire.parse(lean[0][0]).seq == iss
+        assert lean == _play(StreamTcpProbe, seed, steps), seed
+        for step in lean[1:-1]:
+            for frame in (step[1] if isinstance(step[1], list) else []):
+                verify_frame(frame)
+        outcomes.add(lean[-2][4] if len(lean) > 2 else "")
+    # the runs reach every ending
+    assert {"connected", "connection refused", "ICMP port unreachable",
+            "no answer within 2 s (connecting)"} <= outcomes
 
 
 # ----------------------------------------------------------------------------
@@ -1131,3 +1261,24 @@ def test_ping_check_unreachable():
 def test_make_probe_refuses_misc_check():
     with pytest.raises(ValueError):
         make(MiscCheck("MISC_CHECK", "t:1"))
+
+
+def test_tcp_fields_are_those_of_the_segment_parse_reads_the_short_way():
+    """Every byte of a SYN/ACK set to every value: the fields a TCP_CHECK takes
+    from the frame are the parsed Segment's, for exactly the frames parse
+    reads the short way (the rest go the general way)."""
+    frame = wire.build_tcp(RS_MAC, DIR_MAC, RS_IP, DIR_IP, 80, 40000, 5, 6, SYN | ACK) + b"\0" * 4
+    seen = 0
+    for at in range(len(frame)):
+        for value in range(256):
+            data = frame[:at] + bytes([value]) + frame[at + 1:]
+            fields = wire.tcp_fields(data)
+            seg = wire.parse(data)
+            short = (seg is not None and data[12:14] == b"\x08\x00" and data[14] == 0x45
+                     and seg.proto == 6)
+            if not short:
+                assert fields is None, (at, value)
+                continue
+            seen += 1
+            assert fields == (seg.ip_src, seg.sport, seg.dport, seg.flags, seg.seq, seg.ack)
+    assert seen > 10000

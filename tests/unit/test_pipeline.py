@@ -1,5 +1,7 @@
 """The declared pipeline, its checks, the cookie layout and the packed encodings."""
 
+import struct
+
 import pytest
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -64,6 +66,34 @@ def test_frozen_parts_replay_the_same_bytes():
         buf = bytearray(b"xx")
         frozen.serialize(buf, 2)
         assert bytes(buf[2:]) == expected and frozen.len == len(expected)
+
+class _Datapath:
+    ofproto, ofproto_parser = ofp, parser
+
+
+@pytest.mark.parametrize("in_port, port", [(ofp.OFPP_CONTROLLER, 3), (ofp.OFPP_CONTROLLER,
+                                            ofp.OFPP_FLOOD), (7, 65000), (1, ofp.OFPP_IN_PORT)])
+@pytest.mark.parametrize("data", [b"", b"\x02" * 54, bytes(range(256)) * 6])
+def test_packed_packet_out_is_byte_identical_to_ryus(in_port, port, data):
+    ryu = ofmsg.packet_out(in_port, [ofmsg.output(port)], data)
+    packed = ofmsg.packet_out_to(in_port, port, data)
+    assert isinstance(packed, parser.OFPPacketOut)
+    for msg, xid in ((ryu, 0x1234ABCD), (packed, 0x1234ABCD)):
+        msg.datapath, msg.xid = _Datapath(), xid       # what the send path sets
+        msg.serialize()
+    assert bytes(packed.buf) == bytes(ryu.buf)
+    assert (packed.version, packed.msg_type, packed.msg_len, packed.xid) == (
+        ryu.version, ryu.msg_type, ryu.msg_len, ryu.xid)
+    # readers see the PacketOut Ryu would have built
+    assert (packed.buffer_id, packed.in_port, packed.data) == (ryu.buffer_id, ryu.in_port, data)
+    assert [(a.port, a.max_len) for a in packed.actions] == [(port, ofp.OFPCML_MAX)]
+
+
+def test_packed_packet_out_without_an_xid_is_sent_as_zero():
+    packed = ofmsg.packet_out_to(ofp.OFPP_CONTROLLER, 2, b"frame")
+    packed.serialize()
+    assert packed.xid == 0 and struct.unpack_from("!I", packed.buf, 4) == (0,)
+
 
 def test_cookie_layout_round_trips_and_masks_select():
     cookie = ids.Cookie(ids.KIND_CONN, 5, 7)
