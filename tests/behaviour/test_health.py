@@ -487,3 +487,26 @@ def test_sorry_server_inhibit_keeps_the_sorry_server_with_weight_0_while_unused(
     servers.mode["10.0.0.11"] = "up"
     servers.run(3)
     assert in_table(lab) == {"10.0.0.11": 1, SORRY: 0}
+
+
+def test_replies_to_probes_count_as_consumed_packet_ins(lab):
+    """The probes' answers take the short way to the health checks; /metrics
+    still counts them, as PacketIns the controller consumed."""
+    import webob
+
+    from lvs_app.rest import RestApp
+
+    def consumed():
+        text = webob.Request.blank("/metrics").get_response(RestApp(lab.api)).text
+        return sum(float(row.split()[-1]) for row in text.splitlines()
+                   if row.startswith("lvs_app_packet_ins_total{")
+                   and 'outcome="consumed"' in row and 'table="classify"' in row)
+
+    servers = FakeServers(lab)
+    load(lab, config())
+    servers.run(1)
+    before = consumed()
+    lab.director.outcome = director_module.DROPPED      # whatever the last one was
+    servers.run(2)                                       # the next round of checks
+    assert servers.syns["10.0.0.11"] == 2
+    assert consumed() - before == 3                      # one SYN/ACK from each server
