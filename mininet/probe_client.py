@@ -18,9 +18,11 @@ of ``--spoof`` and a random port (a SYN flood, for the lab only), and prints
 how many it sent per second; ``requests`` opens a new connection every
 ``--interval`` seconds for ``--duration`` seconds (each in its own thread,
 so a request hanging on a dead server does not delay the next), each with
-its own ``--timeout``, and prints one line per request: the Unix time it started and
-the body that answered, or ``ERR`` and why (a health-check test reads which
-requests failed and when).  HOST may be an IPv6 address (with or without
+its own ``--timeout``, from client ports ``--sport`` on, one each, and prints
+one line per request: the Unix time it started, its client port and the
+body that answered, or ``ERR`` and why (a
+health-check test reads which requests failed, when, and by the port which
+server the director had sent them to).  HOST may be an IPv6 address (with or without
 brackets: every mode then speaks IPv6; ``flood``'s ``--spoof`` must be an
 IPv6 network then, default ``fd00::8000:0:0:0/65``, the upper half of the
 lab's /64, where no lab host lives).  Exit 1 with a
@@ -150,9 +152,14 @@ def flood(args):
     print(f"{args.count} {args.count / took:.0f}")
 
 
-def _one_request(host, port, timeout):
-    sock = socket.create_connection((host, port), timeout=timeout)
+def _one_request(host, port, timeout, sport=0):
+    """GET / from ``host``, from client port ``sport`` (0: any)."""
+    family = family_of(host)
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
+        sock.settimeout(timeout)
+        sock.bind((_any(family), sport))
+        sock.connect((host, port))
         data = _get(sock, host)
     finally:
         sock.close()
@@ -166,21 +173,23 @@ def requests(args):
     import threading
     lock = threading.Lock()
 
-    def one(started):
+    def one(started, sport):
         try:
-            answer = _one_request(args.host, args.port, args.timeout)
+            answer = _one_request(args.host, args.port, args.timeout, sport)
         except (OSError, ValueError) as err:
             answer = f"ERR {type(err).__name__}"
         with lock:
-            print(f"{started:.3f} {answer}", flush=True)
+            print(f"{started:.3f} {sport} {answer}", flush=True)
 
     # each request in a thread of its own, so that one hanging on a dead
     # server does not hold the next ones back
     threads = []
+    sport = args.sport            # each request from the next client port
     end = time.time() + args.duration
     next_start = time.time()
     while time.time() < end:
-        thread = threading.Thread(target=one, args=(time.time(),))
+        thread = threading.Thread(target=one, args=(time.time(), sport))
+        sport += 1
         thread.start()
         threads.append(thread)
         next_start += args.interval

@@ -58,59 +58,57 @@ def answers(lab, n=6, client="c1"):
     return [lab.curl(client, f"http://{VIP}/", timeout=3) for _ in range(n)]
 
 
+_next_sport = 20000
+
+
 def watch(lab, fail, duration=4.0, client="c2"):
     """Connections to the VIP every 20 ms while ``fail()`` breaks a server
-    (after 1 s); returns (failure time, [(start, answer)]) ."""
+    (after 1 s); returns (failure time, [(start, answer, server)]), where
+    server is the real server the director sent that request's connection
+    to (from its client port and the connection table; None if unknown)."""
+    global _next_sport
+    # client ports of their own (no connection entry of an earlier watch has
+    # them), so that each request's port names its connection
+    sport, _next_sport = _next_sport, _next_sport + int(duration / 0.02) + 50
     proc = lab.probe_background(client, "requests", VIP, 80, "--duration", duration,
-                                "--interval", 0.02, "--timeout", 1)
+                                "--interval", 0.02, "--timeout", 1, "--sport", sport)
     time.sleep(1.0)
     failed_at = time.time()
     fail()
     out, _ = proc.communicate(timeout=duration + 15)
+    ip = lab.ip(client)
+    servers = {c["cport"]: c["server"] for c in lab.connection_table()
+               if c["client"] == ip and not c.get("template")}
     rows = []
     for line in out.splitlines():
-        stamp, _, answer = line.partition(" ")
-        rows.append((float(stamp), answer))
+        stamp, port, answer = line.split(" ", 2)
+        rows.append((float(stamp), answer, servers.get(int(port))))
     return failed_at, rows
 
 
-DEAD = ("ERR ConnectionRefusedError", "ERR ConnectionResetError")
-RUN_GAP = 0.5        # s: longer than the 60 ms between the dead server's requests
 
 
-def report(what, failed_at, rows, dead=None):
-    """The last connection the director sent to the dead server, seconds
-    after the failure; printed for the record with every failed request.
-
-    ``dead``: the answers that show a connection reached the dead server (a
-    stopped server's kernel refuses it).  None: an unreachable server, whose
-    connections time out like a request lost on the way; the dead server's
-    share of the requests (every third, 60 ms apart) fails as a run, so its
-    last connection is the end of the run of failures that starts at the
-    failure, and a failure after a gap of RUN_GAP is a request lost on the
-    way (printed; the tests tolerate one)."""
-    failed = [(t, answer) for t, answer in rows
+def report(what, failed_at, rows, dead):
+    """Seconds after the failure when the last connection the director sent
+    to the dead server (address ``dead``) started, printed for the record
+    with every failed request and the server it went to."""
+    failed = [(t, answer, server) for t, answer, server in rows
               if answer.startswith("ERR") and t >= failed_at - 0.1]
-    if dead is None:
-        hits = []
-        for t, _ in failed:
-            if hits and t - hits[-1] > RUN_GAP:
-                break
-            hits.append(t)
-    else:
-        hits = [t for t, answer in failed if answer in dead]
+    hits = [t for t, _, server in rows if server == dead and t >= failed_at - 0.1]
     last = max(hits) - failed_at if hits else 0.0
     print(f"\n{what}: {len(failed)} requests failed; the last connection sent to the "
           f"dead server started {last:.3f} s after the failure (keepalived's bound "
           f"{WORST:.1f} s, the test's {BOUND:.1f} s)")
-    print("  failed: " + ", ".join(f"{t - failed_at:+.3f} {answer[4:]}" for t, answer in failed))
+    print("  failed: " + ", ".join(f"{t - failed_at:+.3f} {answer[4:]} ({server})"
+                                   for t, answer, server in failed))
     return last
 
 
-def lost_after(rows, failed_at, last):
-    """Failed requests after the dead server's last connection."""
-    return [answer for t, answer in rows
-            if t > failed_at + last + 0.001 and answer.startswith("ERR")]
+def lost(rows, dead):
+    """Failed requests whose connection went to a live server (or none
+    known): not the health checks' doing; the tests tolerate one."""
+    return [(t, answer, server) for t, answer, server in rows
+            if answer.startswith("ERR") and server != dead]
 
 
 def test_a_stopped_server_gets_no_new_connections_and_comes_back(hlab):
@@ -118,13 +116,11 @@ def test_a_stopped_server_gets_no_new_connections_and_comes_back(hlab):
     load(lab, keepalived_conf(lab))
     assert sorted(set(answers(lab))) == ["rs1", "rs2", "rs3"]
     failed_at, rows = watch(lab, lambda: lab.stop_http_server("rs2"))
-    last = report(f"{lab.name}: rs2's HTTP server stopped", failed_at, rows, DEAD)
+    last = report(f"{lab.name}: rs2's HTTP server stopped", failed_at, rows, "10.0.0.12")
     assert last < BOUND
-    after = [answer for t, answer in rows if t > failed_at + BOUND]
-    # a request lost on the way (a timeout: rs2's kernel would have refused
-    # it) is not the health checks' doing; one is tolerated on a busy machine
-    lost = [answer for answer in after if answer.startswith("ERR") and answer not in DEAD]
-    assert len(lost) <= 1 and set(after) - set(lost) == {"rs1", "rs3"}, after
+    assert len(lost(rows, "10.0.0.12")) <= 1, lost(rows, "10.0.0.12")
+    after = {answer for t, answer, _ in rows if t > failed_at + BOUND}
+    assert after - {"ERR TimeoutError"} == {"rs1", "rs3"}, after
     assert states(lab)["10.0.0.12"] == "down"
     assert "10.0.0.12" not in lab.lvsadm("-L -n").stdout
     lab.restart_http_server("rs2", lab.spec("rs2")["http_ports"])
@@ -140,11 +136,11 @@ def test_an_interface_taken_down_is_found_by_timeouts(hlab):
     rs1 = lab.host("rs1")
     failed_at, rows = watch(lab, lambda: rs1.cmd("ip link set rs1-eth0 down"))
     try:
-        last = report(f"{lab.name}: rs1's interface down", failed_at, rows)
+        last = report(f"{lab.name}: rs1's interface down", failed_at, rows, "10.0.0.11")
         assert last < BOUND
-        after = [answer for t, answer in rows if t > failed_at + BOUND]
-        lost = lost_after(rows, failed_at, last)
-        assert len(lost) <= 1 and set(after) - set(lost) == {"rs2", "rs3"}, after
+        assert len(lost(rows, "10.0.0.11")) <= 1, lost(rows, "10.0.0.11")
+        after = {answer for t, answer, _ in rows if t > failed_at + BOUND}
+        assert after - {"ERR TimeoutError"} == {"rs2", "rs3"}, after
         assert "no answer" in lab.lvsadm("--list-health").stdout
     finally:
         rs1.cmd("ip link set rs1-eth0 up")
