@@ -37,6 +37,20 @@ def mac_of(ip):
     return "02:00:" + ":".join(f"{int(x):02x}" for x in ip.split("."))
 
 
+def fragment(src, dst, ip_id, first, sport=5353, dport=53, in_port=1, eth_dst=VMAC,
+             payload=b"x" * 64):
+    """A UDP datagram's first fragment (with its ports) or a later one (offset
+    1480), as the fake switch takes it."""
+    packet = {"in_port": in_port, "eth_src": mac_of(src), "eth_dst": eth_dst,
+              "eth_type": 0x0800, "ip_proto": 17, "ipv4_src": src, "ipv4_dst": dst,
+              "ip_id": ip_id, "payload": payload}
+    if first:
+        packet.update(ip_frag=1, udp_src=sport, udp_dst=dport)
+    else:
+        packet.update(ip_frag=3, frag_offset=1480)
+    return packet
+
+
 class InProcessClient(cli.Client):
     """lvsadm's client (what it sends, how it reads answers), answered by the
     REST app in this process instead of over HTTP."""

@@ -22,7 +22,7 @@ from lvs_app import packet as lvspkt
 from lvs_app import pipeline as pl
 from lvs_app.manager import Manager
 from lvs_app.packet import mac_text as pkt_mac
-from tests.behaviour.conftest import InProcessClient, mac_of
+from tests.behaviour.conftest import InProcessClient, fragment, mac_of
 from tests.fakeswitch import FakeClock, FakeSwitch, arp_request, tcp, udp
 
 from lvs_app.rest import RestApp
@@ -514,17 +514,6 @@ def test_a_spine_going_down_and_coming_back_breaks_no_connection(fabric):
     assert len(fabric.manager.director.switches[1].conns) == 3
 
 
-def _fragment(src, dst, ip_id, first, eth_dst, sport=5353, dport=53):
-    packet = {"eth_src": mac_of(src), "eth_dst": eth_dst, "eth_type": 0x0800,
-              "ip_proto": 17, "ipv4_src": src, "ipv4_dst": dst, "ip_id": ip_id,
-              "payload": b"x" * 64}
-    if first:
-        packet.update(ip_frag=1, udp_src=sport, udp_dst=dport)
-    else:
-        packet.update(ip_frag=3, frag_offset=1480)
-    return packet
-
-
 def test_a_fragmented_nat_reply_across_leaves_is_punted_once_where_it_enters(fabric):
     """Fragments cannot be matched by port, so a NAT server's are punted; across
     the fabric only the switch where they enter (the server's leaf) does it:
@@ -535,16 +524,16 @@ def test_a_fragmented_nat_reply_across_leaves_is_punted_once_where_it_enters(fab
     fabric.lvsadm("-A -u 10.0.0.100:53 -s rr")
     fabric.lvsadm(f"-a -u 10.0.0.100:53 -r {server} -m")
     fabric.punted.clear()
-    got = fabric.send(client, _fragment(client, VIP, 77, True, VMAC))
+    got = fabric.send(client, fragment(client, VIP, 77, True))
     assert [(h, p["ipv4_dst"], p["udp_dst"]) for h, p in got] == [(server, server, 53)]
-    got = fabric.send(client, _fragment(client, VIP, 77, False, VMAC))
+    got = fabric.send(client, fragment(client, VIP, 77, False))
     assert [(h, p["ipv4_dst"]) for h, p in got] == [(server, server)]
     assert fabric.punted == [1, 1]                           # at the client's edge
     fabric.punted.clear()
-    got = fabric.send(server, _fragment(server, client, 900, True, mac_of(client), 53, 5353))
+    got = fabric.send(server, fragment(server, client, 900, True, 53, 5353, eth_dst=mac_of(client)))
     assert [(h, p["ipv4_src"], p["udp_src"], p["eth_src"]) for h, p in got] == [
         (client, VIP, 53, VMAC)]
-    got = fabric.send(server, _fragment(server, client, 900, False, mac_of(client)))
+    got = fabric.send(server, fragment(server, client, 900, False, eth_dst=mac_of(client)))
     assert [(h, p["ipv4_src"], p["eth_src"]) for h, p in got] == [(client, VIP, VMAC)]
     assert fabric.punted == [3, 3]                           # once each, where it entered
     for dpid in SPINES:

@@ -9,7 +9,7 @@ from ryu.ofproto import ofproto_v1_3
 
 from lvs_app import ids
 from lvs_app import pipeline as pl
-from tests.behaviour.conftest import VIP, VMAC, mac_of
+from tests.behaviour.conftest import VIP, VMAC, fragment, mac_of
 from tests.fakeswitch import udp
 
 RS = ("10.0.0.11", "10.0.0.12", "10.0.0.13")
@@ -264,18 +264,6 @@ def test_lblcr_shrinks_an_old_set_on_the_clock(lab):
 
 
 # 12. ip_vs_gather_frags(): fragments follow their first fragment, never port 0
-
-def fragment(src, dst, ip_id, first, sport=5353, dport=53, in_port=1, eth_dst=VMAC,
-             payload=b"x" * 64):
-    packet = {"in_port": in_port, "eth_src": mac_of(src), "eth_dst": eth_dst,
-              "eth_type": 0x0800, "ip_proto": 17, "ipv4_src": src, "ipv4_dst": dst,
-              "ip_id": ip_id, "payload": payload}
-    if first:
-        packet.update(ip_frag=1, udp_src=sport, udp_dst=dport)
-    else:
-        packet.update(ip_frag=3, frag_offset=1480)
-    return packet
-
 
 def test_fragments_through_nat_follow_their_first_fragment_both_ways(lab):
     service(lab, "-s rr -p 60", servers=RS[:2], method="-m", vport=0, proto="-u")   # port 0
