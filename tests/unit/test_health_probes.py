@@ -227,17 +227,23 @@ def test_parse_fuzz_never_raises():
     assert parsed > 1000          # the mutations do reach the deeper parsers
 
 
-def test_the_short_way_for_plain_tcp_reads_what_the_general_one_reads():
-    """Every byte of a SYN/ACK (with its MSS option, and padded), set to every value:
-    the short way for untagged IPv4 TCP gives the general parse's answer."""
+def syn_ack_with_every_byte_changed():
+    """A SYN/ACK (with its MSS option, and padded) with each byte in turn set to
+    every value: ``(at, value, frame)``."""
     frame = wire.build_tcp(RS_MAC, DIR_MAC, RS_IP, DIR_IP, 80, 40000, 5, 6, SYN | ACK) + b"\0" * 4
-    short = 0
     for at in range(len(frame)):
         for value in range(256):
-            data = frame[:at] + bytes([value]) + frame[at + 1:]
-            seg = wire._parse(data)
-            assert seg == wire._parse_any(data), (at, value)
-            short += seg is not None
+            yield at, value, frame[:at] + bytes([value]) + frame[at + 1:]
+
+
+def test_the_short_way_for_plain_tcp_reads_what_the_general_one_reads():
+    """Every byte of a SYN/ACK set to every value: the short way for untagged
+    IPv4 TCP gives the general parse's answer."""
+    short = 0
+    for at, value, data in syn_ack_with_every_byte_changed():
+        seg = wire._parse(data)
+        assert seg == wire._parse_any(data), (at, value)
+        short += seg is not None
     assert short > 10000
 
 
@@ -1267,18 +1273,15 @@ def test_tcp_fields_are_those_of_the_segment_parse_reads_the_short_way():
     """Every byte of a SYN/ACK set to every value: the fields a TCP_CHECK takes
     from the frame are the parsed Segment's, for exactly the frames parse
     reads the short way (the rest go the general way)."""
-    frame = wire.build_tcp(RS_MAC, DIR_MAC, RS_IP, DIR_IP, 80, 40000, 5, 6, SYN | ACK) + b"\0" * 4
     seen = 0
-    for at in range(len(frame)):
-        for value in range(256):
-            data = frame[:at] + bytes([value]) + frame[at + 1:]
-            fields = wire.tcp_fields(data)
-            seg = wire.parse(data)
-            short = (seg is not None and data[12:14] == b"\x08\x00" and data[14] == 0x45
-                     and seg.proto == 6)
-            if not short:
-                assert fields is None, (at, value)
-                continue
-            seen += 1
-            assert fields == (seg.ip_src, seg.sport, seg.dport, seg.flags, seg.seq, seg.ack)
+    for at, value, data in syn_ack_with_every_byte_changed():
+        fields = wire.tcp_fields(data)
+        seg = wire.parse(data)
+        short = (seg is not None and data[12:14] == b"\x08\x00" and data[14] == 0x45
+                 and seg.proto == 6)
+        if not short:
+            assert fields is None, (at, value)
+            continue
+        seen += 1
+        assert fields == (seg.ip_src, seg.sport, seg.dport, seg.flags, seg.seq, seg.ack)
     assert seen > 10000
