@@ -492,7 +492,7 @@ class HealthChecks:
             port = ofmsg.FLOOD
         out = []
         for frame in frames:
-            out.append((dpid, ofmsg.PackedPacketOut(ofmsg.CONTROLLER, port, frame)))
+            out.append((dpid, ofmsg.packet_out_to(ofmsg.CONTROLLER, port, frame)))
         return out
 
     def _finished(self, check, now, frames=()):

@@ -270,40 +270,41 @@ def parse(frame):
         return None
 
 
-def _parse(data):
-    size = len(data)
-    if (size >= 54 and data[12] == 0x08 and data[13] == 0 and data[14] == 0x45
-            and data[23] == PROTO_TCP):
-        # the usual reply, an untagged IPv4 TCP segment without IP options: read at
-        # once; anything this does not return is left to the general way below
-        total = (data[16] << 8) | data[17]
-        end = 14 + total
-        if size >= end and not ((data[20] << 8) | data[21]) & 0x3FFF:
-            src, dst, sport, dport, seq, ack, off, flags, window = _IPV4_TCP.unpack_from(
-                data, 26)
-            hlen = (off >> 4) * 4
-            if 20 <= hlen <= end - 34:
-                return Segment(data[6:12], data[0:6], src, dst, PROTO_TCP, sport, dport, seq,
-                               ack, flags, window,
-                               _mss_option(data[54:34 + hlen]) if hlen > 20 else 0,
-                               data[34 + hlen:end])
-    return _parse_any(data)
-
-
-def tcp_fields(data):
-    """``(server ip, server port, our port, flags, seq, ack)`` of the frames that
-    :func:`parse` reads the short way (untagged IPv4 TCP without IP options, not
-    a fragment, lengths that hold), else None: what a TCP_CHECK reply needs,
-    without building a :class:`Segment`."""
+def _plain_tcp(data):
+    """An untagged IPv4 TCP segment without IP options, not a fragment, whose
+    lengths hold (the usual reply to a probe): ``(addresses and TCP header
+    fields, TCP header length, frame end)``; else None."""
     size = len(data)
     if (size >= 54 and data[12] == 0x08 and data[13] == 0 and data[14] == 0x45
             and data[23] == PROTO_TCP):
         end = 14 + ((data[16] << 8) | data[17])
         if size >= end and not ((data[20] << 8) | data[21]) & 0x3FFF:
-            src, _, sport, dport, seq, ack, off, flags, _ = _IPV4_TCP.unpack_from(data, 26)
-            if 20 <= (off >> 4) * 4 <= end - 34:
-                return src, sport, dport, flags, seq, ack
+            fields = _IPV4_TCP.unpack_from(data, 26)
+            hlen = (fields[6] >> 4) * 4
+            if 20 <= hlen <= end - 34:
+                return fields, hlen, end
     return None
+
+
+def _parse(data):
+    plain = _plain_tcp(data)
+    if plain is None:
+        return _parse_any(data)         # everything but the usual reply
+    (src, dst, sport, dport, seq, ack, _, flags, window), hlen, end = plain
+    return Segment(data[6:12], data[0:6], src, dst, PROTO_TCP, sport, dport, seq, ack, flags,
+                   window, _mss_option(data[54:34 + hlen]) if hlen > 20 else 0,
+                   data[34 + hlen:end])
+
+
+def tcp_fields(data):
+    """``(server ip, server port, our port, flags, seq, ack)`` of the frames that
+    :func:`parse` reads the short way (:func:`_plain_tcp`), else None: what a
+    TCP_CHECK reply needs, without building a :class:`Segment`."""
+    plain = _plain_tcp(data)
+    if plain is None:
+        return None
+    src, _, sport, dport, seq, ack, _, flags, _ = plain[0]
+    return src, sport, dport, flags, seq, ack
 
 
 def _parse_any(data):
