@@ -257,9 +257,7 @@ class TcpProbe(Probe):
         return [self.frames.build(self.sport, self.iss, 0, wire.SYN, WINDOW)]
 
     def _end(self, ok, detail):
-        if not self.done:                       # Probe._end, and no timer
-            self.done, self.ok, self.detail = True, ok, detail
-            self.keys = NO_KEYS
+        super()._end(ok, detail)
         self.timer = None
 
 
