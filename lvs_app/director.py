@@ -221,11 +221,8 @@ class Director:
             # straight to the health checks, with what the way below does first
             if dpid in self.switches and in_port is not None:
                 self.outcome = CONSUMED
-                eth_src = data[6:12]
-                out = self.hosts.learn_port(dpid, in_port, eth_src)
-                if self.fabric.active:
-                    out += self.fabricfwd.learn(dpid, in_port, eth_src)
-                return out + self.health.packet_in(dpid, in_port, data, now)
+                return (self._learn(dpid, in_port, data[6:12])
+                        + self.health.packet_in(dpid, in_port, data, now))
         self.outcome = FORWARDED
         sw = self.switches.get(dpid)
         p = pkt.parse(data)
@@ -234,9 +231,7 @@ class Director:
         if p.eth_type == pkt.ETH_LLDP:
             self.outcome = CONSUMED
             return []           # link discovery's, handled by ryu.topology
-        out = self.hosts.learn_port(dpid, in_port, p.eth_src)
-        if self.fabric.active:
-            out += self.fabricfwd.learn(dpid, in_port, p.eth_src)
+        out = self._learn(dpid, in_port, p.eth_src)
         if p.eth_type == pkt.ETH_ARP:
             return out + self._arp_in(sw, in_port, data, p, now)
         ip = p.eth_type in pkt.IP_TYPES
@@ -257,6 +252,14 @@ class Director:
             self.outcome = CONSUMED
             return out + self.health.packet_in(sw.dpid, in_port, data, now)
         return out + self._l2_in(sw, in_port, data, p, now)
+
+    def _learn(self, dpid, in_port, eth_src):
+        """A frame from ``eth_src`` came in on this port: the hosts table
+        learns it (and, in a fabric, where the host lives)."""
+        out = self.hosts.learn_port(dpid, in_port, eth_src)
+        if self.fabric.active:
+            out += self.fabricfwd.learn(dpid, in_port, eth_src)
+        return out
 
     def _drop(self, reason):
         """The PacketIn is dropped, for ``reason`` (one of DROP_REASONS)."""
